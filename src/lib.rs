@@ -1,0 +1,15 @@
+//! knappval: a SIP/RTP IVR and call-routing daemon.
+//!
+//! The path of a call, top to bottom (see `docs/ARCHITECTURE.md`):
+//! `sip` answers it, `flow` runs the admin's `menu`, `media` plays prompts and hears digits,
+//! `routing` hands it to a support function, `records` writes the contact record, `api` serves them.
+//! This file wires nothing; `app` assembles the running daemon.
+
+pub mod api;
+pub mod app;
+pub mod flow;
+pub mod media;
+pub mod menu;
+pub mod records;
+pub mod routing;
+pub mod sip;
