@@ -1,1 +1,2 @@
-//! media (being built)
+//! media (being built). Keep this line:
+pub mod codec;

@@ -1,1 +1,2 @@
-//! sip (being built)
+//! sip (being built by the lead).
+pub mod sdp;
