@@ -1,0 +1,306 @@
+//! The SIP endpoint: rsipstack's transport and transaction layers on one address (UDP and TCP), and the
+//! dispatcher that sorts incoming requests.
+//!
+//! A new INVITE becomes an [`IncomingCall`] handed to the daemon through a bounded channel; its INVITE server
+//! transaction (100 Trying, the final response and its retransmissions, the ACK, a CANCEL) is driven by the
+//! dialog layer in a task of its own. In-dialog requests (BYE, INFO, re-INVITE, REFER, NOTIFY, ...) are routed
+//! to their dialog, whose owner (the call task) sees them on its dialog-state channel. Out-of-dialog OPTIONS is
+//! answered here; requests for dialogs we do not have get 481; methods we do not serve get 405.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rsipstack::dialog::dialog::{Dialog, DialogStateReceiver};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Method, Request, StatusCode, Transport};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{TcpListenerConnection, TransportLayer};
+use rsipstack::{EndpointBuilder, transaction::Endpoint};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::guard::GuardedUdpSocket;
+
+/// A call that has arrived and not yet been answered. The call task owns it from here on.
+pub struct IncomingCall {
+    /// The initial INVITE as received.
+    pub request: Request,
+    /// The server INVITE dialog: `accept`, `reject`, `bye`, `refer`, `info`, ...
+    pub dialog: InviteDialog,
+    /// Everything that happens to the dialog: ACK (Confirmed), BYE/CANCEL (Terminated), INFO, re-INVITE
+    /// (Updated), NOTIFY, each with a handle to answer it where one is owed.
+    pub events: DialogStateReceiver,
+    /// The transport the INVITE came on.
+    pub transport: Transport,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("cannot bind SIP on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("SIP stack: {0}")]
+    Stack(#[from] rsipstack::Error),
+}
+
+/// The running endpoint. Clone the `Arc` freely: call tasks use `dialogs` to place outgoing calls.
+pub struct SipEndpoint {
+    endpoint: Endpoint,
+    pub dialogs: Arc<DialogLayer>,
+    local: SocketAddr,
+    accepting: AtomicBool,
+    cancel: CancellationToken,
+}
+
+impl SipEndpoint {
+    /// Binds UDP and TCP on `listen`. With port 0 the kernel picks a port for UDP and TCP takes the same number.
+    pub async fn bind(listen: SocketAddr) -> Result<Arc<SipEndpoint>, EndpointError> {
+        let (udp, local) = bind_udp_and_tcp(listen)
+            .await
+            .map_err(|source| EndpointError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let cancel = CancellationToken::new();
+        let transport = TransportLayer::new(cancel.clone());
+        let udp = UdpConnection::from_socket(
+            GuardedUdpSocket::new(udp),
+            None,
+            Some(cancel.child_token()),
+        )
+        .await?;
+        transport.add_transport(udp.into());
+        transport.add_transport(TcpListenerConnection::new(local, None).await?.into());
+        let endpoint = EndpointBuilder::new()
+            .with_transport_layer(transport)
+            .with_cancel_token(cancel.clone())
+            .with_user_agent(concat!("knappval/", env!("CARGO_PKG_VERSION")))
+            .with_allows(vec![
+                Method::Invite,
+                Method::Ack,
+                Method::Bye,
+                Method::Cancel,
+                Method::Options,
+                Method::Info,
+                Method::Refer,
+                Method::Notify,
+                Method::Update,
+                Method::PRack,
+            ])
+            .build();
+        let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        Ok(Arc::new(SipEndpoint {
+            endpoint,
+            dialogs,
+            local,
+            accepting: AtomicBool::new(true),
+            cancel,
+        }))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Our Contact for a dialog on `transport` (RFC 3261 §8.1.1.8: where the peer sends in-dialog requests).
+    pub fn contact(&self, transport: Transport) -> rsipstack::sip::Uri {
+        let mut uri = rsipstack::sip::Uri {
+            scheme: Some(rsipstack::sip::Scheme::Sip),
+            auth: Some(rsipstack::sip::Auth {
+                user: "knappval".into(),
+                password: None,
+            }),
+            host_with_port: self.local.into(),
+            ..Default::default()
+        };
+        if transport != Transport::Udp {
+            uri.params.push(rsipstack::sip::Param::Transport(transport));
+        }
+        uri
+    }
+
+    /// From now on new INVITEs are answered 503 (shutting down); calls in progress carry on.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    /// Stops the transports and timers. Call after the last call has ended.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Runs the stack and the dispatcher until [`shutdown`](Self::shutdown). New calls go to `calls`; when
+    /// that channel is full the caller gets 503 rather than waiting in silence.
+    pub async fn serve(self: Arc<Self>, calls: mpsc::Sender<IncomingCall>) {
+        let mut incoming = match self.endpoint.incoming_transactions() {
+            Ok(incoming) => incoming,
+            Err(e) => {
+                warn!(error = %e, "SIP dispatcher already running");
+                return;
+            }
+        };
+        let stack = self.endpoint.inner.clone();
+        let stack_task = tokio::spawn(async move {
+            if let Err(e) = stack.serve().await {
+                warn!(error = %e, "SIP stack stopped");
+            }
+        });
+        info!(addr = %self.local, "SIP listening on UDP and TCP");
+        loop {
+            let transaction = tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                transaction = incoming.recv() => match transaction {
+                    Some(transaction) => transaction,
+                    None => break,
+                },
+            };
+            self.dispatch(transaction, &calls).await;
+        }
+        stack_task.abort();
+    }
+
+    async fn dispatch(&self, mut tx: Transaction, calls: &mpsc::Sender<IncomingCall>) {
+        let method = tx.original.method;
+        let in_dialog = has_to_tag(&tx.original);
+        if in_dialog || method != Method::Invite {
+            if let Some(Dialog::Invite(mut dialog)) = self.dialogs.match_dialog(&tx) {
+                // The dialog answers through its owner (the call task); its own task waits for that answer.
+                tokio::spawn(async move {
+                    if let Err(e) = dialog.handle(&mut tx).await {
+                        debug!(error = %e, %method, "in-dialog request not handled");
+                    }
+                });
+                return;
+            }
+        }
+        let status = match method {
+            Method::Invite if in_dialog => StatusCode::CallTransactionDoesNotExist,
+            Method::Invite => return self.new_call(tx, calls).await,
+            Method::Options => {
+                let headers = vec![
+                    Header::Allow(super::ALLOWED_METHODS.into()),
+                    Header::Accept("application/sdp".into()),
+                    Header::Other("Accept-Language".into(), "sv, en".into()),
+                ];
+                if let Err(e) = tx.reply_with(StatusCode::OK, headers, None).await {
+                    debug!(error = %e, "OPTIONS reply failed");
+                }
+                return;
+            }
+            Method::Ack => return,
+            Method::Bye | Method::Info | Method::Notify | Method::Refer | Method::Update | Method::PRack
+            | Method::Cancel => StatusCode::CallTransactionDoesNotExist,
+            Method::Register | Method::Subscribe | Method::Publish | Method::Message => {
+                let headers = vec![Header::Allow(super::ALLOWED_METHODS.into())];
+                if let Err(e) = tx
+                    .reply_with(StatusCode::MethodNotAllowed, headers, None)
+                    .await
+                {
+                    debug!(error = %e, "405 reply failed");
+                }
+                return;
+            }
+        };
+        if let Err(e) = tx.reply(status).await {
+            debug!(error = %e, %method, "reply failed");
+        }
+    }
+
+    async fn new_call(&self, mut tx: Transaction, calls: &mpsc::Sender<IncomingCall>) {
+        if !self.accepting.load(Ordering::SeqCst) {
+            let headers = vec![Header::RetryAfter("30".into())];
+            if let Err(e) = tx
+                .reply_with(StatusCode::ServiceUnavailable, headers, None)
+                .await
+            {
+                debug!(error = %e, "503 reply failed");
+            }
+            return;
+        }
+        let transport = tx
+            .connection
+            .as_ref()
+            .map(|c| c.transport())
+            .unwrap_or(Transport::Udp);
+        let (state_sender, events) = self.dialogs.new_dialog_state_channel();
+        let mut dialog = match self.dialogs.get_or_create_server_invite(
+            &tx,
+            state_sender,
+            None,
+            Some(self.contact(transport)),
+        ) {
+            Ok(dialog) => dialog,
+            Err(e) => {
+                warn!(error = %e, "cannot create a dialog for the INVITE");
+                tx.reply(StatusCode::BadRequest).await.ok();
+                return;
+            }
+        };
+        let request = tx.original.clone();
+        let call = IncomingCall {
+            request,
+            dialog: dialog.clone(),
+            events,
+            transport,
+        };
+        match calls.try_send(call) {
+            Ok(()) => {
+                tokio::spawn(async move {
+                    if let Err(e) = dialog.handle(&mut tx).await {
+                        debug!(error = %e, "INVITE transaction ended with an error");
+                    }
+                });
+            }
+            Err(refused) => {
+                let call = match refused {
+                    mpsc::error::TrySendError::Full(call) | mpsc::error::TrySendError::Closed(call) => call,
+                };
+                warn!("too many calls waiting to start: answering 503");
+                call.dialog
+                    .reject(Some(StatusCode::ServiceUnavailable), None)
+                    .ok();
+                self.dialogs.remove_dialog(&call.dialog.id());
+                tokio::spawn(async move {
+                    dialog.handle(&mut tx).await.ok();
+                });
+            }
+        }
+    }
+}
+
+fn has_to_tag(request: &Request) -> bool {
+    request
+        .to_header()
+        .ok()
+        .and_then(|to| to.tag().ok().flatten())
+        .is_some()
+}
+
+/// Binds UDP on `listen` and makes sure TCP can have the same port, retrying for an ephemeral port.
+async fn bind_udp_and_tcp(
+    listen: SocketAddr,
+) -> std::io::Result<(tokio::net::UdpSocket, SocketAddr)> {
+    let mut last_error = None;
+    for _ in 0..16 {
+        let udp = tokio::net::UdpSocket::bind(listen).await?;
+        let local = udp.local_addr()?;
+        // rsipstack binds TCP itself when serving; check now so a taken port is an error at start-up,
+        // not a warning in the log after we said we were listening.
+        match std::net::TcpListener::bind(local) {
+            Ok(probe) => {
+                drop(probe);
+                return Ok((udp, local));
+            }
+            Err(e) if listen.port() == 0 => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::other("no port free for UDP and TCP")))
+}
