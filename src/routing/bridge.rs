@@ -1,0 +1,197 @@
+//! Bridge: knappval calls the support function (UAC), and once it answers, the call task relays media between
+//! the two legs until one side hangs up.
+//!
+//! [`dial`] places the call with our SDP offer (the caller's codec first, so that no transcoding is needed when
+//! the function can do it), waits at most the function's ring timeout, and CANCELs when it runs out or when the
+//! dial itself is dropped (the caller hung up while it rang).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rsipstack::dialog::dialog::DialogStateReceiver;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::{StatusCode, StatusCodeKind, Transport, Uri};
+use tracing::{debug, info};
+
+use super::Handoff;
+use crate::media::codec::Codec;
+use crate::media::{MediaSession, RtpPorts};
+use crate::sip::SipEndpoint;
+use crate::sip::sdp::{self, LocalMedia, Negotiated};
+
+/// The function's side of a bridged call, answered and with media negotiated.
+pub struct FunctionLeg {
+    pub dialog: InviteDialog,
+    pub events: DialogStateReceiver,
+    pub media: MediaSession,
+    pub negotiated: Negotiated,
+    pub local: LocalMedia,
+}
+
+/// Why the function did not take the call.
+#[derive(Debug, thiserror::Error)]
+pub enum DialFailure {
+    #[error("function busy ({0})")]
+    Busy(u16),
+    #[error("function refused the call ({code} {reason})")]
+    Refused { code: u16, reason: String },
+    #[error("function did not answer within {0:?}")]
+    NoAnswer(Duration),
+    #[error("function unreachable: {0}")]
+    Unreachable(String),
+    #[error("function's answer unusable: {0}")]
+    BadAnswer(String),
+    #[error("no RTP port for the function leg: {0}")]
+    Media(std::io::Error),
+    #[error("bad function target '{0}'")]
+    BadTarget(String),
+}
+
+pub struct Dial<'a> {
+    pub sip: &'a SipEndpoint,
+    pub target: &'a str,
+    pub handoff: &'a Handoff,
+    pub media_ip: IpAddr,
+    pub rtp_ports: &'a RtpPorts,
+    pub prefer: Codec,
+    pub ring_timeout: Duration,
+}
+
+/// CANCELs the INVITE if the dial is dropped before it finished (the caller hung up while it rang).
+struct CancelOnDrop(Option<InviteDialog>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(dialog) = self.0.take() {
+            tokio::spawn(async move {
+                if let Err(e) = dialog.hangup().await {
+                    debug!(error = %e, "could not end the unanswered function leg");
+                }
+            });
+        }
+    }
+}
+
+pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
+    let callee = Uri::try_from(d.target).map_err(|_| DialFailure::BadTarget(d.target.into()))?;
+    let media = MediaSession::open(d.media_ip, d.rtp_ports)
+        .await
+        .map_err(DialFailure::Media)?;
+    let local = LocalMedia {
+        ip: d.media_ip,
+        rtp_port: media.local_addr().port(),
+        session_id: rand::random::<u32>() as u64,
+        session_version: 1,
+    };
+    let offer = sdp::offer(&local, d.prefer);
+    let our_host = d.sip.local_addr();
+    let caller_user = if d.handoff.caller_number.is_empty() {
+        "anonymous".to_string()
+    } else {
+        d.handoff.caller_number.clone()
+    };
+    let caller = Uri {
+        scheme: Some(rsipstack::sip::Scheme::Sip),
+        auth: Some(rsipstack::sip::Auth {
+            user: caller_user,
+            password: None,
+        }),
+        host_with_port: our_host.into(),
+        ..Default::default()
+    };
+    let transport = callee
+        .params
+        .iter()
+        .find_map(|p| match p {
+            rsipstack::sip::Param::Transport(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(Transport::Udp);
+    let option = InviteOption {
+        caller,
+        callee,
+        contact: d.sip.contact(transport),
+        content_type: Some("application/sdp".into()),
+        offer: Some(offer.into_bytes()),
+        headers: Some(d.handoff.headers()),
+        caller_display_name: None,
+        ..Default::default()
+    };
+    let (state_sender, events) = d.sip.dialogs.new_dialog_state_channel();
+    let (dialog, outcome) = d
+        .sip
+        .dialogs
+        .do_invite_async(option, state_sender)
+        .map_err(|e| DialFailure::Unreachable(e.to_string()))?;
+    let mut guard = CancelOnDrop(Some(dialog.clone()));
+    info!(target = d.target, function = %d.handoff.function_id, "calling the function");
+    let mut outcome = outcome;
+    let result = match tokio::time::timeout(d.ring_timeout, &mut outcome).await {
+        Ok(joined) => joined,
+        Err(_elapsed) => {
+            // The guard CANCELs; wait briefly so a 2xx racing the CANCEL is ended cleanly by the stack.
+            drop(guard);
+            let _ = tokio::time::timeout(Duration::from_secs(2), outcome).await;
+            return Err(DialFailure::NoAnswer(d.ring_timeout));
+        }
+    };
+    let response = match result {
+        Ok(Ok((_id, Some(response)))) => response,
+        Ok(Ok((_id, None))) => {
+            guard.0 = None;
+            return Err(DialFailure::Unreachable("no final response".into()));
+        }
+        Ok(Err(e)) => {
+            guard.0 = None;
+            return Err(DialFailure::Unreachable(e.to_string()));
+        }
+        Err(e) => {
+            guard.0 = None;
+            return Err(DialFailure::Unreachable(format!("dial task failed: {e}")));
+        }
+    };
+    guard.0 = None;
+    let code = u16::from(response.status_code.clone());
+    match response.status_code.kind() {
+        StatusCodeKind::Successful => {}
+        _ if matches!(
+            response.status_code,
+            StatusCode::BusyHere | StatusCode::BusyEverywhere
+        ) =>
+        {
+            return Err(DialFailure::Busy(code));
+        }
+        StatusCodeKind::RequestTimeout => return Err(DialFailure::NoAnswer(d.ring_timeout)),
+        _ => {
+            return Err(DialFailure::Refused {
+                code,
+                reason: response.status_code.to_string(),
+            });
+        }
+    }
+    let negotiated = match sdp::parse_answer(&response.body) {
+        Ok(negotiated) => negotiated,
+        Err(e) => {
+            // Answered but unusable: we must still end the dialog it created.
+            if let Err(bye) = dialog.bye().await {
+                debug!(error = %bye, "BYE after a bad answer failed");
+            }
+            return Err(DialFailure::BadAnswer(e.to_string()));
+        }
+    };
+    let mut media = media;
+    media.start(
+        negotiated.remote_rtp,
+        negotiated.codec,
+        negotiated.telephone_event,
+        std::time::Instant::now(),
+    );
+    Ok(FunctionLeg {
+        dialog,
+        events,
+        media,
+        negotiated,
+        local,
+    })
+}

@@ -1,0 +1,102 @@
+//! Refer: a blind transfer (RFC 3515). knappval sends REFER in the caller's dialog with the function as
+//! Refer-To; the caller's side (a PBX or trunk) calls the function and reports progress in NOTIFYs carrying
+//! `message/sipfrag` status lines. A final 2xx means the function answered: knappval then ends its own dialog.
+
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::{Header, Request, StatusCodeKind};
+
+use super::Handoff;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReferFailure {
+    #[error("REFER refused ({0})")]
+    Refused(String),
+    #[error("REFER not answered: {0}")]
+    NoResponse(String),
+}
+
+/// Sends the REFER. `Ok` means the caller's side accepted it (2xx, normally 202); the outcome follows in NOTIFYs.
+pub async fn send(dialog: &InviteDialog, target: &str, handoff: &Handoff) -> Result<(), ReferFailure> {
+    let refer_to = format!("<{target}>");
+    let mut headers = handoff.headers();
+    headers.push(Header::Other(
+        "Referred-By".into(),
+        format!("<{}>", dialog.initial_request().uri),
+    ));
+    match dialog.refer(refer_to, Some(headers), None).await {
+        Ok(Some(response)) if response.status_code.kind() == StatusCodeKind::Successful => Ok(()),
+        Ok(Some(response)) => Err(ReferFailure::Refused(response.status_code.to_string())),
+        Ok(None) => Err(ReferFailure::NoResponse("no final response".into())),
+        Err(e) => Err(ReferFailure::NoResponse(e.to_string())),
+    }
+}
+
+/// What one NOTIFY of the refer subscription says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferProgress {
+    /// 1xx: the function is being called.
+    Trying(u16),
+    /// 2xx: the function answered; the transfer succeeded.
+    Succeeded(u16),
+    /// 3xx-6xx: the function could not be reached.
+    Failed(u16),
+}
+
+/// Reads the sipfrag status line of a refer NOTIFY (`SIP/2.0 200 OK`). None when it is not one.
+pub fn progress(notify: &Request) -> Option<ReferProgress> {
+    let is_refer_event = notify.headers.iter().any(|h| match h {
+        Header::Event(value) => value.to_string().to_ascii_lowercase().starts_with("refer"),
+        Header::Other(name, value) => {
+            (name.eq_ignore_ascii_case("event") || name.eq_ignore_ascii_case("o"))
+                && value.to_ascii_lowercase().starts_with("refer")
+        }
+        _ => false,
+    });
+    if !is_refer_event {
+        return None;
+    }
+    let body = std::str::from_utf8(&notify.body).ok()?;
+    let status_line = body.lines().find(|l| l.trim_start().starts_with("SIP/2.0"))?;
+    let code: u16 = status_line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(match code {
+        100..=199 => ReferProgress::Trying(code),
+        200..=299 => ReferProgress::Succeeded(code),
+        300..=699 => ReferProgress::Failed(code),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notify(event: &str, body: &str) -> Request {
+        let text = format!(
+            "NOTIFY sip:knappval@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKn1\r\n\
+             From: <sip:caller@127.0.0.1>;tag=a\r\nTo: <sip:knappval@127.0.0.1>;tag=b\r\n\
+             Call-ID: r1\r\nCSeq: 3 NOTIFY\r\n{event}Subscription-State: terminated;reason=noresource\r\n\
+             Content-Type: message/sipfrag\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Request::try_from(text.as_str()).unwrap()
+    }
+
+    #[test]
+    fn sipfrag_progress() {
+        assert_eq!(
+            progress(&notify("Event: refer\r\n", "SIP/2.0 200 OK\r\n")),
+            Some(ReferProgress::Succeeded(200))
+        );
+        assert_eq!(
+            progress(&notify("Event: refer;id=3\r\n", "SIP/2.0 180 Ringing")),
+            Some(ReferProgress::Trying(180))
+        );
+        assert_eq!(
+            progress(&notify("o: refer\r\n", "SIP/2.0 486 Busy Here\r\n")),
+            Some(ReferProgress::Failed(486))
+        );
+        assert_eq!(progress(&notify("Event: dialog\r\n", "SIP/2.0 200 OK")), None);
+        assert_eq!(progress(&notify("Event: refer\r\n", "garbage")), None);
+    }
+}
