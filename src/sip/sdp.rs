@@ -252,7 +252,7 @@ impl Stream {
 
 /// What one m= line offers us.
 enum Verdict {
-    Usable(Box<Stream>),
+    Usable(Stream),
     /// Not audio, port 0, or a transport profile we do not speak.
     Unusable,
     /// Plain RTP audio, but without PCMU or PCMA; carries the codecs it listed instead.
@@ -287,7 +287,7 @@ fn choose_stream(session: &SessionDescription) -> Result<(usize, Stream), SdpErr
     let mut saw_plain_audio = false;
     for (index, media) in session.media_descriptions.iter().enumerate() {
         match judge(session, media)? {
-            Verdict::Usable(stream) => return Ok((index, *stream)),
+            Verdict::Usable(stream) => return Ok((index, stream)),
             Verdict::Unusable => {}
             Verdict::NoCodec(names) => {
                 saw_plain_audio = true;
@@ -366,13 +366,13 @@ fn judge(session: &SessionDescription, media: &MediaDescription) -> Result<Verdi
         declared
     };
 
-    Ok(Verdict::Usable(Box::new(Stream {
+    Ok(Verdict::Usable(Stream {
         codec,
         telephone_event,
         remote_rtp: SocketAddr::new(ip, port),
         direction,
         ptime_ms: ptime_of(media),
-    })))
+    }))
 }
 
 /// An encoding as an rtpmap names it: `<name>/<clock rate>[/<channels>]`.
