@@ -1,0 +1,619 @@
+//! The call task: one tokio task per call, owning the caller's dialog, the media session and the menu flow.
+//!
+//! It answers the INVITE (SDP offer/answer), feeds the flow with what happens (digits from RFC 4733 or INFO,
+//! prompts ending, timers, hang-ups) and carries out what the flow asks (play, stop, transfer, hang up). A
+//! transfer runs beside the menu loop, so a caller who hangs up while the function rings is noticed at once.
+//! Once bridged, it relays media between the legs until one side hangs up. Its contact record is written when
+//! the call starts (so a crash leaves a trace) and again, complete, when it ends, whatever way it ends.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle};
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Request, StatusCode};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::api::Health;
+use crate::flow::{Action, Event, Flow, Outcome};
+use crate::media::prompt::{Prompt, PromptCache};
+use crate::media::{MediaEvent, MediaSession, RtpPorts};
+use crate::menu::model::{Menu, TransferMode};
+use crate::records::{ContactRecord, Records};
+use crate::routing::bridge::{self, DialFailure, FunctionLeg};
+use crate::routing::refer::{self, ReferProgress};
+use crate::routing::Handoff;
+use crate::sip::sdp::{self, LocalMedia, SdpError};
+use crate::sip::{IncomingCall, SipEndpoint, message};
+
+/// The shared services a call task is given at spawn.
+pub struct CallServices {
+    /// The menu version this call runs from start to end (a reload affects new calls only).
+    pub menu: Arc<Menu>,
+    pub prompts: Arc<PromptCache>,
+    /// Played to the caller while a bridged function rings.
+    pub ringback: Arc<Prompt>,
+    pub sip: Arc<SipEndpoint>,
+    pub rtp_ports: Arc<RtpPorts>,
+    /// The address RTP is bound to and announced in SDP.
+    pub media_ip: IpAddr,
+    pub records: Records,
+    pub health: Arc<Health>,
+    /// Fired when the shutdown grace period is over: calls still up are ended cleanly.
+    pub hangup_all: CancellationToken,
+}
+
+/// Runs one call to its end. Never panics on what the network sends; always writes the record.
+pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
+    let call_id = call
+        .request
+        .call_id_header()
+        .map(|h| h.to_string())
+        .unwrap_or_default();
+    let call_id = call_id
+        .split_once(':')
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or(call_id);
+    let caller = message::caller_number(&call.request);
+    let span = info_span!("call", call_id = %call_id, caller = %caller);
+    async move {
+        services.health.active_calls.fetch_add(1, Ordering::SeqCst);
+        let mut record = ContactRecord::new(
+            call_id.clone(),
+            caller.clone(),
+            message::called_number(&call.request),
+            OffsetDateTime::now_utc(),
+        );
+        services.records.call_started(&record).await;
+        let end = answer_and_run(call, &services, &mut record).await;
+        record.finish(end.outcome, end.reason, OffsetDateTime::now_utc());
+        info!(outcome = %end.outcome, digits = %record.digits, function = ?record.function,
+              "call ended: {}", record.end_reason.as_deref().unwrap_or(""));
+        services.records.call_ended(&record).await;
+        services.health.active_calls.fetch_sub(1, Ordering::SeqCst);
+    }
+    .instrument(span)
+    .await
+}
+
+/// How the call ended, for the record.
+struct End {
+    outcome: Outcome,
+    reason: String,
+}
+
+impl End {
+    fn new(outcome: Outcome, reason: impl Into<String>) -> End {
+        End {
+            outcome,
+            reason: reason.into(),
+        }
+    }
+}
+
+async fn answer_and_run(call: IncomingCall, services: &Arc<CallServices>, record: &mut ContactRecord) -> End {
+    let IncomingCall {
+        request,
+        dialog,
+        events,
+        ..
+    } = call;
+    if request.body.is_empty() {
+        // A late offer (SDP in the ACK) is legal but rare from trunks; we say plainly that we need one.
+        reject(&dialog, StatusCode::NotAcceptableHere, "knappval needs an SDP offer in the INVITE");
+        return End::new(Outcome::Rejected, "488 INVITE without SDP offer");
+    }
+    let mut media = match MediaSession::open(services.media_ip, &services.rtp_ports).await {
+        Ok(media) => media,
+        Err(e) => {
+            warn!(error = %e, "no RTP port free");
+            reject(&dialog, StatusCode::ServiceUnavailable, "no media port free");
+            return End::new(Outcome::Rejected, format!("503 no RTP port: {e}"));
+        }
+    };
+    let mut local = LocalMedia {
+        ip: services.media_ip,
+        rtp_port: media.local_addr().port(),
+        session_id: rand::random::<u32>() as u64,
+        session_version: 1,
+    };
+    let (negotiated, answer) = match sdp::answer(&request.body, &local) {
+        Ok(answered) => answered,
+        Err(e) => {
+            let status = match e {
+                SdpError::Malformed(_) => StatusCode::BadRequest,
+                SdpError::NoAudio | SdpError::NoCommonCodec { .. } => StatusCode::NotAcceptableHere,
+            };
+            info!(error = %e, "offer refused");
+            reject(&dialog, status.clone(), &e.to_string());
+            return End::new(Outcome::Rejected, format!("{} {e}", u16::from(status)));
+        }
+    };
+    let headers = vec![Header::ContentType("application/sdp".into())];
+    if let Err(e) = dialog.accept(Some(headers), Some(answer.into_bytes())) {
+        warn!(error = %e, "could not answer the call");
+        return End::new(Outcome::Failed, format!("answer failed: {e}"));
+    }
+    let now = Instant::now();
+    record.answered_at = Some(OffsetDateTime::now_utc());
+    media.start(negotiated.remote_rtp, negotiated.codec, negotiated.telephone_event, now);
+    media.set_sending(negotiated.direction.receives());
+    local.session_version += 1;
+    let mut call = Call {
+        services: services.clone(),
+        dialog,
+        events,
+        media,
+        local,
+        codec: negotiated.codec,
+        flow: Flow::new(services.menu.clone()),
+        transfer: None,
+        refer_deadline: None,
+        transfer_target: None,
+        record,
+    };
+    call.run().await
+}
+
+fn reject(dialog: &InviteDialog, status: StatusCode, why: &str) {
+    if let Err(e) = dialog.reject(Some(status), Some(why.to_string())) {
+        debug!(error = %e, "reject failed");
+    }
+}
+
+/// A hand-off under way beside the menu loop.
+enum Transfer {
+    Bridge(Pin<Box<dyn Future<Output = Result<FunctionLeg, DialFailure>> + Send>>),
+    Refer(Pin<Box<dyn Future<Output = Result<(), refer::ReferFailure>> + Send>>),
+}
+
+/// What woke the call loop.
+enum Wake {
+    Dialog(Option<DialogState>),
+    Media(MediaEvent),
+    Timer,
+    Bridged(Result<FunctionLeg, DialFailure>),
+    Referred(Result<(), refer::ReferFailure>),
+    ReferTimedOut,
+    Shutdown,
+}
+
+struct Call<'r> {
+    services: Arc<CallServices>,
+    dialog: InviteDialog,
+    events: DialogStateReceiver,
+    media: MediaSession,
+    local: LocalMedia,
+    codec: crate::media::codec::Codec,
+    flow: Flow,
+    transfer: Option<Transfer>,
+    /// After a REFER was accepted: how long we wait for the NOTIFY that says how it went.
+    refer_deadline: Option<tokio::time::Instant>,
+    transfer_target: Option<String>,
+    record: &'r mut ContactRecord,
+}
+
+/// How long a REFER may take, beyond the function's ring timeout, before we take it as failed.
+const REFER_GRACE: Duration = Duration::from_secs(8);
+
+impl Call<'_> {
+    async fn run(&mut self) -> End {
+        let actions = self.flow.on(Event::Answered, Instant::now());
+        if let Some(end) = self.apply(actions).await {
+            return end;
+        }
+        loop {
+            let wake = self.wait().await;
+            let now = Instant::now();
+            let end = match wake {
+                Wake::Dialog(None) => {
+                    self.feed(Event::CallerHungUp, now).await;
+                    Some(End::new(self.outcome_or(Outcome::Abandoned), "caller dialog gone"))
+                }
+                Wake::Dialog(Some(state)) => self.on_dialog(state).await,
+                Wake::Media(MediaEvent::PromptEnded) => {
+                    if matches!(self.transfer, Some(Transfer::Bridge(_))) {
+                        // The function is ringing: keep the ringback going.
+                        self.media.play(self.services.ringback.clone());
+                        None
+                    } else {
+                        self.feed(Event::PromptEnded, now).await
+                    }
+                }
+                Wake::Media(MediaEvent::Digit(digit)) => self.feed(Event::Digit(digit), now).await,
+                Wake::Media(MediaEvent::MediaTimeout) => {
+                    self.feed(Event::CallerHungUp, now).await;
+                    self.hang_up().await;
+                    Some(End::new(self.outcome_or(Outcome::Abandoned), "no RTP from the caller"))
+                }
+                Wake::Timer => self.feed(Event::Timeout, now).await,
+                Wake::Bridged(Ok(leg)) => {
+                    self.transfer = None;
+                    self.record.transferred_at = Some(OffsetDateTime::now_utc());
+                    let _ = self.flow.on(Event::TransferSucceeded, now);
+                    Some(self.bridged(leg).await)
+                }
+                Wake::Bridged(Err(failure)) => {
+                    self.transfer = None;
+                    info!(%failure, "transfer failed");
+                    self.media.stop_prompt();
+                    self.feed(Event::TransferFailed, now).await
+                }
+                Wake::Referred(Ok(())) => {
+                    self.transfer = None;
+                    None
+                }
+                Wake::Referred(Err(failure)) => {
+                    self.transfer = None;
+                    self.refer_deadline = None;
+                    info!(%failure, "refer failed");
+                    self.feed(Event::TransferFailed, now).await
+                }
+                Wake::ReferTimedOut => {
+                    self.refer_deadline = None;
+                    info!("no final NOTIFY for the REFER in time");
+                    self.feed(Event::TransferFailed, now).await
+                }
+                Wake::Shutdown => {
+                    self.hang_up().await;
+                    Some(End::new(self.outcome_or(Outcome::Failed), "daemon shut down"))
+                }
+            };
+            if let Some(end) = end {
+                return end;
+            }
+        }
+    }
+
+    async fn wait(&mut self) -> Wake {
+        let timer = self.flow.next_timeout().map(tokio::time::Instant::from_std);
+        let refer_deadline = self.refer_deadline;
+        tokio::select! {
+            state = self.events.recv() => Wake::Dialog(state),
+            event = self.media.next_event() => Wake::Media(event),
+            _ = sleep_until(timer) => Wake::Timer,
+            _ = sleep_until(refer_deadline) => Wake::ReferTimedOut,
+            done = poll_transfer(&mut self.transfer) => done,
+            _ = self.services.hangup_all.cancelled() => Wake::Shutdown,
+        }
+    }
+
+    fn outcome_or(&self, otherwise: Outcome) -> Outcome {
+        self.flow.journey().outcome.unwrap_or(otherwise)
+    }
+
+    /// Feeds the flow and carries out its actions; Some when the call is over.
+    async fn feed(&mut self, event: Event, now: Instant) -> Option<End> {
+        let actions = self.flow.on(event, now);
+        self.sync_record();
+        self.apply(actions).await
+    }
+
+    fn sync_record(&mut self) {
+        let journey = self.flow.journey();
+        self.record.digits = journey.digits.clone();
+        self.record.path = journey.path.clone();
+        self.record.function = journey.function.clone();
+        self.record.steps = serde_json::to_value(&journey.steps).unwrap_or_default();
+    }
+
+    async fn apply(&mut self, actions: Vec<Action>) -> Option<End> {
+        self.sync_record();
+        for action in actions {
+            match action {
+                Action::Play(prompt_id) => match self.services.prompts.get(&prompt_id) {
+                    Some(prompt) => self.media.play(prompt),
+                    None => {
+                        // Validated at load, so this is a bug; skipping keeps the caller moving rather than silent.
+                        warn!(prompt = %prompt_id, "prompt not loaded; skipping it");
+                        let now = Instant::now();
+                        if let Some(end) = Box::pin(self.feed(Event::PromptEnded, now)).await {
+                            return Some(end);
+                        }
+                    }
+                },
+                Action::StopPrompt => self.media.stop_prompt(),
+                Action::Transfer(function_id) => self.start_transfer(&function_id),
+                Action::Hangup => {
+                    self.hang_up().await;
+                    let reason = match self.flow.journey().outcome {
+                        Some(Outcome::Timeout) => "menu fallback: hang up",
+                        Some(Outcome::Failed) => "transfer failed, no fallback left",
+                        _ => "menu: hang up",
+                    };
+                    return Some(End::new(self.outcome_or(Outcome::Abandoned), reason));
+                }
+            }
+        }
+        None
+    }
+
+    fn start_transfer(&mut self, function_id: &str) {
+        let Some(function) = self.services.menu.functions.get(function_id) else {
+            warn!(function = function_id, "transfer to an unknown function");
+            return;
+        };
+        let journey = self.flow.journey();
+        let handoff = Handoff {
+            caller_number: self.record.from.clone(),
+            call_id: self.record.call_id.clone(),
+            function_id: function.id.clone(),
+            function_name: function.name.clone(),
+            digits: journey.digits.clone(),
+            path: journey.path.clone(),
+        };
+        self.transfer_target = Some(function.target.clone());
+        self.record.transfer_target = Some(function.target.clone());
+        info!(function = %function.id, target = %function.target, mode = ?function.transfer, "handing off");
+        match function.transfer {
+            TransferMode::Bridge => {
+                self.media.play(self.services.ringback.clone());
+                let services = self.services.clone();
+                let target = function.target.clone();
+                let ring_timeout = function.ring_timeout;
+                let prefer = self.codec;
+                self.transfer = Some(Transfer::Bridge(Box::pin(async move {
+                    bridge::dial(bridge::Dial {
+                        sip: &services.sip,
+                        target: &target,
+                        handoff: &handoff,
+                        media_ip: services.media_ip,
+                        rtp_ports: &services.rtp_ports,
+                        prefer,
+                        ring_timeout,
+                    })
+                    .await
+                })));
+            }
+            TransferMode::Refer => {
+                let dialog = self.dialog.clone();
+                let target = function.target.clone();
+                self.refer_deadline =
+                    Some(tokio::time::Instant::now() + function.ring_timeout + REFER_GRACE);
+                self.transfer = Some(Transfer::Refer(Box::pin(async move {
+                    refer::send(&dialog, &target, &handoff).await
+                })));
+            }
+        }
+    }
+
+    async fn on_dialog(&mut self, state: DialogState) -> Option<End> {
+        let now = Instant::now();
+        match state {
+            DialogState::Terminated(_, reason) => {
+                let why = match reason {
+                    TerminatedReason::UacBye => "caller hung up",
+                    TerminatedReason::UacCancel => "caller cancelled",
+                    TerminatedReason::Timeout => "no ACK from the caller",
+                    _ => "caller dialog ended",
+                };
+                if self.refer_deadline.is_some() && matches!(reason, TerminatedReason::UacBye) {
+                    // Some PBXes end our dialog themselves once the referred call is up, before or
+                    // instead of the final NOTIFY: that is success.
+                    let _ = self.flow.on(Event::TransferSucceeded, now);
+                    self.sync_record();
+                    self.record.transferred_at = Some(OffsetDateTime::now_utc());
+                    return Some(End::new(Outcome::Transferred, "caller's side ended the dialog after REFER"));
+                }
+                self.feed(Event::CallerHungUp, now).await;
+                Some(End::new(self.outcome_or(Outcome::Abandoned), why))
+            }
+            DialogState::Info(_, request, handle) => {
+                let digit = message::dtmf_from_info(&request);
+                respond(&handle, StatusCode::OK, None).await;
+                match digit {
+                    Some(digit) => self.feed(Event::Digit(digit), now).await,
+                    None => None,
+                }
+            }
+            DialogState::Updated(_, request, handle) => {
+                self.on_reoffer(&request, &handle).await;
+                None
+            }
+            DialogState::Notify(_, request, handle) => {
+                respond(&handle, StatusCode::OK, None).await;
+                match refer::progress(&request) {
+                    Some(ReferProgress::Succeeded(code)) if self.refer_deadline.is_some() => {
+                        info!(code, "referred call answered");
+                        self.refer_deadline = None;
+                        let _ = self.flow.on(Event::TransferSucceeded, now);
+                        self.sync_record();
+                        self.record.transferred_at = Some(OffsetDateTime::now_utc());
+                        self.hang_up().await;
+                        Some(End::new(Outcome::Transferred, "referred"))
+                    }
+                    Some(ReferProgress::Failed(code)) if self.refer_deadline.is_some() => {
+                        info!(code, "referred call failed");
+                        self.refer_deadline = None;
+                        self.feed(Event::TransferFailed, now).await
+                    }
+                    _ => None,
+                }
+            }
+            DialogState::Options(_, _, handle) => {
+                respond(&handle, StatusCode::OK, None).await;
+                None
+            }
+            DialogState::Refer(_, _, handle) | DialogState::Message(_, _, handle) | DialogState::Publish(_, _, handle) => {
+                respond(&handle, StatusCode::MethodNotAllowed, None).await;
+                None
+            }
+            DialogState::Confirmed(..) | DialogState::WaitAck(..) | DialogState::Early(..)
+            | DialogState::Calling(_) | DialogState::Trying(_) => None,
+        }
+    }
+
+    /// A re-INVITE or UPDATE from the caller: hold, resume, a new address. Answered from the same session.
+    async fn on_reoffer(&mut self, request: &Request, handle: &TransactionHandle) {
+        if request.body.is_empty() {
+            // No offer: ours goes in the 200 and the answer in the ACK, which we do not need to change anything.
+            let offer = sdp::offer(&self.local, self.codec);
+            self.local.session_version += 1;
+            respond(&handle.clone(), StatusCode::OK, Some(offer)).await;
+            return;
+        }
+        match sdp::answer(&request.body, &self.local) {
+            Ok((negotiated, answer)) => {
+                self.local.session_version += 1;
+                self.codec = negotiated.codec;
+                self.media
+                    .update_remote(negotiated.remote_rtp, negotiated.codec, negotiated.telephone_event);
+                self.media.set_sending(negotiated.direction.receives());
+                info!(direction = ?negotiated.direction, "session updated");
+                respond(handle, StatusCode::OK, Some(answer)).await;
+            }
+            Err(e) => {
+                info!(error = %e, "re-offer refused; the session stays as it was");
+                respond(handle, StatusCode::NotAcceptableHere, None).await;
+            }
+        }
+    }
+
+    /// The bridged phase: relay until either side hangs up, then end the other.
+    async fn bridged(&mut self, mut leg: FunctionLeg) -> End {
+        info!(codec_caller = ?self.codec, codec_function = ?leg.negotiated.codec, "bridged");
+        self.media.stop_prompt();
+        self.media.set_sending(true);
+        loop {
+            let wake = tokio::select! {
+                state = self.events.recv() => BridgeWake::Caller(state),
+                state = leg.events.recv() => BridgeWake::Function(state),
+                end = crate::media::relay(&mut self.media, &mut leg.media) => BridgeWake::Relay(end),
+                _ = self.services.hangup_all.cancelled() => BridgeWake::Shutdown,
+            };
+            match wake {
+                BridgeWake::Caller(None) | BridgeWake::Caller(Some(DialogState::Terminated(..))) => {
+                    bye(&leg.dialog).await;
+                    return End::new(Outcome::Transferred, "caller hung up");
+                }
+                BridgeWake::Function(None) | BridgeWake::Function(Some(DialogState::Terminated(..))) => {
+                    bye(&self.dialog).await;
+                    return End::new(Outcome::Transferred, "function hung up");
+                }
+                BridgeWake::Caller(Some(state)) => self.answer_in_bridge(state, None).await,
+                BridgeWake::Function(Some(state)) => {
+                    let local = leg.local;
+                    let codec = leg.negotiated.codec;
+                    if let Some(version) = answer_leg(state, &mut leg.media, local, codec).await {
+                        leg.local.session_version = version;
+                    }
+                }
+                BridgeWake::Relay(end) => {
+                    info!(?end, "media relay ended");
+                    bye(&leg.dialog).await;
+                    bye(&self.dialog).await;
+                    return End::new(Outcome::Transferred, "media stopped");
+                }
+                BridgeWake::Shutdown => {
+                    bye(&leg.dialog).await;
+                    bye(&self.dialog).await;
+                    return End::new(Outcome::Transferred, "daemon shut down");
+                }
+            }
+        }
+    }
+
+    async fn answer_in_bridge(&mut self, state: DialogState, _unused: Option<()>) {
+        match state {
+            DialogState::Updated(_, request, handle) => self.on_reoffer(&request, &handle).await,
+            DialogState::Info(_, _, handle) | DialogState::Options(_, _, handle) | DialogState::Notify(_, _, handle) => {
+                respond(&handle, StatusCode::OK, None).await
+            }
+            DialogState::Refer(_, _, handle) | DialogState::Message(_, _, handle) | DialogState::Publish(_, _, handle) => {
+                respond(&handle, StatusCode::MethodNotAllowed, None).await
+            }
+            _ => {}
+        }
+    }
+
+    async fn hang_up(&mut self) {
+        self.media.stop_prompt();
+        bye(&self.dialog).await;
+    }
+}
+
+enum BridgeWake {
+    Caller(Option<DialogState>),
+    Function(Option<DialogState>),
+    Relay(crate::media::RelayEnd),
+    Shutdown,
+}
+
+/// Answers what the function's side sends during the bridge; returns the new session version after a re-offer.
+async fn answer_leg(
+    state: DialogState,
+    media: &mut MediaSession,
+    local: LocalMedia,
+    codec: crate::media::codec::Codec,
+) -> Option<u64> {
+    match state {
+        DialogState::Updated(_, request, handle) => {
+            if request.body.is_empty() {
+                respond(&handle, StatusCode::OK, Some(sdp::offer(&local, codec))).await;
+                return Some(local.session_version + 1);
+            }
+            match sdp::answer(&request.body, &local) {
+                Ok((negotiated, answer)) => {
+                    media.update_remote(negotiated.remote_rtp, negotiated.codec, negotiated.telephone_event);
+                    media.set_sending(negotiated.direction.receives());
+                    respond(&handle, StatusCode::OK, Some(answer)).await;
+                    Some(local.session_version + 1)
+                }
+                Err(_) => {
+                    respond(&handle, StatusCode::NotAcceptableHere, None).await;
+                    None
+                }
+            }
+        }
+        DialogState::Info(_, _, handle) | DialogState::Options(_, _, handle) | DialogState::Notify(_, _, handle) => {
+            respond(&handle, StatusCode::OK, None).await;
+            None
+        }
+        DialogState::Refer(_, _, handle) | DialogState::Message(_, _, handle) | DialogState::Publish(_, _, handle) => {
+            respond(&handle, StatusCode::MethodNotAllowed, None).await;
+            None
+        }
+        _ => None,
+    }
+}
+
+async fn respond(handle: &TransactionHandle, status: StatusCode, sdp_body: Option<String>) {
+    let (headers, body) = match sdp_body {
+        Some(body) => (
+            Some(vec![Header::ContentType("application/sdp".into())]),
+            Some(body.into_bytes()),
+        ),
+        None => (None, None),
+    };
+    if let Err(e) = handle.respond(status, headers, body).await {
+        debug!(error = %e, "in-dialog response failed");
+    }
+}
+
+async fn bye(dialog: &InviteDialog) {
+    if let Err(e) = dialog.bye().await {
+        debug!(error = %e, "BYE failed");
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn poll_transfer(transfer: &mut Option<Transfer>) -> Wake {
+    match transfer {
+        Some(Transfer::Bridge(dial)) => Wake::Bridged(dial.await),
+        Some(Transfer::Refer(refer)) => Wake::Referred(refer.await),
+        None => std::future::pending().await,
+    }
+}
