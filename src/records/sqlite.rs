@@ -217,7 +217,12 @@ impl ContactStore for SqliteStore {
                     }
                     .duration_ms(),
                     Err(error) => {
-                        tracing::warn!(row_id = id, started_at, %error, "unfinished contact record has a bad start time");
+                        tracing::warn!(
+                            row_id = id,
+                            started_at,
+                            %error,
+                            "unfinished contact record has a bad start time"
+                        );
                         None
                     }
                 };
