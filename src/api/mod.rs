@@ -1,1 +1,207 @@
-//! api (being built)
+//! HTTP for operators and managers' tools: the contact records and a health check for load balancers.
+//!
+//! Owns the routes, their query parameters and JSON error bodies. Reads contact records through [`Records`] and
+//! the daemon's state through [`Health`] only, never the call tasks' insides; it changes nothing.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::records::{ContactQuery, Records, parse_timestamp};
+
+/// Records returned by `/api/v1/contacts` when no `limit` is given.
+pub const DEFAULT_LIMIT: usize = 1000;
+/// The largest `limit` accepted: one answer stays a few megabytes at most.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub records: Records,
+    pub health: Arc<Health>,
+}
+
+/// The daemon's liveness as `/healthz` reports it; the call side updates it.
+#[derive(Debug)]
+pub struct Health {
+    /// Calls currently in progress.
+    pub active_calls: AtomicUsize,
+    /// Set at shutdown: new calls are refused, so a load balancer should stop sending them here.
+    pub draining: AtomicBool,
+    pub started: Instant,
+}
+
+impl Health {
+    pub fn new() -> Self {
+        Health {
+            active_calls: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health::new()
+    }
+}
+
+/// The routes: `GET /api/v1/contacts`, `GET /healthz`; anything else is a JSON 404.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/contacts", get(contacts))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "HTTP API listening");
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A JSON error: what went wrong and what to do instead.
+struct ApiError {
+    status: StatusCode,
+    error: String,
+    help: &'static str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.error, "help": self.help });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+fn bad_request(error: String, help: &'static str) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        error,
+        help,
+    }
+}
+
+/// Kept as text so that a bad value gets our JSON answer, not the extractor's plain-text one.
+#[derive(Deserialize)]
+struct ContactsParams {
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+const SINCE_HELP: &str = "give since as an RFC 3339 timestamp, e.g. since=2026-11-23T00:00:00Z \
+     (write a + offset as %2B)";
+const LIMIT_HELP: &str = "give limit as a whole number from 0 to 10000 (default 1000); \
+     use since to fetch older records in parts";
+
+async fn contacts(
+    State(state): State<ApiState>,
+    params: Result<Query<ContactsParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|rejection| {
+        bad_request(
+            rejection.body_text(),
+            "the query takes since=<RFC 3339 timestamp> and limit=<number>",
+        )
+    })?;
+    let query = contact_query(&params)?;
+    match state.records.list(query).await {
+        Ok(records) => Ok(Json(records).into_response()),
+        Err(error) => {
+            tracing::error!(%error, "contact records could not be read for the API");
+            Err(ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                error: "the contact records could not be read".into(),
+                help: "the daemon's log says why; try again later",
+            })
+        }
+    }
+}
+
+fn contact_query(params: &ContactsParams) -> Result<ContactQuery, ApiError> {
+    let since = match params.since.as_deref() {
+        None => None,
+        Some(text) => Some(
+            parse_timestamp(text)
+                // An unescaped `+01:00` arrives as ` 01:00` after form decoding; it can only have meant `+`.
+                .or_else(|error| {
+                    if text.contains(' ') {
+                        parse_timestamp(&text.replace(' ', "+"))
+                    } else {
+                        Err(error)
+                    }
+                })
+                .map_err(|error| {
+                    bad_request(
+                        format!("since '{text}' is not an RFC 3339 timestamp: {error}"),
+                        SINCE_HELP,
+                    )
+                })?,
+        ),
+    };
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit) if limit <= MAX_LIMIT => limit,
+            _ => {
+                return Err(bad_request(
+                    format!("limit '{text}' is not a number from 0 to {MAX_LIMIT}"),
+                    LIMIT_HELP,
+                ));
+            }
+        },
+    };
+    Ok(ContactQuery {
+        since,
+        limit: Some(limit),
+    })
+}
+
+async fn healthz(State(state): State<ApiState>) -> Response {
+    let health = &state.health;
+    let draining = health.draining.load(Ordering::Relaxed);
+    let body = serde_json::json!({
+        "status": if draining { "draining" } else { "ok" },
+        "active_calls": health.active_calls.load(Ordering::Relaxed),
+        "draining": draining,
+        "uptime_seconds": health.started.elapsed().as_secs(),
+    });
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        error: "no such resource".into(),
+        help: "the API serves GET /api/v1/contacts and GET /healthz",
+    }
+}
+
+#[cfg(test)]
+mod tests;

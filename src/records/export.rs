@@ -1,0 +1,245 @@
+//! Contact records written out for people and spreadsheets: JSON Lines (everything) or CSV (the columns a
+//! manager pivots on). Used by `knappval contacts`; knows nothing about where the records came from.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::str::FromStr;
+
+use super::record::{ContactRecord, format_timestamp};
+
+/// How [`export`] writes records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line, exactly as the HTTP API returns them (steps included).
+    Jsonl,
+    /// RFC 4180 CSV with a header row; the path as `root>it`, steps left out (see [`CSV_HEADER`]).
+    Csv,
+}
+
+impl ExportFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Jsonl => "jsonl",
+            ExportFormat::Csv => "csv",
+        }
+    }
+}
+
+impl fmt::Display for ExportFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown export format '{0}' (expected jsonl or csv)")]
+pub struct UnknownExportFormat(pub String);
+
+impl FromStr for ExportFormat {
+    type Err = UnknownExportFormat;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "jsonl" => Ok(ExportFormat::Jsonl),
+            "csv" => Ok(ExportFormat::Csv),
+            _ => Err(UnknownExportFormat(s.to_string())),
+        }
+    }
+}
+
+/// The CSV columns, in order. Steps are left out: a JSON blob per cell breaks spreadsheets' cell limits and
+/// helps no pivot table; JSONL carries them.
+pub const CSV_HEADER: [&str; 14] = [
+    "call_id",
+    "from",
+    "to",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration_ms",
+    "digits",
+    "path",
+    "function",
+    "outcome",
+    "transfer_target",
+    "transferred_at",
+    "end_reason",
+];
+
+/// Writes `records` in `format` to `out`, in the order given.
+pub fn export(
+    records: &[ContactRecord],
+    format: ExportFormat,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    match format {
+        ExportFormat::Jsonl => {
+            for record in records {
+                serde_json::to_writer(&mut *out, record)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        ExportFormat::Csv => {
+            write_csv_row(out, CSV_HEADER.iter().copied())?;
+            for record in records {
+                let time =
+                    |t: Option<time::OffsetDateTime>| t.map(format_timestamp).unwrap_or_default();
+                let cells: [String; CSV_HEADER.len()] = [
+                    record.call_id.clone(),
+                    record.from.clone(),
+                    record.to.clone(),
+                    format_timestamp(record.started_at),
+                    time(record.answered_at),
+                    time(record.ended_at),
+                    record
+                        .duration_ms()
+                        .map(|ms| ms.to_string())
+                        .unwrap_or_default(),
+                    record.digits.clone(),
+                    record.path.join(">"),
+                    record.function.clone().unwrap_or_default(),
+                    record
+                        .outcome
+                        .map(|o| o.as_str().to_string())
+                        .unwrap_or_default(),
+                    record.transfer_target.clone().unwrap_or_default(),
+                    time(record.transferred_at),
+                    record.end_reason.clone().unwrap_or_default(),
+                ];
+                write_csv_row(out, cells.iter().map(String::as_str))?;
+            }
+        }
+    }
+    out.flush()
+}
+
+fn write_csv_row<'a>(out: &mut dyn Write, cells: impl Iterator<Item = &'a str>) -> io::Result<()> {
+    for (i, cell) in cells.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        write_csv_cell(out, cell)?;
+    }
+    out.write_all(b"\r\n")
+}
+
+/// One RFC 4180 field, quoted only when it must be.
+fn write_csv_cell(out: &mut dyn Write, cell: &str) -> io::Result<()> {
+    // `from`, `to` and `call_id` come from the caller's INVITE: a From user of `=HYPERLINK(...)` must reach the
+    // manager's spreadsheet as text, not as a formula (CSV injection).
+    let guard = if starts_like_formula(cell) { "'" } else { "" };
+    if cell.contains([',', '"', '\r', '\n']) {
+        write!(out, "\"{guard}{}\"", cell.replace('"', "\"\""))
+    } else {
+        write!(out, "{guard}{cell}")
+    }
+}
+
+/// Whether a spreadsheet would evaluate `cell`. A phone number such as `+46701234567` or `-` separated digits is
+/// left alone: it is the commonest caller id and harmless.
+fn starts_like_formula(cell: &str) -> bool {
+    let mut chars = cell.chars();
+    match chars.next() {
+        Some('=' | '@' | '\t' | '\r') => true,
+        Some('+' | '-') => {
+            let rest = chars.as_str();
+            !(rest.chars().any(|c| c.is_ascii_digit())
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')' | '.' | '/')))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Outcome;
+    use time::macros::datetime;
+
+    fn records() -> Vec<ContactRecord> {
+        let mut tricky = ContactRecord::started(
+            "c2@trunk",
+            "Svensson, \"Kalle\"\nline two",
+            "0771100200",
+            datetime!(2026-11-23 10:16 UTC),
+        );
+        tricky.path = vec!["root".into(), "it".into()];
+        tricky.digits = "2#".into();
+        let mut done = ContactRecord::started(
+            "c1@trunk",
+            "+46701234567",
+            "0771100200",
+            datetime!(2026-11-23 10:15 UTC),
+        );
+        done.path = vec!["root".into()];
+        done.function = Some("kundtjanst".into());
+        done.finish(
+            Outcome::Abandoned,
+            datetime!(2026-11-23 10:15:09.5 UTC),
+            "caller BYE",
+        );
+        vec![tricky, done]
+    }
+
+    fn exported(format: ExportFormat) -> String {
+        let mut out = Vec::new();
+        export(&records(), format, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn jsonl_is_one_record_per_line_that_reads_back() {
+        let text = exported(ExportFormat::Jsonl);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let back: Vec<ContactRecord> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(back, records());
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn csv_has_a_header_and_quotes_commas_quotes_and_newlines() {
+        let text = exported(ExportFormat::Csv);
+        assert_eq!(
+            text,
+            "call_id,from,to,started_at,answered_at,ended_at,duration_ms,digits,path,function,outcome,\
+             transfer_target,transferred_at,end_reason\r\n\
+             c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,\r\n\
+             c1@trunk,+46701234567,0771100200,2026-11-23T10:15:00.000Z,,2026-11-23T10:15:09.500Z,9500,,root,\
+             kundtjanst,abandoned,,,caller BYE\r\n"
+        );
+    }
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_run_are_made_text() {
+        let cell = |text: &str| {
+            let mut out = Vec::new();
+            write_csv_cell(&mut out, text).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(cell("=1+2"), "'=1+2");
+        assert_eq!(cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(cell("+cmd|' /C calc'!A0"), "'+cmd|' /C calc'!A0");
+        assert_eq!(cell("-2+3,x"), "\"'-2+3,x\"");
+        assert_eq!(cell("+46 70-123 45 67"), "+46 70-123 45 67");
+        assert_eq!(cell("-"), "'-");
+        assert_eq!(cell("0701234567"), "0701234567");
+    }
+
+    #[test]
+    fn formats_parse_by_name() {
+        assert_eq!("csv".parse::<ExportFormat>().unwrap(), ExportFormat::Csv);
+        assert_eq!(
+            "JSONL".parse::<ExportFormat>().unwrap(),
+            ExportFormat::Jsonl
+        );
+        assert!("xlsx".parse::<ExportFormat>().is_err());
+        for format in [ExportFormat::Jsonl, ExportFormat::Csv] {
+            assert_eq!(format.to_string().parse::<ExportFormat>().unwrap(), format);
+        }
+    }
+}

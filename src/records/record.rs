@@ -1,0 +1,418 @@
+//! The contact record: one row per call, the unit managers count, and its timestamp text form.
+//!
+//! Timestamps travel as RFC 3339 UTC with exactly three fraction digits (`2026-11-23T10:15:02.123Z`): the same
+//! text in JSON, CSV and the SQLite columns, so that text order is time order and a record reads the same
+//! everywhere. Precision below a millisecond is dropped when a timestamp is written.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::flow::Outcome;
+use crate::menu::model::{FunctionId, MenuId};
+
+/// One call as the statistics see it. `outcome` is `None` only while the call is in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRecord {
+    /// The SIP Call-ID of the caller's leg.
+    pub call_id: String,
+    /// The caller's number or user, as taken from the From URI (`sip:` or `tel:`); see [`uri_user`].
+    pub from: String,
+    /// The number or user the caller dialled, from the To (or Request-) URI.
+    pub to: String,
+    pub started_at: OffsetDateTime,
+    /// When knappval answered (200 OK sent); `None` when the call was refused or abandoned while ringing.
+    pub answered_at: Option<OffsetDateTime>,
+    pub ended_at: Option<OffsetDateTime>,
+    /// Every DTMF digit the caller pressed, in order, including invalid ones.
+    pub digits: String,
+    /// The menus the caller visited, in order, starting with `root`.
+    pub path: Vec<MenuId>,
+    /// The support function the caller chose, whether or not the hand-off succeeded.
+    pub function: Option<FunctionId>,
+    pub outcome: Option<Outcome>,
+    /// The flow's timestamped steps, stored as given so the statistics can grow without a schema change.
+    pub steps: serde_json::Value,
+    /// The URI the call was handed to (the function's target).
+    pub transfer_target: Option<String>,
+    /// When the function answered (bridge) or the REFER succeeded.
+    pub transferred_at: Option<OffsetDateTime>,
+    /// Free text: "caller BYE", "function BYE", "488 no common codec", "shutdown", ...
+    pub end_reason: Option<String>,
+}
+
+impl ContactRecord {
+    /// A record for a call that has just arrived: nothing pressed, nothing decided.
+    pub fn started(
+        call_id: impl Into<String>,
+        from: impl Into<String>,
+        to: impl Into<String>,
+        started_at: OffsetDateTime,
+    ) -> Self {
+        ContactRecord {
+            call_id: call_id.into(),
+            from: from.into(),
+            to: to.into(),
+            started_at,
+            answered_at: None,
+            ended_at: None,
+            digits: String::new(),
+            path: Vec::new(),
+            function: None,
+            outcome: None,
+            steps: serde_json::Value::Array(Vec::new()),
+            transfer_target: None,
+            transferred_at: None,
+            end_reason: None,
+        }
+    }
+
+    /// Closes the record: sets the outcome, the end time and why it ended.
+    pub fn finish(
+        &mut self,
+        outcome: Outcome,
+        ended_at: OffsetDateTime,
+        end_reason: impl Into<String>,
+    ) {
+        self.outcome = Some(outcome);
+        self.ended_at = Some(ended_at);
+        self.end_reason = Some(end_reason.into());
+    }
+
+    /// `ended_at - started_at` in whole milliseconds, as written; `None` while the call is in progress.
+    ///
+    /// Never negative: a wall clock stepped back by NTP mid-call must not produce a negative call length
+    /// in the averages.
+    pub fn duration_ms(&self) -> Option<i64> {
+        let ended = self.ended_at?;
+        let millis = unix_millis(ended) - unix_millis(self.started_at);
+        Some(i64::try_from(millis.max(0)).unwrap_or(i64::MAX))
+    }
+}
+
+/// Milliseconds since the Unix epoch, truncated the way [`format_timestamp`] truncates.
+fn unix_millis(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos().div_euclid(1_000_000)
+}
+
+/// `2026-11-23T10:15:02.123Z`: UTC, milliseconds, fixed width for years 0000-9999 (so text order is time order).
+pub fn format_timestamp(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Parses any RFC 3339 timestamp (any offset, any fraction) and returns it in UTC.
+pub fn parse_timestamp(text: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    OffsetDateTime::parse(text, &Rfc3339).map(|t| t.to_offset(UtcOffset::UTC))
+}
+
+/// The user part of a caller or callee URI: `sip:0701234567@pbx;user=phone` -> `0701234567`,
+/// `tel:+46-8-123456;phone-context=x` -> `+46-8-123456`, `<sip:alice@host>` -> `alice`.
+///
+/// A URI with no user part (`sip:pbx.example`) yields its host, so that the record still says where the call
+/// came from. Text that is not a URI at all is returned trimmed, as the trunk sent it.
+pub fn uri_user(uri: &str) -> &str {
+    let uri = uri.trim();
+    let uri = uri.strip_prefix('<').unwrap_or(uri);
+    let uri = uri.strip_suffix('>').unwrap_or(uri);
+    let lower_scheme = |prefix: &str| {
+        uri.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    if lower_scheme("tel:") {
+        let rest = &uri[4..];
+        return rest.split(';').next().unwrap_or(rest);
+    }
+    let rest = if lower_scheme("sips:") {
+        &uri[5..]
+    } else if lower_scheme("sip:") {
+        &uri[4..]
+    } else {
+        return uri;
+    };
+    match rest.find('@') {
+        // Parameters and a password may sit in the user part (`alice;npdi:secret@`); only the user is wanted.
+        Some(at) => {
+            let user = &rest[..at];
+            let user = user.split(':').next().unwrap_or(user);
+            user.split(';').next().unwrap_or(user)
+        }
+        None => {
+            let host = rest.split([';', '?']).next().unwrap_or(rest);
+            // An IPv6 reference keeps its brackets; only a trailing port is cut.
+            match host.rfind(':') {
+                Some(colon) if !host[colon..].contains(']') => &host[..colon],
+                _ => host,
+            }
+        }
+    }
+}
+
+/// The JSON shape, field for field; borrowed so serialising a long list copies nothing.
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    call_id: &'a str,
+    from: &'a str,
+    to: &'a str,
+    started_at: String,
+    answered_at: Option<String>,
+    ended_at: Option<String>,
+    duration_ms: Option<i64>,
+    digits: &'a str,
+    path: &'a [MenuId],
+    function: Option<&'a str>,
+    outcome: Option<Outcome>,
+    transfer_target: Option<&'a str>,
+    transferred_at: Option<String>,
+    end_reason: Option<&'a str>,
+    steps: &'a serde_json::Value,
+}
+
+impl Serialize for ContactRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RecordOut {
+            call_id: &self.call_id,
+            from: &self.from,
+            to: &self.to,
+            started_at: format_timestamp(self.started_at),
+            answered_at: self.answered_at.map(format_timestamp),
+            ended_at: self.ended_at.map(format_timestamp),
+            duration_ms: self.duration_ms(),
+            digits: &self.digits,
+            path: &self.path,
+            function: self.function.as_deref(),
+            outcome: self.outcome,
+            transfer_target: self.transfer_target.as_deref(),
+            transferred_at: self.transferred_at.map(format_timestamp),
+            end_reason: self.end_reason.as_deref(),
+            steps: &self.steps,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// What a record may look like when read back (a JSONL export, a later tool): `duration_ms` is accepted
+/// but recomputed from the timestamps, so the two can never disagree.
+#[derive(Deserialize)]
+struct RecordIn {
+    call_id: String,
+    from: String,
+    to: String,
+    started_at: String,
+    #[serde(default)]
+    answered_at: Option<String>,
+    #[serde(default)]
+    ended_at: Option<String>,
+    #[serde(default)]
+    digits: String,
+    #[serde(default)]
+    path: Vec<MenuId>,
+    #[serde(default)]
+    function: Option<FunctionId>,
+    #[serde(default)]
+    outcome: Option<Outcome>,
+    #[serde(default)]
+    transfer_target: Option<String>,
+    #[serde(default)]
+    transferred_at: Option<String>,
+    #[serde(default)]
+    end_reason: Option<String>,
+    #[serde(default = "empty_steps")]
+    steps: serde_json::Value,
+}
+
+fn empty_steps() -> serde_json::Value {
+    serde_json::Value::Array(Vec::new())
+}
+
+impl<'de> Deserialize<'de> for ContactRecord {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = RecordIn::deserialize(deserializer)?;
+        let time = |field: &'static str, text: &str| {
+            parse_timestamp(text).map_err(|e| {
+                serde::de::Error::custom(BadTimestamp {
+                    field,
+                    text: text.to_string(),
+                    reason: e.to_string(),
+                })
+            })
+        };
+        let optional_time = |field: &'static str, text: Option<String>| match text {
+            Some(text) => time(field, &text).map(Some),
+            None => Ok(None),
+        };
+        Ok(ContactRecord {
+            started_at: time("started_at", &raw.started_at)?,
+            answered_at: optional_time("answered_at", raw.answered_at)?,
+            ended_at: optional_time("ended_at", raw.ended_at)?,
+            transferred_at: optional_time("transferred_at", raw.transferred_at)?,
+            call_id: raw.call_id,
+            from: raw.from,
+            to: raw.to,
+            digits: raw.digits,
+            path: raw.path,
+            function: raw.function,
+            outcome: raw.outcome,
+            steps: raw.steps,
+            transfer_target: raw.transfer_target,
+            end_reason: raw.end_reason,
+        })
+    }
+}
+
+struct BadTimestamp {
+    field: &'static str,
+    text: String,
+    reason: String,
+}
+
+impl fmt::Display for BadTimestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} '{}' is not an RFC 3339 timestamp ({}); write it like 2026-11-23T10:15:02.123Z",
+            self.field, self.text, self.reason
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn finished_record() -> ContactRecord {
+        let mut record = ContactRecord::started(
+            "a84b4c76e66710@pc33",
+            "0701234567",
+            "0771-100200",
+            datetime!(2026-11-23 10:15:02.123 UTC),
+        );
+        record.answered_at = Some(datetime!(2026-11-23 10:15:02.400 UTC));
+        record.digits = "12".into();
+        record.path = vec!["root".into(), "it".into()];
+        record.function = Some("it-kundservice".into());
+        record.transfer_target = Some("sip:it@127.0.0.1:5071".into());
+        record.transferred_at = Some(datetime!(2026-11-23 10:15:20.000 UTC));
+        record.steps = serde_json::json!([{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}]);
+        record.finish(
+            Outcome::Transferred,
+            datetime!(2026-11-23 10:19:02.623 UTC),
+            "function BYE",
+        );
+        record
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_three_fraction_digits() {
+        assert_eq!(
+            format_timestamp(datetime!(2026-11-23 11:15:02.123456 +01:00)),
+            "2026-11-23T10:15:02.123Z"
+        );
+        assert_eq!(
+            format_timestamp(datetime!(2026-01-02 03:04:05 UTC)),
+            "2026-01-02T03:04:05.000Z"
+        );
+        assert_eq!(
+            parse_timestamp("2026-11-23T11:15:02.5+01:00").unwrap(),
+            datetime!(2026-11-23 10:15:02.5 UTC)
+        );
+        assert!(parse_timestamp("2026-11-23 10:15").is_err());
+    }
+
+    #[test]
+    fn json_uses_the_documented_field_names_and_shapes() {
+        let json = serde_json::to_value(finished_record()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "call_id": "a84b4c76e66710@pc33",
+                "from": "0701234567",
+                "to": "0771-100200",
+                "started_at": "2026-11-23T10:15:02.123Z",
+                "answered_at": "2026-11-23T10:15:02.400Z",
+                "ended_at": "2026-11-23T10:19:02.623Z",
+                "duration_ms": 240_500,
+                "digits": "12",
+                "path": ["root", "it"],
+                "function": "it-kundservice",
+                "outcome": "transferred",
+                "transfer_target": "sip:it@127.0.0.1:5071",
+                "transferred_at": "2026-11-23T10:15:20.000Z",
+                "end_reason": "function BYE",
+                "steps": [{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}],
+            })
+        );
+    }
+
+    #[test]
+    fn a_call_in_progress_has_null_outcome_end_and_duration() {
+        let record = ContactRecord::started("x", "a", "b", datetime!(2026-11-23 10:00 UTC));
+        let json = serde_json::to_value(&record).unwrap();
+        assert!(json["outcome"].is_null());
+        assert!(json["ended_at"].is_null());
+        assert!(json["duration_ms"].is_null());
+        assert_eq!(json["path"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn json_round_trips_and_duration_is_recomputed() {
+        let record = finished_record();
+        let mut json = serde_json::to_value(&record).unwrap();
+        json["duration_ms"] = serde_json::json!(1);
+        let back: ContactRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, record);
+        assert_eq!(back.duration_ms(), Some(240_500));
+    }
+
+    #[test]
+    fn a_bad_timestamp_names_the_field() {
+        let mut json = serde_json::to_value(finished_record()).unwrap();
+        json["ended_at"] = serde_json::json!("yesterday");
+        let error = serde_json::from_value::<ContactRecord>(json).unwrap_err();
+        assert!(
+            error.to_string().contains("ended_at 'yesterday'"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn duration_is_never_negative_and_uses_written_milliseconds() {
+        let mut record =
+            ContactRecord::started("x", "a", "b", datetime!(2026-11-23 10:00:00.9999 UTC));
+        record.ended_at = Some(datetime!(2026-11-23 10:00:01.0001 UTC));
+        // As written: 10:00:00.999 -> 10:00:01.000.
+        assert_eq!(record.duration_ms(), Some(1));
+        record.ended_at = Some(datetime!(2026-11-23 09:59:00 UTC));
+        assert_eq!(record.duration_ms(), Some(0));
+    }
+
+    #[test]
+    fn user_part_of_caller_uris() {
+        assert_eq!(uri_user("sip:0701234567@10.0.0.1;user=phone"), "0701234567");
+        assert_eq!(uri_user("<sips:alice:secret@pbx.example:5061>"), "alice");
+        assert_eq!(uri_user("SIP:+46701234567;npdi@trunk"), "+46701234567");
+        assert_eq!(
+            uri_user("tel:+46-8-123456;phone-context=example.se"),
+            "+46-8-123456"
+        );
+        assert_eq!(
+            uri_user("sip:pbx.example:5060;transport=tcp"),
+            "pbx.example"
+        );
+        assert_eq!(uri_user("sip:[2001:db8::1]:5060"), "[2001:db8::1]");
+        assert_eq!(uri_user("sip:[2001:db8::1]"), "[2001:db8::1]");
+        assert_eq!(uri_user(" anonymous "), "anonymous");
+    }
+}

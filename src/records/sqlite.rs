@@ -1,0 +1,624 @@
+//! The SQLite contact store: one file, WAL, every commit synced, schema versioned by `PRAGMA user_version`.
+//!
+//! Owns the table layout and its migrations. Knows nothing about calls beyond [`ContactRecord`]; the async
+//! side (`Records`) and HTTP live elsewhere.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, Row, TransactionBehavior, params};
+use time::OffsetDateTime;
+
+use super::record::{ContactRecord, format_timestamp, parse_timestamp};
+use super::store::{ContactQuery, ContactStore, StoreError, UNFINISHED_END_REASON};
+use crate::flow::Outcome;
+
+/// Schema steps, oldest first; step `n` takes the file from `user_version` n to n + 1. Append, never edit:
+/// files in the field are at every version ever released.
+///
+/// Columns are named for the domain, not the JSON (`caller`, not the SQL keyword `from`). `outcome` has no
+/// CHECK list on purpose: SQLite cannot alter a CHECK without rebuilding the table, and outcomes will grow
+/// (queues); the reader rejects names it does not know instead.
+const MIGRATIONS: &[&str] = &[
+    // 1: the foundation's contact record.
+    "CREATE TABLE contact_records (
+        id              INTEGER PRIMARY KEY,
+        call_id         TEXT    NOT NULL,
+        caller          TEXT    NOT NULL,
+        called          TEXT    NOT NULL,
+        started_at      TEXT    NOT NULL,
+        answered_at     TEXT,
+        ended_at        TEXT,
+        duration_ms     INTEGER,
+        digits          TEXT    NOT NULL DEFAULT '',
+        path            TEXT    NOT NULL DEFAULT '[]',
+        function_id     TEXT,
+        outcome         TEXT,
+        transfer_target TEXT,
+        transferred_at  TEXT,
+        end_reason      TEXT,
+        steps           TEXT    NOT NULL DEFAULT '[]'
+    );
+    CREATE UNIQUE INDEX contact_records_call_id ON contact_records (call_id);
+    CREATE INDEX contact_records_started_at ON contact_records (started_at);
+    -- Start-up looks for calls a crash left open; this stays tiny however many records there are.
+    CREATE INDEX contact_records_unfinished ON contact_records (id) WHERE outcome IS NULL;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a writer waits for another process (an admin's `sqlite3`, a backup) to release the file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const UPSERT: &str = "INSERT INTO contact_records (
+        call_id, caller, called, started_at, answered_at, ended_at, duration_ms, digits, path, function_id,
+        outcome, transfer_target, transferred_at, end_reason, steps)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+    ON CONFLICT (call_id) DO UPDATE SET
+        caller = excluded.caller,
+        called = excluded.called,
+        started_at = excluded.started_at,
+        answered_at = excluded.answered_at,
+        ended_at = excluded.ended_at,
+        duration_ms = excluded.duration_ms,
+        digits = excluded.digits,
+        path = excluded.path,
+        function_id = excluded.function_id,
+        outcome = excluded.outcome,
+        transfer_target = excluded.transfer_target,
+        transferred_at = excluded.transferred_at,
+        end_reason = excluded.end_reason,
+        steps = excluded.steps";
+
+const COLUMNS: &str = "id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
+     outcome, transfer_target, transferred_at, end_reason, steps";
+
+/// Contact records in one SQLite file. One connection behind a mutex: SQLite has one writer at a time anyway,
+/// and a record is a single small upsert.
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if need be) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let open_error = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let connection = Connection::open(path).map_err(open_error)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        let journal_mode: String = connection
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(open_error)?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            // Some network file systems cannot do WAL; the records are still safe, only readers block writers.
+            tracing::warn!(
+                path = %path.display(),
+                journal_mode,
+                "contact record database is not in WAL mode; keep it on a local disk"
+            );
+        }
+        // Every commit reaches the disk before the call moves on: a record lost on power failure is a call the
+        // statistics never saw.
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(open_error)?;
+        Self::with_connection(connection, path.to_path_buf())
+    }
+
+    /// A store that lives in memory only, for tests and `knappval simulate`.
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let connection = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        Self::with_connection(connection, path)
+    }
+
+    fn with_connection(
+        mut connection: Connection,
+        path: PathBuf,
+    ) -> Result<SqliteStore, StoreError> {
+        migrate(&mut connection, &path)?;
+        Ok(SqliteStore {
+            connection: Mutex::new(connection),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        // A panic elsewhere while holding the lock leaves no half-written state: every write is one SQLite
+        // statement or transaction, which SQLite rolls back on its own.
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn upsert(&self, record: &ContactRecord) -> Result<(), StoreError> {
+        let encode = |what, result: serde_json::Result<String>| {
+            result.map_err(|source| StoreError::Encode {
+                call_id: record.call_id.clone(),
+                what,
+                source,
+            })
+        };
+        let path = encode("path", serde_json::to_string(&record.path))?;
+        let steps = encode("steps", serde_json::to_string(&record.steps))?;
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(UPSERT)?;
+        statement.execute(params![
+            record.call_id,
+            record.from,
+            record.to,
+            format_timestamp(record.started_at),
+            record.answered_at.map(format_timestamp),
+            record.ended_at.map(format_timestamp),
+            record.duration_ms(),
+            record.digits,
+            path,
+            record.function,
+            record.outcome.map(Outcome::as_str),
+            record.transfer_target,
+            record.transferred_at.map(format_timestamp),
+            record.end_reason,
+            steps,
+        ])?;
+        Ok(())
+    }
+}
+
+impl ContactStore for SqliteStore {
+    fn call_started(&self, record: &ContactRecord) -> Result<(), StoreError> {
+        self.upsert(record)
+    }
+
+    fn call_ended(&self, record: &ContactRecord) -> Result<(), StoreError> {
+        self.upsert(record)
+    }
+
+    fn close_unfinished(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let unfinished: Vec<(i64, String)> = {
+            let mut statement = transaction
+                .prepare("SELECT id, started_at FROM contact_records WHERE outcome IS NULL")?;
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let ended_at = format_timestamp(now);
+        {
+            let mut update = transaction.prepare(
+                "UPDATE contact_records SET outcome = ?1, ended_at = ?2, duration_ms = ?3, end_reason = ?4 \
+                 WHERE id = ?5",
+            )?;
+            for (id, started_at) in &unfinished {
+                // A start time nobody can read must not stop the daemon from starting: close the call anyway
+                // and leave its length unknown.
+                let duration_ms = match parse_timestamp(started_at) {
+                    Ok(started_at) => ContactRecord {
+                        ended_at: Some(now),
+                        ..ContactRecord::started("", "", "", started_at)
+                    }
+                    .duration_ms(),
+                    Err(error) => {
+                        tracing::warn!(
+                            row_id = id,
+                            started_at,
+                            %error,
+                            "unfinished contact record has a bad start time"
+                        );
+                        None
+                    }
+                };
+                update.execute(params![
+                    Outcome::Failed.as_str(),
+                    ended_at,
+                    duration_ms,
+                    UNFINISHED_END_REASON,
+                    id
+                ])?;
+            }
+        }
+        transaction.commit()?;
+        Ok(unfinished.len())
+    }
+
+    fn list(&self, query: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError> {
+        let limit = query
+            .limit
+            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let connection = self.connection();
+        let rows: Vec<RawRow> = match query.since {
+            Some(since) => {
+                let mut statement = connection.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM contact_records WHERE started_at >= ?1 \
+                     ORDER BY started_at DESC, id DESC LIMIT ?2"
+                ))?;
+                statement
+                    .query_map(params![format_timestamp(since), limit], RawRow::read)?
+                    .collect::<Result<_, _>>()?
+            }
+            None => {
+                let mut statement = connection.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM contact_records ORDER BY started_at DESC, id DESC LIMIT ?1"
+                ))?;
+                statement
+                    .query_map(params![limit], RawRow::read)?
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        drop(connection);
+        rows.into_iter().map(RawRow::into_record).collect()
+    }
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], one step per transaction so that a crash mid-way resumes cleanly.
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    loop {
+        // IMMEDIATE takes the write lock before reading the version, so two daemons started on one file
+        // cannot both run the same step.
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: i64 = transaction.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let Some(step) = usize::try_from(found).ok().and_then(|i| MIGRATIONS.get(i)) else {
+            return Ok(());
+        };
+        let version = found + 1;
+        let migrate_error = |source| StoreError::Migrate {
+            path: path.to_path_buf(),
+            version,
+            source,
+        };
+        transaction.execute_batch(step).map_err(migrate_error)?;
+        transaction
+            .pragma_update(None, "user_version", version)
+            .map_err(migrate_error)?;
+        transaction.commit().map_err(migrate_error)?;
+        tracing::info!(path = %path.display(), version, "contact record schema migrated");
+    }
+}
+
+/// A row as SQLite hands it over, before the text columns are checked.
+struct RawRow {
+    id: i64,
+    call_id: String,
+    caller: String,
+    called: String,
+    started_at: String,
+    answered_at: Option<String>,
+    ended_at: Option<String>,
+    digits: String,
+    path: String,
+    function_id: Option<String>,
+    outcome: Option<String>,
+    transfer_target: Option<String>,
+    transferred_at: Option<String>,
+    end_reason: Option<String>,
+    steps: String,
+}
+
+impl RawRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<RawRow> {
+        Ok(RawRow {
+            id: row.get(0)?,
+            call_id: row.get(1)?,
+            caller: row.get(2)?,
+            called: row.get(3)?,
+            started_at: row.get(4)?,
+            answered_at: row.get(5)?,
+            ended_at: row.get(6)?,
+            digits: row.get(7)?,
+            path: row.get(8)?,
+            function_id: row.get(9)?,
+            outcome: row.get(10)?,
+            transfer_target: row.get(11)?,
+            transferred_at: row.get(12)?,
+            end_reason: row.get(13)?,
+            steps: row.get(14)?,
+        })
+    }
+
+    fn into_record(self) -> Result<ContactRecord, StoreError> {
+        let row_id = self.id;
+        let corrupt = |column, reason: String| StoreError::CorruptRow {
+            row_id,
+            column,
+            reason,
+        };
+        let time =
+            |column, text: &str| parse_timestamp(text).map_err(|e| corrupt(column, e.to_string()));
+        let optional_time =
+            |column, text: Option<String>| text.map(|t| time(column, &t)).transpose();
+        Ok(ContactRecord {
+            started_at: time("started_at", &self.started_at)?,
+            answered_at: optional_time("answered_at", self.answered_at)?,
+            ended_at: optional_time("ended_at", self.ended_at)?,
+            transferred_at: optional_time("transferred_at", self.transferred_at)?,
+            path: serde_json::from_str(&self.path).map_err(|e| corrupt("path", e.to_string()))?,
+            steps: serde_json::from_str(&self.steps)
+                .map_err(|e| corrupt("steps", e.to_string()))?,
+            outcome: self
+                .outcome
+                .map(|name| name.parse::<Outcome>())
+                .transpose()
+                .map_err(|e| corrupt("outcome", e.to_string()))?,
+            call_id: self.call_id,
+            from: self.caller,
+            to: self.called,
+            digits: self.digits,
+            function: self.function_id,
+            transfer_target: self.transfer_target,
+            end_reason: self.end_reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn store_in(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("data/records.sqlite")).unwrap()
+    }
+
+    fn call(call_id: &str, started_at: OffsetDateTime) -> ContactRecord {
+        ContactRecord::started(call_id, "0701234567", "0771100200", started_at)
+    }
+
+    fn ended(mut record: ContactRecord) -> ContactRecord {
+        record.answered_at = Some(record.started_at + time::Duration::milliseconds(300));
+        record.digits = "31".into();
+        record.path = vec!["root".into(), "hr".into()];
+        record.function = Some("personal-direkt".into());
+        record.transfer_target = Some("sip:hr@127.0.0.1:5072".into());
+        record.transferred_at = Some(record.started_at + time::Duration::seconds(20));
+        record.steps =
+            serde_json::json!([{"at_ms": 300, "step": "answered"}, {"at_ms": 4100, "digit": "3"}]);
+        let ended_at = record.started_at + time::Duration::seconds(95);
+        record.finish(Outcome::Transferred, ended_at, "caller BYE");
+        record
+    }
+
+    fn all(store: &SqliteStore) -> Vec<ContactRecord> {
+        store.list(&ContactQuery::default()).unwrap()
+    }
+
+    #[test]
+    fn open_creates_the_folder_schema_and_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        assert!(store.path().exists());
+        let connection = store.connection();
+        let version: i64 = connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mode: String = connection
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        // FULL is 2.
+        let synchronous: i64 = connection
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .unwrap();
+        assert_eq!(synchronous, 2);
+    }
+
+    #[test]
+    fn a_started_call_is_there_at_once_and_its_end_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let started = call("c1@trunk", datetime!(2026-11-23 10:15:02.123 UTC));
+        store.call_started(&started).unwrap();
+        assert_eq!(all(&store), vec![started.clone()]);
+
+        let finished = ended(started);
+        store.call_ended(&finished).unwrap();
+        let stored = all(&store);
+        assert_eq!(stored, vec![finished]);
+        assert_eq!(stored[0].duration_ms(), Some(95_000));
+        let duration: i64 = store
+            .connection()
+            .query_row("SELECT duration_ms FROM contact_records", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(duration, 95_000);
+    }
+
+    #[test]
+    fn an_end_without_a_start_is_written_and_a_repeated_start_does_not_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let finished = ended(call("c1@trunk", datetime!(2026-11-23 10:00 UTC)));
+        store.call_ended(&finished).unwrap();
+        store.call_ended(&finished).unwrap();
+        assert_eq!(all(&store), vec![finished.clone()]);
+        let retry = call("c1@trunk", datetime!(2026-11-23 11:00 UTC));
+        store.call_started(&retry).unwrap();
+        assert_eq!(all(&store), vec![retry]);
+    }
+
+    #[test]
+    fn list_is_newest_first_and_honours_since_and_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let times = [
+            datetime!(2026-11-23 09:59:59.999 UTC),
+            datetime!(2026-11-23 10:00:00.000 UTC),
+            datetime!(2026-11-23 10:30:00.000 UTC),
+            datetime!(2026-11-24 08:00:00.000 UTC),
+        ];
+        // Written out of order: order must come from started_at, not from insertion.
+        for (i, at) in [(2, times[2]), (0, times[0]), (3, times[3]), (1, times[1])] {
+            store
+                .call_ended(&ended(call(&format!("c{i}"), at)))
+                .unwrap();
+        }
+        let ids = |records: Vec<ContactRecord>| {
+            records.into_iter().map(|r| r.call_id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(all(&store)), ["c3", "c2", "c1", "c0"]);
+        let since = ContactQuery {
+            // Given in local time: 11:00 +01:00 is 10:00 UTC, and "at or after" includes c1.
+            since: Some(datetime!(2026-11-23 11:00 +01:00)),
+            limit: None,
+        };
+        assert_eq!(ids(store.list(&since).unwrap()), ["c3", "c2", "c1"]);
+        let newest_two = ContactQuery {
+            since: None,
+            limit: Some(2),
+        };
+        assert_eq!(ids(store.list(&newest_two).unwrap()), ["c3", "c2"]);
+        let both = ContactQuery {
+            since: Some(datetime!(2026-11-23 10:00 UTC)),
+            limit: Some(1),
+        };
+        assert_eq!(ids(store.list(&both).unwrap()), ["c3"]);
+        let none = ContactQuery {
+            since: None,
+            limit: Some(0),
+        };
+        assert!(store.list(&none).unwrap().is_empty());
+    }
+
+    #[test]
+    fn close_unfinished_fails_only_the_open_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let done = ended(call("done", datetime!(2026-11-23 10:00 UTC)));
+        store.call_started(&call("done", done.started_at)).unwrap();
+        store.call_ended(&done).unwrap();
+        let mut open = call("open", datetime!(2026-11-23 10:05 UTC));
+        open.path = vec!["root".into()];
+        open.digits = "9".into();
+        store.call_started(&open).unwrap();
+
+        let now = datetime!(2026-11-23 10:07:30.250 UTC);
+        assert_eq!(store.close_unfinished(now).unwrap(), 1);
+        let records = all(&store);
+        assert_eq!(records[1], done);
+        let closed = &records[0];
+        assert_eq!(closed.call_id, "open");
+        assert_eq!(closed.outcome, Some(Outcome::Failed));
+        assert_eq!(closed.ended_at, Some(now));
+        assert_eq!(closed.end_reason.as_deref(), Some(UNFINISHED_END_REASON));
+        assert_eq!(closed.duration_ms(), Some(150_250));
+        // What the caller did before the crash is kept.
+        assert_eq!(closed.digits, "9");
+        assert_eq!(closed.path, ["root"]);
+        assert_eq!(store.close_unfinished(now).unwrap(), 0);
+    }
+
+    #[test]
+    fn reopening_keeps_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let finished = ended(call("kept", datetime!(2026-11-23 10:00 UTC)));
+        let open = call("still-open", datetime!(2026-11-23 10:01 UTC));
+        {
+            let store = store_in(&dir);
+            store.call_ended(&finished).unwrap();
+        }
+        let store = store_in(&dir);
+        store.call_started(&open).unwrap();
+        // A crash: the connection is never closed, so the last write exists only in the WAL file.
+        std::mem::forget(store);
+        assert!(dir.path().join("data/records.sqlite-wal").exists());
+        let store = store_in(&dir);
+        assert_eq!(all(&store), vec![open, finished]);
+    }
+
+    #[test]
+    fn a_file_from_a_newer_knappval_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.sqlite");
+        drop(SqliteStore::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        match SqliteStore::open(&path) {
+            Err(StoreError::SchemaTooNew {
+                found, supported, ..
+            }) => {
+                assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+            }
+            Err(other) => panic!("expected SchemaTooNew, got {other}"),
+            Ok(_) => panic!("a newer schema was opened"),
+        }
+    }
+
+    #[test]
+    fn a_corrupt_row_is_reported_with_its_id_and_column() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store
+            .call_ended(&ended(call("c1", datetime!(2026-11-23 10:00 UTC))))
+            .unwrap();
+        store
+            .connection()
+            .execute("UPDATE contact_records SET outcome = 'gave-up'", [])
+            .unwrap();
+        let error = store.list(&ContactQuery::default()).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StoreError::CorruptRow {
+                    row_id: 1,
+                    column: "outcome",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_start_time_does_not_stop_close_unfinished() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store
+            .call_started(&call("c1", datetime!(2026-11-23 10:00 UTC)))
+            .unwrap();
+        store
+            .connection()
+            .execute("UPDATE contact_records SET started_at = 'garbage'", [])
+            .unwrap();
+        assert_eq!(
+            store
+                .close_unfinished(datetime!(2026-11-23 10:05 UTC))
+                .unwrap(),
+            1
+        );
+        let (outcome, duration): (String, Option<i64>) = store
+            .connection()
+            .query_row(
+                "SELECT outcome, duration_ms FROM contact_records",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((outcome.as_str(), duration), ("failed", None));
+    }
+}
