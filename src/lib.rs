@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod app;
+pub mod call;
 pub mod flow;
 pub mod media;
 pub mod menu;

@@ -1,1 +1,234 @@
-fn main() {}
+//! The `knappval` command line: parse, build, run. Nothing else lives here.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use knappval::app::{self, Settings};
+use knappval::records::{ContactQuery, ContactStore, ExportFormat, SqliteStore, parse_timestamp};
+
+const DEFAULT_MENU: &str = "menus/kommunsupport.yaml";
+const DEFAULT_PROMPTS: &str = "prompts";
+const DEFAULT_SIP: &str = "127.0.0.1:5060";
+const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+const DEFAULT_DB: &str = "data/contacts.db";
+const DEFAULT_RTP_PORTS: &str = "10000-20000";
+const DEFAULT_GRACE: &str = "30s";
+const DEFAULT_MEDIA_TIMEOUT: &str = "60s";
+
+#[derive(Parser)]
+#[command(name = "knappval", version, about = "SIP IVR and call routing: one number, a menu, the right support function")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer calls: play the menu, collect digits, hand calls to their function, record every call.
+    Run(RunArgs),
+    /// Validate a menu and its prompts; exit 1 with file:line:col errors.
+    Check {
+        #[arg(long, env = "KNAPPVAL_MENU", default_value = DEFAULT_MENU)]
+        menu: PathBuf,
+        #[arg(long, env = "KNAPPVAL_PROMPTS", default_value = DEFAULT_PROMPTS)]
+        prompts: PathBuf,
+    },
+    /// Export contact records, newest first.
+    Contacts {
+        #[arg(long, env = "KNAPPVAL_DB", default_value = DEFAULT_DB)]
+        db: PathBuf,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Only calls started at or after this time (RFC 3339, e.g. 2026-11-23T08:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many records.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+/// Flags win over environment variables, which win over the settings file, which wins over the defaults.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout.
+    #[arg(long, env = "KNAPPVAL_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "KNAPPVAL_MENU")]
+    menu: Option<PathBuf>,
+    #[arg(long, env = "KNAPPVAL_PROMPTS")]
+    prompts: Option<PathBuf>,
+    /// SIP address (UDP and TCP), e.g. 127.0.0.1:5060 or [::1]:5060; port 0 picks a free port.
+    #[arg(long, env = "KNAPPVAL_SIP")]
+    sip: Option<String>,
+    /// HTTP address for the API and health check.
+    #[arg(long, env = "KNAPPVAL_HTTP")]
+    http: Option<String>,
+    /// SQLite file for contact records (created with its folder).
+    #[arg(long, env = "KNAPPVAL_DB")]
+    db: Option<PathBuf>,
+    /// RTP port range on the SIP address, e.g. 10000-20000.
+    #[arg(long, env = "KNAPPVAL_RTP_PORTS")]
+    rtp_ports: Option<String>,
+    /// After SIGTERM, how long calls in progress may go on before they are ended (e.g. 30s).
+    #[arg(long, env = "KNAPPVAL_GRACE_PERIOD")]
+    grace_period: Option<String>,
+    /// How long a caller's RTP may stop before the call is taken as dead (0 disables).
+    #[arg(long, env = "KNAPPVAL_MEDIA_TIMEOUT")]
+    media_timeout: Option<String>,
+    /// Log format on stderr: text or json. The level comes from KNAPPVAL_LOG or RUST_LOG (default info).
+    #[arg(long, env = "KNAPPVAL_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+/// The settings file: the same names as the flags, with underscores.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    menu: Option<PathBuf>,
+    prompts: Option<PathBuf>,
+    sip: Option<String>,
+    http: Option<String>,
+    db: Option<PathBuf>,
+    rtp_ports: Option<String>,
+    grace_period: Option<String>,
+    media_timeout: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => {
+            init_logging(&args.log_format);
+            match settings(args).and_then(run) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("knappval: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check { menu, prompts } => match app::load_menu(&menu, &prompts) {
+            Ok((loaded, cache)) => {
+                println!(
+                    "{}: ok: {} functions, {} menus, {} prompts",
+                    menu.display(),
+                    loaded.functions.len(),
+                    loaded.menus.len(),
+                    cache.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Contacts { db, format, since, limit } => match contacts(&db, format, since, limit) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("knappval: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("knappval")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(app::run(settings))
+}
+
+fn contacts(db: &Path, format: ExportFormat, since: Option<String>, limit: Option<usize>) -> anyhow::Result<()> {
+    if !db.exists() {
+        anyhow::bail!("no contact record database at {} (start the daemon once, or pass --db)", db.display());
+    }
+    let since = since
+        .map(|s| parse_timestamp(&s).with_context(|| format!("--since {s:?} is not RFC 3339, e.g. 2026-11-23T08:00:00Z")))
+        .transpose()?;
+    let store = SqliteStore::open(db)?;
+    let records = store.list(&ContactQuery { since, limit })?;
+    let mut out = std::io::stdout().lock();
+    match knappval::records::export(&records, format, &mut out).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        // `knappval contacts | head` is a normal way to end.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn settings(args: RunArgs) -> anyhow::Result<Settings> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the settings file {}", path.display()))?;
+            serde_saphyr::from_str::<SettingsFile>(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => SettingsFile::default(),
+    };
+    let sip = args.sip.or(file.sip).unwrap_or_else(|| DEFAULT_SIP.into());
+    let http = args.http.or(file.http).unwrap_or_else(|| DEFAULT_HTTP.into());
+    let rtp_ports = args.rtp_ports.or(file.rtp_ports).unwrap_or_else(|| DEFAULT_RTP_PORTS.into());
+    let grace = args.grace_period.or(file.grace_period).unwrap_or_else(|| DEFAULT_GRACE.into());
+    let media_timeout = args
+        .media_timeout
+        .or(file.media_timeout)
+        .unwrap_or_else(|| DEFAULT_MEDIA_TIMEOUT.into());
+    Ok(Settings {
+        menu: args.menu.or(file.menu).unwrap_or_else(|| DEFAULT_MENU.into()),
+        prompts: args.prompts.or(file.prompts).unwrap_or_else(|| DEFAULT_PROMPTS.into()),
+        sip: parse_addr("sip", &sip)?,
+        http: parse_addr("http", &http)?,
+        db: args.db.or(file.db).unwrap_or_else(|| DEFAULT_DB.into()),
+        rtp_ports: parse_port_range(&rtp_ports)?,
+        grace_period: parse_duration("grace_period", &grace)?,
+        media_timeout: parse_duration("media_timeout", &media_timeout)?,
+    })
+}
+
+fn parse_addr(what: &str, value: &str) -> anyhow::Result<SocketAddr> {
+    value
+        .parse()
+        .with_context(|| format!("--{what} {value:?} is not ADDR:PORT (e.g. 127.0.0.1:5060 or [::1]:5060)"))
+}
+
+fn parse_port_range(value: &str) -> anyhow::Result<RangeInclusive<u16>> {
+    let parsed = value
+        .split_once('-')
+        .and_then(|(lo, hi)| Some((lo.trim().parse::<u16>().ok()?, hi.trim().parse::<u16>().ok()?)));
+    match parsed {
+        Some((lo, hi)) if lo > 0 && lo < hi => Ok(lo..=hi),
+        _ => anyhow::bail!("--rtp-ports {value:?} is not LOW-HIGH with 0 < LOW < HIGH (e.g. 10000-20000)"),
+    }
+}
+
+fn parse_duration(what: &str, value: &str) -> anyhow::Result<Duration> {
+    knappval::menu::parse_duration(value)
+        .map_err(|e| anyhow::anyhow!("--{} {value:?}: {e}", what.replace('_', "-")))
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    // rsipstack logs every datagram at info; our own lines tell each call's story.
+    let filter = EnvFilter::try_from_env("KNAPPVAL_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,rsipstack=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format.eq_ignore_ascii_case("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

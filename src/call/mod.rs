@@ -65,18 +65,18 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
     let span = info_span!("call", call_id = %call_id, caller = %caller);
     async move {
         services.health.active_calls.fetch_add(1, Ordering::SeqCst);
-        let mut record = ContactRecord::new(
+        let mut record = ContactRecord::started(
             call_id.clone(),
             caller.clone(),
             message::called_number(&call.request),
             OffsetDateTime::now_utc(),
         );
-        services.records.call_started(&record).await;
+        services.records.call_started(record.clone()).await;
         let end = answer_and_run(call, &services, &mut record).await;
-        record.finish(end.outcome, end.reason, OffsetDateTime::now_utc());
+        record.finish(end.outcome, OffsetDateTime::now_utc(), end.reason);
         info!(outcome = %end.outcome, digits = %record.digits, function = ?record.function,
               "call ended: {}", record.end_reason.as_deref().unwrap_or(""));
-        services.records.call_ended(&record).await;
+        services.records.call_ended(record.clone()).await;
         services.health.active_calls.fetch_sub(1, Ordering::SeqCst);
     }
     .instrument(span)

@@ -162,7 +162,9 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
         {
             return Err(DialFailure::Busy(code));
         }
-        StatusCodeKind::RequestTimeout => return Err(DialFailure::NoAnswer(d.ring_timeout)),
+        _ if response.status_code == StatusCode::RequestTimeout => {
+            return Err(DialFailure::NoAnswer(d.ring_timeout));
+        }
         _ => {
             return Err(DialFailure::Refused {
                 code,

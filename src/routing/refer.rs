@@ -19,9 +19,8 @@ pub enum ReferFailure {
 pub async fn send(dialog: &InviteDialog, target: &str, handoff: &Handoff) -> Result<(), ReferFailure> {
     let refer_to = format!("<{target}>");
     let mut headers = handoff.headers();
-    headers.push(Header::Other(
-        "Referred-By".into(),
-        format!("<{}>", dialog.initial_request().uri),
+    headers.push(Header::ReferredBy(
+        format!("<{}>", dialog.initial_request().uri).into(),
     ));
     match dialog.refer(refer_to, Some(headers), None).await {
         Ok(Some(response)) if response.status_code.kind() == StatusCodeKind::Successful => Ok(()),

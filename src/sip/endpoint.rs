@@ -187,7 +187,7 @@ impl SipEndpoint {
                 let headers = vec![
                     Header::Allow(super::ALLOWED_METHODS.into()),
                     Header::Accept("application/sdp".into()),
-                    Header::Other("Accept-Language".into(), "sv, en".into()),
+                    Header::AcceptLanguage("sv, en".into()),
                 ];
                 if let Err(e) = tx.reply_with(StatusCode::OK, headers, None).await {
                     debug!(error = %e, "OPTIONS reply failed");
