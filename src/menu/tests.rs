@@ -619,6 +619,34 @@ fn syntax_errors_carry_the_parsers_position() {
 }
 
 #[test]
+fn a_wrong_kind_of_value_is_named_plainly() {
+    let source = MINIMAL.replace(
+        "  prompt: main-menu\n",
+        "  prompt: main-menu\n  retries: { a: 1 }\n",
+    );
+    assert_eq!(
+        single(&source),
+        (
+            11,
+            12,
+            "a single value belongs here, not a list or a mapping".into()
+        )
+    );
+    assert_eq!(
+        single("- name\n- menu\n"),
+        (1, 1, "a mapping (`key: value` lines) belongs here".into())
+    );
+    assert_eq!(
+        single(&format!("{MINIMAL}---\nname: Two\n")),
+        (
+            13,
+            1,
+            "the menu file holds more than one YAML document".into()
+        )
+    );
+}
+
+#[test]
 fn a_repeated_yaml_key_is_reported_by_position() {
     let source = MINIMAL.replace(
         "  prompt: main-menu\n",
@@ -798,5 +826,16 @@ fn load_reports_unreadable_files_at_the_top() {
     assert_eq!(
         errors[0].message,
         "the menu file is not UTF-8 text (invalid byte at offset 12)"
+    );
+}
+
+#[test]
+fn a_file_saved_by_notepad_loads_with_the_same_positions() {
+    let windows = format!("\u{feff}{}", MINIMAL.replace('\n', "\r\n"));
+    assert!(load_inline(&windows).is_ok());
+    let broken = windows.replace("route: it", "route: itt");
+    assert_eq!(
+        single(&broken),
+        (12, 19, "route to undefined function 'itt'".into())
     );
 }

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde_saphyr::budget::BudgetBreach;
 use serde_saphyr::{Budget, MessageFormatter, Options, Spanned};
 
 use super::error::{Pos, Report};
@@ -272,6 +273,29 @@ fn report_parse_error(error: &serde_saphyr::Error, report: &mut Report) {
             "'*' starts a YAML alias here, and no anchor of that name exists",
             "to mean the star key, quote it: \"*\": { repeat: true } (the same for \"#\")",
         ),
+        E::Budget {
+            breach: BudgetBreach::Documents { .. },
+            ..
+        }
+        | E::MultipleDocuments { .. } => report.error(
+            pos,
+            "the menu file holds more than one YAML document",
+            "remove the `---` line: one file, one menu",
+        ),
+        E::Unexpected { expected, .. } => {
+            let message = match *expected {
+                "mapping start" => "a mapping (`key: value` lines) belongs here".to_owned(),
+                "string scalar" => {
+                    "a single value belongs here, not a list or a mapping".to_owned()
+                }
+                other => format!("expected {other}"),
+            };
+            report.error(
+                pos,
+                message,
+                "compare with the shipped menus/kommunsupport.yaml; indent with spaces",
+            );
+        }
         E::Budget { .. }
         | E::AliasReplayLimitExceeded { .. }
         | E::AliasExpansionLimitExceeded { .. }
@@ -280,11 +304,6 @@ fn report_parse_error(error: &serde_saphyr::Error, report: &mut Report) {
             pos,
             format!("menu file refused: {}", message_text(inner)),
             "a menu needs neither deep nesting nor many aliases; write the options out plainly",
-        ),
-        E::MultipleDocuments { .. } => report.error(
-            pos,
-            "the menu file holds more than one YAML document",
-            "remove the `---` line: one file, one menu",
         ),
         E::Eof { .. } => report.error(
             pos,
