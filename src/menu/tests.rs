@@ -768,6 +768,27 @@ fn fallbacks_that_would_loop_are_refused() {
 }
 
 #[test]
+fn menus_whose_fallbacks_lead_into_each_other_are_refused() {
+    let source = format!(
+        "{MINIMAL}  fallback: {{ menu: a }}\nmenus:\n  b:\n    prompt: care-menu\n    fallback: {{ menu: a }}\n  \
+         a:\n    prompt: care-menu\n    fallback: {{ menu: b }}\n"
+    );
+    assert_eq!(
+        single(&source),
+        (
+            20,
+            15,
+            "menus fall back into each other forever: a -> b -> a".into()
+        )
+    );
+    // A chain that ends somewhere is fine.
+    let source = format!(
+        "{MINIMAL}  fallback: {{ menu: a }}\nmenus:\n  a:\n    prompt: care-menu\n    fallback: {{ route: it }}\n"
+    );
+    assert!(load_inline(&source).is_ok());
+}
+
+#[test]
 fn ids_are_checked_and_root_is_reserved() {
     let source = format!(
         "{MINIMAL}menus:\n  root:\n    prompt: care-menu\n  \"vård\":\n    prompt: care-menu\n"

@@ -57,6 +57,8 @@ pub(crate) struct Validator<'a> {
     function_ids: BTreeSet<String>,
     menu_ids: BTreeSet<String>,
     prompt_uses: Vec<PromptUse>,
+    /// Menu id to the menu its fallback enters, with the fallback's position.
+    fallback_edges: BTreeMap<String, (String, Pos)>,
 }
 
 impl<'a> Validator<'a> {
@@ -67,6 +69,7 @@ impl<'a> Validator<'a> {
             function_ids: BTreeSet::new(),
             menu_ids: BTreeSet::new(),
             prompt_uses: Vec::new(),
+            fallback_edges: BTreeMap::new(),
         }
     }
 
@@ -146,6 +149,7 @@ impl<'a> Validator<'a> {
             }
         }
 
+        self.check_fallback_cycles();
         self.check_prompts(probe_prompt);
 
         if !self.report.is_empty() {
@@ -378,7 +382,14 @@ impl<'a> Validator<'a> {
         }
         let fallback = match &raw.fallback {
             None => Some(Choice::Hangup),
-            Some(choice) => self.choice(choice, ChoiceSite::Fallback { menu_id: id }),
+            Some(choice) => {
+                let resolved = self.choice(choice, ChoiceSite::Fallback { menu_id: id });
+                if let Some(Choice::Menu(to)) = &resolved {
+                    self.fallback_edges
+                        .insert(id.to_owned(), (to.clone(), pos(choice)));
+                }
+                resolved
+            }
         };
 
         if self.report_len() != before {
@@ -620,6 +631,41 @@ impl<'a> Validator<'a> {
             Err(error) => {
                 self.report.error(pos(raw), error.message, error.help);
                 default
+            }
+        }
+    }
+
+    /// A caller who never presses a key must eventually reach a person or be hung up on, not be passed between
+    /// menus whose fallbacks lead into each other forever. (A menu falling back to itself is refused earlier.)
+    fn check_fallback_cycles(&mut self) {
+        let mut reported: BTreeSet<String> = BTreeSet::new();
+        let starts: Vec<String> = self.fallback_edges.keys().cloned().collect();
+        for start in starts {
+            let mut path = vec![start.clone()];
+            let mut current = start.clone();
+            while let Some((next, _)) = self.fallback_edges.get(&current) {
+                if let Some(index) = path.iter().position(|id| id == next) {
+                    let cycle = &path[index..];
+                    // Report each cycle once, at the fallback of its smallest id.
+                    let Some(first) = cycle.iter().min().cloned() else {
+                        break;
+                    };
+                    if cycle.len() > 1 && reported.insert(first.clone()) {
+                        let at = self.fallback_edges[&first].1;
+                        let mut names: Vec<&str> = cycle.iter().map(String::as_str).collect();
+                        let rotate = names.iter().position(|id| *id == first).unwrap_or(0);
+                        names.rotate_left(rotate);
+                        names.push(&first);
+                        self.report.error(
+                            at,
+                            format!("menus fall back into each other forever: {}", names.join(" -> ")),
+                            "a silent caller would never leave; let one of them route to a function or hang up",
+                        );
+                    }
+                    break;
+                }
+                path.push(next.clone());
+                current = next.clone();
             }
         }
     }
