@@ -1,4 +1,127 @@
-//! The admins' YAML menu: types, loading with file:line:col errors, validation.
-//! Owns nothing at run time; produces a [`model::Menu`] the rest of the daemon reads.
+//! The admins' YAML menu: loading with file:line:col errors, validation, and the report `knappval check` prints.
+//!
+//! Owns nothing at run time: it reads the menu file and probes the prompt files it names, and produces a
+//! [`model::Menu`] the rest of the daemon reads. It never plays, decodes or caches audio (that is `media`, reached
+//! only through the `probe_prompt` callback) and never touches calls.
+//!
+//! ```text
+//! menus/kommunsupport.yaml:14:20: error: route to undefined function 'itt'
+//!   help: define 'itt' under `functions:`, or use one of: it, kundtjanst, personal
+//! ```
 
+mod duration;
+mod error;
 pub mod model;
+mod validate;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use error::{MenuError, MenuErrors};
+pub use validate::{unreachable_functions, unreachable_menus};
+
+use error::{Pos, Report};
+
+/// Loads and validates the menu file at `menu_path`; prompt ids resolve to `prompts_dir/<id>.wav`.
+///
+/// `probe_prompt` gets the path of every prompt file that exists and says whether it is usable audio; a missing
+/// file is reported here without calling it. All problems are returned together, in file order.
+pub fn load(
+    menu_path: &Path,
+    prompts_dir: &Path,
+    probe_prompt: &dyn Fn(&Path) -> Result<(), String>,
+) -> Result<model::Menu, MenuErrors> {
+    let label = menu_path.display().to_string();
+    let refuse = |message: String, help: &str| {
+        let mut report = Report::new(&label);
+        report.error(Pos::FILE, message, help);
+        report.into_errors()
+    };
+    // Checked before reading, so that pointing knappval at a disk image does not fill memory first.
+    if let Ok(metadata) = std::fs::metadata(menu_path)
+        && metadata.len() > yaml::MAX_MENU_BYTES as u64
+    {
+        return Err(refuse(
+            format!(
+                "menu file is too large ({} bytes, at most {})",
+                metadata.len(),
+                yaml::MAX_MENU_BYTES
+            ),
+            "a menu is a few kilobytes of YAML; check that this is the right file",
+        ));
+    }
+    let bytes = std::fs::read(menu_path).map_err(|error| {
+        refuse(
+            format!("cannot read the menu file: {error}"),
+            "check the path given with --menu and the file's permissions",
+        )
+    })?;
+    let source = String::from_utf8(bytes).map_err(|error| {
+        refuse(
+            format!(
+                "the menu file is not UTF-8 text (invalid byte at offset {})",
+                error.utf8_error().valid_up_to()
+            ),
+            "save the file as UTF-8 (Notepad: Save as, Encoding UTF-8)",
+        )
+    })?;
+    load_str(&source, &label, prompts_dir, probe_prompt)
+}
+
+/// Like [`load`], for menu text already in memory; `file_label` is what errors name as the file.
+pub fn load_str(
+    source: &str,
+    file_label: &str,
+    prompts_dir: &Path,
+    probe_prompt: &dyn Fn(&Path) -> Result<(), String>,
+) -> Result<model::Menu, MenuErrors> {
+    let mut report = Report::new(file_label);
+    let Some(raw) = yaml::parse(source, &mut report) else {
+        return Err(report.into_errors());
+    };
+    match validate::Validator::new(&mut report, prompts_dir).validate(raw, probe_prompt) {
+        Some(menu) if report.is_empty() => Ok(menu),
+        _ => Err(report.into_errors()),
+    }
+}
+
+/// What `knappval check` prints, and whether the menu is usable.
+///
+/// On success: `menus/kommunsupport.yaml: ok: 7 functions, 2 menus, 13 prompts`, followed by a `note:` line for
+/// each menu or function that callers cannot reach (allowed, but usually an oversight).
+pub fn check_report(
+    menu_path: &Path,
+    prompts_dir: &Path,
+    probe_prompt: &dyn Fn(&Path) -> Result<(), String>,
+) -> (String, bool) {
+    match load(menu_path, prompts_dir, probe_prompt) {
+        Err(errors) => (errors.to_string(), false),
+        Ok(menu) => (summary(&menu_path.display().to_string(), &menu), true),
+    }
+}
+
+fn summary(label: &str, menu: &model::Menu) -> String {
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut text = format!(
+        "{label}: ok: {}, {}, {}",
+        plural(menu.functions.len(), "function", "functions"),
+        plural(menu.menus.len(), "menu", "menus"),
+        plural(menu.prompt_ids().len(), "prompt", "prompts"),
+    );
+    for id in unreachable_menus(menu) {
+        text.push_str(&format!(
+            "\n{label}: note: menu '{id}' is not reachable from the top menu"
+        ));
+    }
+    for id in unreachable_functions(menu) {
+        text.push_str(&format!(
+            "\n{label}: note: function '{id}' is not reachable from any menu"
+        ));
+    }
+    text
+}
