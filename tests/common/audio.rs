@@ -15,7 +15,15 @@ pub const MORE_HZ: u32 = 2000;
 pub const BUSY_HZ: u32 = 2500;
 pub const CALLER_HZ: u32 = 600;
 pub const FUNCTION_HZ: u32 = 1800;
-pub const ALL_TONES: [u32; 7] = [GREETING_HZ, MENU_HZ, INVALID_HZ, MORE_HZ, BUSY_HZ, CALLER_HZ, FUNCTION_HZ];
+pub const ALL_TONES: [u32; 7] = [
+    GREETING_HZ,
+    MENU_HZ,
+    INVALID_HZ,
+    MORE_HZ,
+    BUSY_HZ,
+    CALLER_HZ,
+    FUNCTION_HZ,
+];
 
 const ULAW_BIAS: i32 = 0x84;
 const ULAW_CLIP: i32 = 32635;
@@ -59,7 +67,11 @@ pub fn alaw_encode(sample: i16) -> u8 {
     let Some(segment) = SEGMENT_END.iter().position(|end| pcm <= *end) else {
         return (0x7F ^ mask) as u8;
     };
-    let quant = if segment < 2 { (pcm >> 1) & 0x0F } else { (pcm >> segment) & 0x0F };
+    let quant = if segment < 2 {
+        (pcm >> 1) & 0x0F
+    } else {
+        (pcm >> segment) & 0x0F
+    };
     (((segment as i32) << 4 | quant) ^ mask) as u8
 }
 
@@ -151,7 +163,10 @@ pub fn segments(frames: &[Option<u32>]) -> Vec<Segment> {
     for tone in frames {
         match raw.last_mut() {
             Some(last) if last.tone == *tone => last.frames += 1,
-            _ => raw.push(Segment { tone: *tone, frames: 1 }),
+            _ => raw.push(Segment {
+                tone: *tone,
+                frames: 1,
+            }),
         }
     }
     let mut merged: Vec<Segment> = Vec::new();
@@ -190,12 +205,18 @@ pub fn describe(segments: &[Segment]) -> String {
 
 /// The longest run of `tone`, in frames.
 pub fn longest(segments: &[Segment], tone: u32) -> usize {
-    segments.iter().filter(|s| s.tone == Some(tone)).map(|s| s.frames).max().unwrap_or(0)
+    segments
+        .iter()
+        .filter(|s| s.tone == Some(tone))
+        .map(|s| s.frames)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Index of the first run of `tone` at least `min_frames` long, starting the search at `from`.
 pub fn find_run(segments: &[Segment], tone: u32, min_frames: usize, from: usize) -> Option<usize> {
-    (from..segments.len()).find(|i| segments[*i].tone == Some(tone) && segments[*i].frames >= min_frames)
+    (from..segments.len())
+        .find(|i| segments[*i].tone == Some(tone) && segments[*i].frames >= min_frames)
 }
 
 /// Samples of a sine at `freq`, continuing from sample index `start` so consecutive frames join without clicks.
@@ -209,8 +230,19 @@ pub fn sine(freq: f64, amplitude: f64, start: u64, len: usize, rate: f64) -> Vec
 }
 
 /// Writes a 16-bit PCM WAV of a pure tone (half full scale, 5 ms fades) as a prompt for the daemon.
-pub fn write_tone_wav(path: &Path, freq: f64, seconds: f64, rate: u32, channels: u16) -> Result<(), hound::Error> {
-    let spec = hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+pub fn write_tone_wav(
+    path: &Path,
+    freq: f64,
+    seconds: f64,
+    rate: u32,
+    channels: u16,
+) -> Result<(), hound::Error> {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut writer = hound::WavWriter::create(path, spec)?;
     let total = (seconds * f64::from(rate)) as u64;
     let fade = (0.005 * f64::from(rate)) as u64;

@@ -34,7 +34,10 @@ impl Default for Fixture {
 impl Fixture {
     /// Prompts at different rates and channel counts so that the daemon's loading and resampling are exercised.
     pub fn new() -> Fixture {
-        let dir = tempfile::Builder::new().prefix("knappval-test-").tempdir().expect("create a temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("knappval-test-")
+            .tempdir()
+            .expect("create a temp dir");
         let prompts = dir.path().join("prompts");
         std::fs::create_dir_all(&prompts).expect("create the prompts dir");
         let tones: [(&str, u32, f64, u32, u16); 5] = [
@@ -45,12 +48,23 @@ impl Fixture {
             ("busy", audio::BUSY_HZ, 0.6, 22_050, 2),
         ];
         for (name, freq, seconds, rate, channels) in tones {
-            audio::write_tone_wav(&prompts.join(format!("{name}.wav")), f64::from(freq), seconds, rate, channels)
-                .expect("write a test prompt");
+            audio::write_tone_wav(
+                &prompts.join(format!("{name}.wav")),
+                f64::from(freq),
+                seconds,
+                rate,
+                channels,
+            )
+            .expect("write a test prompt");
         }
         let menu = dir.path().join("menu.yaml");
         let db = dir.path().join("contacts.db");
-        Fixture { dir, prompts, menu, db }
+        Fixture {
+            dir,
+            prompts,
+            menu,
+            db,
+        }
     }
 
     pub fn write_menu(&self, yaml: &str) {
@@ -123,7 +137,13 @@ menus:
       "1": {{ route: it }}
       "#": {{ back: true }}
 "##,
-            self.it_target, self.it_transfer, self.it_ring_timeout, self.it_on_failure, self.kt_target, self.kt_transfer, self.fallback
+            self.it_target,
+            self.it_transfer,
+            self.it_ring_timeout,
+            self.it_on_failure,
+            self.kt_target,
+            self.kt_transfer,
+            self.fallback
         )
     }
 }
@@ -162,7 +182,10 @@ impl Daemon {
             .arg("--db")
             .arg(&fixture.db)
             .args(["--rtp-ports", &rtp_ports])
-            .env("RUST_LOG", std::env::var("KNAPPVAL_TEST_LOG").unwrap_or_else(|_| "debug".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("KNAPPVAL_TEST_LOG").unwrap_or_else(|_| "debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -176,7 +199,13 @@ impl Daemon {
                 let _ = tx.send(line);
             }
         });
-        let mut daemon = Daemon { child: Some(child), sip: "0.0.0.0:0".parse().expect("addr"), http: "0.0.0.0:0".parse().expect("addr"), fixture, log };
+        let mut daemon = Daemon {
+            child: Some(child),
+            sip: "0.0.0.0:0".parse().expect("addr"),
+            http: "0.0.0.0:0".parse().expect("addr"),
+            fixture,
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
@@ -190,14 +219,23 @@ impl Daemon {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = daemon.child.as_mut().and_then(|c| c.wait().ok());
-                    panic!("knappval exited ({status:?}) before its ready line; log:\n{}", daemon.log_text());
+                    panic!(
+                        "knappval exited ({status:?}) before its ready line; log:\n{}",
+                        daemon.log_text()
+                    );
                 }
             }
             if let Some(Ok(Some(status))) = daemon.child.as_mut().map(|c| c.try_wait()) {
-                panic!("knappval exited ({status}) before its ready line; log:\n{}", daemon.log_text());
+                panic!(
+                    "knappval exited ({status}) before its ready line; log:\n{}",
+                    daemon.log_text()
+                );
             }
             if Instant::now() > deadline {
-                panic!("no ready line from knappval within 30 s; log:\n{}", daemon.log_text());
+                panic!(
+                    "no ready line from knappval within 30 s; log:\n{}",
+                    daemon.log_text()
+                );
             }
         }
     }
@@ -218,7 +256,10 @@ impl Daemon {
     /// SIGTERM, then wait up to `grace` for the exit; SIGKILL and panic if it does not come.
     pub fn stop(&mut self, grace: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("the daemon is running");
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + grace;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -227,7 +268,10 @@ impl Daemon {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("knappval did not exit within {grace:?} of SIGTERM; log:\n{}", self.log_text());
+                panic!(
+                    "knappval did not exit within {grace:?} of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -238,7 +282,8 @@ impl Daemon {
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}; log:\n{}", self.log_text()))
+        http_get(self.http, path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}; log:\n{}", self.log_text()))
     }
 
     /// All contact records, newest first.
@@ -255,11 +300,18 @@ impl Daemon {
     pub fn wait_record(&self, call_id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(record) = self.contacts().into_iter().find(|r| r["call_id"] == call_id) {
+            if let Some(record) = self
+                .contacts()
+                .into_iter()
+                .find(|r| r["call_id"] == call_id)
+            {
                 return record;
             }
             if Instant::now() > deadline {
-                panic!("no contact record for {call_id} within {timeout:?}; records: {:?}", self.contacts());
+                panic!(
+                    "no contact record for {call_id} within {timeout:?}; records: {:?}",
+                    self.contacts()
+                );
             }
             thread::sleep(Duration::from_millis(100));
         }
@@ -276,7 +328,12 @@ impl Drop for Daemon {
             let log = self.log_text();
             let lines: Vec<&str> = log.lines().collect();
             let tail = &lines[lines.len().saturating_sub(300)..];
-            eprintln!("---- knappval log ({}; last {} lines) ----\n{}\n---- end of log ----", self.log.display(), tail.len(), tail.join("\n"));
+            eprintln!(
+                "---- knappval log ({}; last {} lines) ----\n{}\n---- end of log ----",
+                self.log.display(),
+                tail.len(),
+                tail.join("\n")
+            );
         }
     }
 }
@@ -305,7 +362,10 @@ pub fn run_cli(args: &[&std::ffi::OsStr]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn knappval");
-    let (mut out, mut err) = (child.stdout.take().expect("stdout"), child.stderr.take().expect("stderr"));
+    let (mut out, mut err) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
     let out_reader = thread::spawn(move || {
         let mut v = Vec::new();
         let _ = out.read_to_end(&mut v);
@@ -328,7 +388,11 @@ pub fn run_cli(args: &[&std::ffi::OsStr]) -> Output {
         }
         thread::sleep(Duration::from_millis(20));
     };
-    Output { status, stdout: out_reader.join().unwrap_or_default(), stderr: err_reader.join().unwrap_or_default() }
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
 }
 
 pub fn os(s: &str) -> &std::ffi::OsStr {
@@ -341,19 +405,33 @@ pub fn path_arg(p: &Path) -> &std::ffi::OsStr {
 
 /// A raw HTTP/1.1 GET with `Connection: close`: (status, body). Handles Content-Length, chunked and read-to-close.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no end of HTTP headers")?;
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("read: {e}"))?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of HTTP headers")?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut body = raw[split + 4..].to_vec();
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line in {head:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line in {head:?}"))?;
     let header = |name: &str| {
         head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_ascii_lowercase())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_ascii_lowercase())
         })
     };
     if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
@@ -367,9 +445,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").ok_or("bad chunk size line")?;
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("bad chunk size line")?;
         let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| "bad chunk size")?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| "bad chunk size")?;
         data = &data[line_end + 2..];
         if size == 0 {
             return Ok(out);

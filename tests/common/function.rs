@@ -18,7 +18,11 @@ impl FunctionEndpoint {
     pub fn new(codecs: &[u8]) -> FunctionEndpoint {
         let bind: SocketAddr = "127.0.0.1:0".parse().expect("loopback address");
         let sip = SipPeer::udp(bind, None).expect("bind the function's SIP socket");
-        FunctionEndpoint { sip, rtp: RtpPeer::loopback(), codecs: codecs.to_vec() }
+        FunctionEndpoint {
+            sip,
+            rtp: RtpPeer::loopback(),
+            codecs: codecs.to_vec(),
+        }
     }
 
     /// The target URI the menu's function points at.
@@ -39,13 +43,23 @@ impl FunctionEndpoint {
     /// Returns the payload type chosen.
     pub fn answer(&self, call: &mut IncomingCall, tone: u32) -> u8 {
         call.send_provisional(180, "Ringing");
-        let offer = call.offer().unwrap_or_else(|| panic!("the daemon's INVITE has no usable SDP: {}", call.invite.msg.body_str()));
+        let offer = call.offer().unwrap_or_else(|| {
+            panic!(
+                "the daemon's INVITE has no usable SDP: {}",
+                call.invite.msg.body_str()
+            )
+        });
         let pt = offer
             .payloads
             .iter()
             .copied()
             .find(|pt| self.codecs.contains(pt))
-            .unwrap_or_else(|| panic!("the daemon offered {:?}; the function accepts {:?}", offer.payloads, self.codecs));
+            .unwrap_or_else(|| {
+                panic!(
+                    "the daemon offered {:?}; the function accepts {:?}",
+                    offer.payloads, self.codecs
+                )
+            });
         let answer = sdp::build(self.rtp.local, &[pt], offer.telephone_event, "sendrecv");
         self.rtp.set_remote(offer.media_addr());
         self.rtp.play(Sound::Tone { freq: tone, pt });

@@ -36,13 +36,21 @@ impl Caller {
         let bind = SocketAddr::new(daemon.ip(), 0);
         let sip = SipPeer::udp(bind, Some(daemon)).expect("bind the caller's SIP socket");
         let rtp = RtpPeer::bind(daemon.ip()).expect("bind the caller's RTP socket");
-        Caller { sip, rtp, number: "0701234567".into() }
+        Caller {
+            sip,
+            rtp,
+            number: "0701234567".into(),
+        }
     }
 
     pub fn tcp(daemon: SocketAddr) -> Caller {
         let sip = SipPeer::tcp(daemon).expect("connect to the daemon over TCP");
         let rtp = RtpPeer::bind(daemon.ip()).expect("bind the caller's RTP socket");
-        Caller { sip, rtp, number: "0701234567".into() }
+        Caller {
+            sip,
+            rtp,
+            number: "0701234567".into(),
+        }
     }
 
     pub fn from_uri(&self) -> String {
@@ -56,12 +64,28 @@ impl Caller {
 
     /// Calls the daemon offering `codecs`, expects 200 with an SDP answer, and starts sending `sound` to the
     /// answered address. Returns the dialog and the answer.
-    pub fn call(&self, daemon: &Daemon, codecs: &[u8], sound: Sound) -> (Call, sdp::SdpInfo, Instant) {
-        let mut call = self.sip.invite(&daemon.uri(), &self.from_uri(), Some(&self.offer(codecs)), &[]);
+    pub fn call(
+        &self,
+        daemon: &Daemon,
+        codecs: &[u8],
+        sound: Sound,
+    ) -> (Call, sdp::SdpInfo, Instant) {
+        let mut call = self.sip.invite(
+            &daemon.uri(),
+            &self.from_uri(),
+            Some(&self.offer(codecs)),
+            &[],
+        );
         let started = Instant::now();
         let response = call.start(10 * SECOND);
-        assert_eq!(response.status(), Some(200), "INVITE answered {}", response.summary());
-        let answer = sdp::parse(&response.body_str()).unwrap_or_else(|| panic!("200 OK without usable SDP: {:?}", response.body_str()));
+        assert_eq!(
+            response.status(),
+            Some(200),
+            "INVITE answered {}",
+            response.summary()
+        );
+        let answer = sdp::parse(&response.body_str())
+            .unwrap_or_else(|| panic!("200 OK without usable SDP: {:?}", response.body_str()));
         self.rtp.set_remote(answer.media_addr());
         self.rtp.play(sound);
         (call, answer, started)

@@ -86,7 +86,12 @@ pub fn event_digit(code: u8) -> Option<char> {
 /// The 4-byte telephone-event payload.
 pub fn event_payload(code: u8, end: bool, volume: u8, duration: u16) -> [u8; 4] {
     let d = duration.to_be_bytes();
-    [code, if end { 0x80 } else { 0 } | (volume & 0x3F), d[0], d[1]]
+    [
+        code,
+        if end { 0x80 } else { 0 } | (volume & 0x3F),
+        d[0],
+        d[1],
+    ]
 }
 
 /// What the sender thread sends every 20 ms while no event is in progress.
@@ -95,13 +100,21 @@ pub enum Sound {
     Nothing,
     /// Comfort-level silence in this G.711 payload type.
     Silence(u8),
-    Tone { freq: u32, pt: u8 },
+    Tone {
+        freq: u32,
+        pt: u8,
+    },
 }
 
 enum Command {
     Remote(SocketAddr),
     Sound(Sound),
-    Digit { code: u8, pt: u8, frames: u16, done: Sender<()> },
+    Digit {
+        code: u8,
+        pt: u8,
+        frames: u16,
+        done: Sender<()>,
+    },
     Stop,
 }
 
@@ -136,7 +149,8 @@ impl RtpPeer {
         let stop = Arc::new(AtomicBool::new(false));
         let (commands, rx) = mpsc::channel();
         let receiver = {
-            let (socket, received, junk, stop) = (socket.clone(), received.clone(), junk.clone(), stop.clone());
+            let (socket, received, junk, stop) =
+                (socket.clone(), received.clone(), junk.clone(), stop.clone());
             thread::spawn(move || receive_loop(&socket, &received, &junk, &stop))
         };
         let sender = {
@@ -153,7 +167,15 @@ impl RtpPeer {
             };
             thread::spawn(move || send_loop(&socket, rx, state))
         };
-        Ok(RtpPeer { socket, local, received, junk, commands, stop, threads: vec![receiver, sender] })
+        Ok(RtpPeer {
+            socket,
+            local,
+            received,
+            junk,
+            commands,
+            stop,
+            threads: vec![receiver, sender],
+        })
     }
 
     pub fn loopback() -> RtpPeer {
@@ -175,7 +197,12 @@ impl RtpPeer {
         let code = event_code(digit).unwrap_or_else(|| panic!("{digit:?} is not a DTMF digit"));
         let frames = (duration.as_millis() / 20).clamp(2, 1000) as u16;
         let (done, finished) = mpsc::channel();
-        let _ = self.commands.send(Command::Digit { code, pt: event_pt, frames, done });
+        let _ = self.commands.send(Command::Digit {
+            code,
+            pt: event_pt,
+            frames,
+            done,
+        });
         finished
             .recv_timeout(Duration::from_millis(u64::from(frames) * 20 + 5000))
             .expect("the RTP sender thread finished the digit");
@@ -235,7 +262,11 @@ impl RtpPeer {
     pub fn received_digits(&self, pt: u8) -> String {
         let mut seen: Vec<u32> = Vec::new();
         let mut digits = String::new();
-        for p in self.packets().iter().filter(|p| p.pt == pt && p.payload.len() >= 4) {
+        for p in self
+            .packets()
+            .iter()
+            .filter(|p| p.pt == pt && p.payload.len() >= 4)
+        {
             if p.payload[1] & 0x80 != 0 && !seen.contains(&p.ts) {
                 seen.push(p.ts);
                 if let Some(d) = event_digit(p.payload[0]) {
@@ -262,7 +293,12 @@ impl Drop for RtpPeer {
     }
 }
 
-fn receive_loop(socket: &UdpSocket, received: &Mutex<Vec<RtpPacket>>, junk: &AtomicUsize, stop: &AtomicBool) {
+fn receive_loop(
+    socket: &UdpSocket,
+    received: &Mutex<Vec<RtpPacket>>,
+    junk: &AtomicUsize,
+    stop: &AtomicBool,
+) {
     let mut buf = vec![0u8; 2048];
     while !stop.load(Ordering::SeqCst) {
         match socket.recv_from(&mut buf) {
@@ -276,7 +312,11 @@ fn receive_loop(socket: &UdpSocket, received: &Mutex<Vec<RtpPacket>>, junk: &Ato
                     junk.fetch_add(1, Ordering::SeqCst);
                 }
             },
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             // ICMP port unreachable shows up as ConnectionRefused on some systems: not fatal for a peer.
             Err(_) => thread::sleep(Duration::from_millis(5)),
         }
@@ -291,7 +331,12 @@ fn send_loop(socket: &UdpSocket, commands: Receiver<Command>, mut state: SenderS
         match commands.recv_timeout(wait) {
             Ok(Command::Remote(addr)) => state.remote = Some(addr),
             Ok(Command::Sound(sound)) => state.sound = sound,
-            Ok(Command::Digit { code, pt, frames, done }) => digit = Some((code, pt, frames, 0, state.ts, done)),
+            Ok(Command::Digit {
+                code,
+                pt,
+                frames,
+                done,
+            }) => digit = Some((code, pt, frames, 0, state.ts, done)),
             Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {
                 tick(socket, &mut state, &mut digit);
@@ -336,9 +381,16 @@ fn tick(socket: &UdpSocket, state: &mut SenderState, digit: &mut DigitProgress) 
             return;
         }
         Sound::Silence(pt) => (pt, vec![0i16; audio::FRAME]),
-        Sound::Tone { freq, pt } => {
-            (pt, audio::sine(f64::from(freq), 12000.0, state.samples, audio::FRAME, audio::RATE))
-        }
+        Sound::Tone { freq, pt } => (
+            pt,
+            audio::sine(
+                f64::from(freq),
+                12000.0,
+                state.samples,
+                audio::FRAME,
+                audio::RATE,
+            ),
+        ),
     };
     state.samples += audio::FRAME as u64;
     let mut packet = rtp_header(state.first, pt, state.seq, state.ts, state.ssrc);

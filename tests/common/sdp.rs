@@ -28,7 +28,10 @@ impl SdpInfo {
 
     /// The first audio codec (PCMU/PCMA) on the m= line.
     pub fn first_codec(&self) -> Option<u8> {
-        self.payloads.iter().copied().find(|pt| *pt == PCMU || *pt == PCMA)
+        self.payloads
+            .iter()
+            .copied()
+            .find(|pt| *pt == PCMU || *pt == PCMA)
     }
 }
 
@@ -62,7 +65,9 @@ m=audio {} RTP/AVP {}\r\n",
         }
     }
     if let Some(pt) = event_pt {
-        sdp.push_str(&format!("a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\n"));
+        sdp.push_str(&format!(
+            "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\n"
+        ));
     }
     sdp.push_str("a=ptime:20\r\n");
     sdp.push_str(&format!("a={direction}\r\n"));
@@ -93,7 +98,10 @@ pub fn parse(body: &str) -> Option<SdpInfo> {
                 payloads = parts.filter_map(|p| p.parse().ok()).collect();
             }
         } else if let Some(c) = line.strip_prefix("c=") {
-            let addr: Option<IpAddr> = c.split_whitespace().nth(2).and_then(|a| a.split('/').next()?.parse().ok());
+            let addr: Option<IpAddr> = c
+                .split_whitespace()
+                .nth(2)
+                .and_then(|a| a.split('/').next()?.parse().ok());
             if in_audio {
                 media_addr = addr;
             } else if !seen_audio {
@@ -116,5 +124,11 @@ pub fn parse(body: &str) -> Option<SdpInfo> {
     if !seen_audio {
         return None;
     }
-    Some(SdpInfo { addr: media_addr.or(session_addr)?, port, payloads, telephone_event, direction })
+    Some(SdpInfo {
+        addr: media_addr.or(session_addr)?,
+        port,
+        payloads,
+        telephone_event,
+        direction,
+    })
 }

@@ -127,7 +127,10 @@ impl SipPeer {
         });
         let s = shared.clone();
         thread::spawn(move || udp_loop(&s, &reader));
-        Ok(SipPeer { _guard: Arc::new(StopGuard(shared.clone())), shared })
+        Ok(SipPeer {
+            _guard: Arc::new(StopGuard(shared.clone())),
+            shared,
+        })
     }
 
     /// A TCP peer: connects to `remote` (connection 0, where our requests go) and also listens on an ephemeral
@@ -146,19 +149,27 @@ impl SipPeer {
             local,
             remote: Mutex::new(Some(remote)),
         });
-        let peer = SipPeer { _guard: Arc::new(StopGuard(shared.clone())), shared };
+        let peer = SipPeer {
+            _guard: Arc::new(StopGuard(shared.clone())),
+            shared,
+        };
         peer.adopt_tcp(stream)?;
         let p = Arc::downgrade(&peer.shared);
         let guard = Arc::downgrade(&peer._guard);
         thread::spawn(move || {
             loop {
-                let (Some(shared), Some(_alive)) = (p.upgrade(), guard.upgrade()) else { return };
+                let (Some(shared), Some(_alive)) = (p.upgrade(), guard.upgrade()) else {
+                    return;
+                };
                 if shared.stop.load(Ordering::SeqCst) {
                     return;
                 }
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let peer = SipPeer { shared, _guard: _alive };
+                        let peer = SipPeer {
+                            shared,
+                            _guard: _alive,
+                        };
                         let _ = peer.adopt_tcp(stream);
                     }
                     Err(_) => {
@@ -203,7 +214,11 @@ impl SipPeer {
 
     /// `SIP/2.0/UDP 127.0.0.1:5555;branch=...;rport`
     pub fn via(&self, branch: &str) -> String {
-        format!("SIP/2.0/{} {};branch={branch};rport", self.shared.transport.via_name(), hostport(self.shared.local))
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            self.shared.transport.via_name(),
+            hostport(self.shared.local)
+        )
     }
 
     pub fn contact(&self, user: &str) -> String {
@@ -215,11 +230,20 @@ impl SipPeer {
 
     /// Answers requests of this method with 200 OK as they arrive (they are still put in the inbox).
     pub fn auto_answer(&self, method: &str) {
-        self.shared.state.lock().expect("peer state").auto_answer.insert(method.to_ascii_uppercase());
+        self.shared
+            .state
+            .lock()
+            .expect("peer state")
+            .auto_answer
+            .insert(method.to_ascii_uppercase());
     }
 
     pub fn garbage(&self) -> Vec<String> {
-        self.shared.state.lock().map(|s| s.garbage.clone()).unwrap_or_default()
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.garbage.clone())
+            .unwrap_or_default()
     }
 
     /// Sends raw bytes to the remote (UDP) or on connection 0 (TCP).
@@ -238,7 +262,11 @@ impl SipPeer {
     }
 
     /// Takes the first message in the inbox that `matches`, waiting up to `timeout`.
-    pub fn take(&self, timeout: Duration, matches: impl Fn(&SipMessage) -> bool) -> Option<Received> {
+    pub fn take(
+        &self,
+        timeout: Duration,
+        matches: impl Fn(&SipMessage) -> bool,
+    ) -> Option<Received> {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.state.lock().expect("peer state");
         loop {
@@ -249,14 +277,31 @@ impl SipPeer {
             if now >= deadline {
                 return None;
             }
-            state = self.shared.arrived.wait_timeout(state, deadline - now).expect("peer state").0;
+            state = self
+                .shared
+                .arrived
+                .wait_timeout(state, deadline - now)
+                .expect("peer state")
+                .0;
         }
     }
 
     /// Waits for a request of `method` (optionally in the dialog `call_id`); panics with the inbox on timeout.
-    pub fn expect_request(&self, method: &str, call_id: Option<&str>, timeout: Duration) -> Received {
-        self.take(timeout, |m| m.is_request(method) && call_id.is_none_or(|c| m.call_id() == Some(c)))
-            .unwrap_or_else(|| panic!("no {method} within {timeout:?}; inbox: {}", self.inbox_summary()))
+    pub fn expect_request(
+        &self,
+        method: &str,
+        call_id: Option<&str>,
+        timeout: Duration,
+    ) -> Received {
+        self.take(timeout, |m| {
+            m.is_request(method) && call_id.is_none_or(|c| m.call_id() == Some(c))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {method} within {timeout:?}; inbox: {}",
+                self.inbox_summary()
+            )
+        })
     }
 
     pub fn inbox_summary(&self) -> String {
@@ -266,20 +311,37 @@ impl SipPeer {
     }
 
     /// Answers a received request. `to_tag` is added to To when the request had none (the UAS's dialog tag).
-    pub fn respond(&self, request: &Received, status: u16, reason: &str, to_tag: Option<&str>, extra: &[String], body: Option<(&str, &str)>) {
+    pub fn respond(
+        &self,
+        request: &Received,
+        status: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+        extra: &[String],
+        body: Option<(&str, &str)>,
+    ) {
         let msg = &request.msg;
         let mut out = format!("SIP/2.0 {status} {reason}\r\n");
         for via in msg.header_all("via") {
             out.push_str(&format!("Via: {via}\r\n"));
         }
-        out.push_str(&format!("From: {}\r\n", msg.header("from").unwrap_or_default()));
+        out.push_str(&format!(
+            "From: {}\r\n",
+            msg.header("from").unwrap_or_default()
+        ));
         let to = msg.header("to").unwrap_or_default();
         match (msg.to_tag(), to_tag) {
             (None, Some(tag)) if status > 100 => out.push_str(&format!("To: {to};tag={tag}\r\n")),
             _ => out.push_str(&format!("To: {to}\r\n")),
         }
-        out.push_str(&format!("Call-ID: {}\r\n", msg.call_id().unwrap_or_default()));
-        out.push_str(&format!("CSeq: {}\r\n", msg.header("cseq").unwrap_or_default()));
+        out.push_str(&format!(
+            "Call-ID: {}\r\n",
+            msg.call_id().unwrap_or_default()
+        ));
+        out.push_str(&format!(
+            "CSeq: {}\r\n",
+            msg.header("cseq").unwrap_or_default()
+        ));
         for line in extra {
             out.push_str(line);
             out.push_str("\r\n");
@@ -287,15 +349,26 @@ impl SipPeer {
         finish(&mut out, body);
         let bytes = out.into_bytes();
         if let (Some(branch), Some((_, method))) = (msg.via_branch(), msg.cseq()) {
-            self.shared.state.lock().expect("peer state").server.insert((branch, method), Some(bytes.clone()));
+            self.shared
+                .state
+                .lock()
+                .expect("peer state")
+                .server
+                .insert((branch, method), Some(bytes.clone()));
         }
         self.send_to(request.origin, &bytes);
     }
 
     /// Sends a request and waits for its final response, retransmitting over UDP (Timer A for INVITE until a
     /// provisional, Timer E otherwise). Provisionals are returned in `provisional`.
-    pub fn transact(&self, request: &str, timeout: Duration, provisional: &mut Vec<SipMessage>) -> Option<SipMessage> {
-        let parsed = SipMessage::parse_datagram(request.as_bytes()).expect("test requests are well-formed");
+    pub fn transact(
+        &self,
+        request: &str,
+        timeout: Duration,
+        provisional: &mut Vec<SipMessage>,
+    ) -> Option<SipMessage> {
+        let parsed =
+            SipMessage::parse_datagram(request.as_bytes()).expect("test requests are well-formed");
         let branch = parsed.via_branch().expect("test requests carry a branch");
         let (_, method) = parsed.cseq().expect("test requests carry CSeq");
         let is_invite = method == "INVITE";
@@ -309,9 +382,15 @@ impl SipPeer {
             if now >= deadline {
                 return None;
             }
-            let wait = if retransmitting { next_retransmit.min(deadline) - now } else { deadline - now };
+            let wait = if retransmitting {
+                next_retransmit.min(deadline) - now
+            } else {
+                deadline - now
+            };
             let response = self.take(wait, |m| {
-                m.status().is_some() && m.via_branch().as_deref() == Some(branch.as_str()) && m.cseq().is_some_and(|(_, mm)| mm == method)
+                m.status().is_some()
+                    && m.via_branch().as_deref() == Some(branch.as_str())
+                    && m.cseq().is_some_and(|(_, mm)| mm == method)
             });
             match response {
                 Some(r) if r.msg.status().is_some_and(|s| s >= 200) => return Some(r.msg),
@@ -323,7 +402,11 @@ impl SipPeer {
                 }
                 None if retransmitting && Instant::now() >= next_retransmit => {
                     self.send_raw(request.as_bytes());
-                    interval = if is_invite { interval * 2 } else { (interval * 2).min(T2) };
+                    interval = if is_invite {
+                        interval * 2
+                    } else {
+                        (interval * 2).min(T2)
+                    };
                     next_retransmit = Instant::now() + interval;
                 }
                 None => {}
@@ -333,7 +416,13 @@ impl SipPeer {
 
     /// Sends an INVITE for a new call to `request_uri`, from `from_uri` (e.g. `sip:0701234567@host` or
     /// `tel:+46701234567`), with an SDP `offer` (or none), plus `extra` header lines.
-    pub fn invite(&self, request_uri: &str, from_uri: &str, offer: Option<&str>, extra: &[String]) -> Call {
+    pub fn invite(
+        &self,
+        request_uri: &str,
+        from_uri: &str,
+        offer: Option<&str>,
+        extra: &[String],
+    ) -> Call {
         let call_id = format!("{}@knappval-test", random_token());
         let local_tag = random_token();
         let call = Call {
@@ -395,7 +484,10 @@ Supported: replaces\r\nUser-Agent: knappval-test\r\n",
 fn finish(out: &mut String, body: Option<(&str, &str)>) {
     match body {
         Some((content_type, body)) => {
-            out.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+            out.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
         }
         None => out.push_str("Content-Length: 0\r\n\r\n"),
     }
@@ -409,7 +501,11 @@ fn send(shared: &Shared, origin: Origin, bytes: &[u8]) {
             }
         }
         Origin::Tcp(index) => {
-            let stream = shared.state.lock().ok().and_then(|s| s.tcp.get(index).and_then(|t| t.try_clone().ok()));
+            let stream = shared
+                .state
+                .lock()
+                .ok()
+                .and_then(|s| s.tcp.get(index).and_then(|t| t.try_clone().ok()));
             if let Some(mut stream) = stream {
                 let _ = stream.write_all(bytes);
             }
@@ -449,14 +545,25 @@ fn deliver(shared: &Shared, msg: SipMessage, origin: Origin) {
         state.server.insert(key, None);
         if state.auto_answer.contains(&cseq_method) {
             drop(state);
-            auto_respond(shared, &Received { msg: msg.clone(), origin, at: Instant::now() });
+            auto_respond(
+                shared,
+                &Received {
+                    msg: msg.clone(),
+                    origin,
+                    at: Instant::now(),
+                },
+            );
             state = match shared.state.lock() {
                 Ok(s) => s,
                 Err(_) => return,
             };
         }
     }
-    state.inbox.push_back(Received { msg, origin, at: Instant::now() });
+    state.inbox.push_back(Received {
+        msg,
+        origin,
+        at: Instant::now(),
+    });
     shared.arrived.notify_all();
 }
 
@@ -477,7 +584,9 @@ fn auto_respond(shared: &Shared, request: &Received) {
     if let (Some(branch), Some((_, method))) = (msg.via_branch(), msg.cseq())
         && let Ok(mut state) = shared.state.lock()
     {
-        state.server.insert((branch, method), Some(out.clone().into_bytes()));
+        state
+            .server
+            .insert((branch, method), Some(out.clone().into_bytes()));
     }
     send(shared, request.origin, out.as_bytes());
 }
@@ -499,10 +608,17 @@ fn udp_loop(shared: &Arc<Shared>, socket: &UdpSocket) {
                 }
                 match SipMessage::parse_datagram(datagram) {
                     Ok(msg) => deliver(shared, msg, Origin::Udp(from)),
-                    Err(e) => note_garbage(shared, format!("{e}: {:?}", String::from_utf8_lossy(datagram))),
+                    Err(e) => note_garbage(
+                        shared,
+                        format!("{e}: {:?}", String::from_utf8_lossy(datagram)),
+                    ),
                 }
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => thread::sleep(Duration::from_millis(5)),
         }
     }
@@ -540,7 +656,11 @@ fn tcp_loop(shared: &Arc<Shared>, mut stream: TcpStream, index: usize) {
                     }
                 }
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return,
         }
     }
@@ -581,7 +701,12 @@ impl Call {
         let response = self
             .peer
             .transact(&text, timeout, &mut provisional)
-            .unwrap_or_else(|| panic!("no final response to INVITE within {timeout:?}; inbox: {}", self.peer.inbox_summary()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "no final response to INVITE within {timeout:?}; inbox: {}",
+                    self.peer.inbox_summary()
+                )
+            });
         self.provisional = provisional;
         self.ack_final(&response);
         response
@@ -596,8 +721,17 @@ impl Call {
             let left = deadline.saturating_duration_since(Instant::now());
             let r = self
                 .peer
-                .take(left, |m| m.status().is_some() && m.via_branch().as_deref() == Some(branch.as_str()) && m.cseq().is_some_and(|(_, mm)| mm == "INVITE"))
-                .unwrap_or_else(|| panic!("no final response to INVITE within {timeout:?}; inbox: {}", self.peer.inbox_summary()));
+                .take(left, |m| {
+                    m.status().is_some()
+                        && m.via_branch().as_deref() == Some(branch.as_str())
+                        && m.cseq().is_some_and(|(_, mm)| mm == "INVITE")
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no final response to INVITE within {timeout:?}; inbox: {}",
+                        self.peer.inbox_summary()
+                    )
+                });
             if r.msg.status().is_some_and(|s| s >= 200) {
                 self.ack_final(&r.msg);
                 return r.msg;
@@ -622,7 +756,13 @@ impl Call {
                 self.local_tag,
                 self.call_id
             );
-            self.peer.shared.state.lock().expect("peer state").acks.insert((self.call_id.clone(), 1), ack.clone().into_bytes());
+            self.peer
+                .shared
+                .state
+                .lock()
+                .expect("peer state")
+                .acks
+                .insert((self.call_id.clone(), 1), ack.clone().into_bytes());
             self.peer.send_raw(ack.as_bytes());
         } else if status >= 300 {
             // The ACK of a non-2xx belongs to the INVITE transaction: same branch and Request-URI.
@@ -651,7 +791,12 @@ impl Call {
         )
     }
 
-    fn dialog_request(&mut self, method: &str, extra: &[String], body: Option<(&str, &str)>) -> String {
+    fn dialog_request(
+        &mut self,
+        method: &str,
+        extra: &[String],
+        body: Option<(&str, &str)>,
+    ) -> String {
         self.cseq += 1;
         let to = match &self.remote_tag {
             Some(tag) => format!("<{}>;tag={tag}", self.remote_uri),
@@ -676,7 +821,13 @@ impl Call {
     }
 
     /// Sends an in-dialog request and waits for its final response.
-    pub fn request(&mut self, method: &str, extra: &[String], body: Option<(&str, &str)>, timeout: Duration) -> SipMessage {
+    pub fn request(
+        &mut self,
+        method: &str,
+        extra: &[String],
+        body: Option<(&str, &str)>,
+        timeout: Duration,
+    ) -> SipMessage {
         let text = self.dialog_request(method, extra, body);
         let mut provisional = Vec::new();
         if let Some(Origin::Udp(addr)) = self.origin {
@@ -684,7 +835,12 @@ impl Call {
         }
         self.peer
             .transact(&text, timeout, &mut provisional)
-            .unwrap_or_else(|| panic!("no final response to {method} within {timeout:?}; inbox: {}", self.peer.inbox_summary()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no final response to {method} within {timeout:?}; inbox: {}",
+                    self.peer.inbox_summary()
+                )
+            })
     }
 
     pub fn bye(&mut self) -> SipMessage {
@@ -694,12 +850,22 @@ impl Call {
     /// A digit by SIP INFO, `application/dtmf-relay` (Signal/Duration) as most phones send it.
     pub fn info_dtmf_relay(&mut self, digit: char) -> SipMessage {
         let body = format!("Signal={digit}\r\nDuration=160\r\n");
-        self.request("INFO", &[], Some(("application/dtmf-relay", &body)), Duration::from_secs(10))
+        self.request(
+            "INFO",
+            &[],
+            Some(("application/dtmf-relay", &body)),
+            Duration::from_secs(10),
+        )
     }
 
     /// A digit by SIP INFO, `application/dtmf` (the bare digit).
     pub fn info_dtmf(&mut self, digit: char) -> SipMessage {
-        self.request("INFO", &[], Some(("application/dtmf", &digit.to_string())), Duration::from_secs(10))
+        self.request(
+            "INFO",
+            &[],
+            Some(("application/dtmf", &digit.to_string())),
+            Duration::from_secs(10),
+        )
     }
 
     /// A re-INVITE with a new offer; ACKs the 2xx.
@@ -710,7 +876,12 @@ impl Call {
         let response = self
             .peer
             .transact(&text, Duration::from_secs(10), &mut provisional)
-            .unwrap_or_else(|| panic!("no final response to re-INVITE; inbox: {}", self.peer.inbox_summary()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "no final response to re-INVITE; inbox: {}",
+                    self.peer.inbox_summary()
+                )
+            });
         let ack = format!(
             "ACK {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: <{}>;tag={}\r\nTo: <{}>;tag={}\r\nCall-ID: {}\r\nCSeq: {number} ACK\r\nContent-Length: 0\r\n\r\n",
             self.remote_target,
@@ -722,7 +893,13 @@ impl Call {
             self.call_id
         );
         if response.status().is_some_and(|s| (200..300).contains(&s)) {
-            self.peer.shared.state.lock().expect("peer state").acks.insert((self.call_id.clone(), number), ack.clone().into_bytes());
+            self.peer
+                .shared
+                .state
+                .lock()
+                .expect("peer state")
+                .acks
+                .insert((self.call_id.clone(), number), ack.clone().into_bytes());
             self.peer.send_raw(ack.as_bytes());
         }
         response
@@ -730,12 +907,14 @@ impl Call {
 
     /// Waits for a request of `method` in this dialog.
     pub fn expect_request(&self, method: &str, timeout: Duration) -> Received {
-        self.peer.expect_request(method, Some(&self.call_id), timeout)
+        self.peer
+            .expect_request(method, Some(&self.call_id), timeout)
     }
 
     /// Answers a request in this dialog.
     pub fn respond(&self, request: &Received, status: u16, reason: &str) {
-        self.peer.respond(request, status, reason, Some(&self.local_tag), &[], None);
+        self.peer
+            .respond(request, status, reason, Some(&self.local_tag), &[], None);
     }
 
     /// Waits for the daemon's BYE and answers 200.
@@ -763,7 +942,9 @@ impl IncomingCall {
 
     pub fn send_provisional(&self, status: u16, reason: &str) {
         let tag = self.call.local_tag.clone();
-        self.call.peer.respond(&self.invite, status, reason, Some(&tag), &[], None);
+        self.call
+            .peer
+            .respond(&self.invite, status, reason, Some(&tag), &[], None);
     }
 
     /// 200 OK with `answer`, retransmitted (UDP) until the ACK comes; returns the ACK.
@@ -774,13 +955,25 @@ impl IncomingCall {
         let deadline = Instant::now() + timeout;
         let mut interval = T1;
         loop {
-            peer.respond(&self.invite, 200, "OK", Some(&tag), std::slice::from_ref(&contact), Some(("application/sdp", answer)));
+            peer.respond(
+                &self.invite,
+                200,
+                "OK",
+                Some(&tag),
+                std::slice::from_ref(&contact),
+                Some(("application/sdp", answer)),
+            );
             let wait = interval.min(deadline.saturating_duration_since(Instant::now()));
-            if let Some(ack) = peer.take(wait, |m| m.is_request("ACK") && m.call_id() == Some(self.call.call_id.as_str())) {
+            if let Some(ack) = peer.take(wait, |m| {
+                m.is_request("ACK") && m.call_id() == Some(self.call.call_id.as_str())
+            }) {
                 return ack;
             }
             if Instant::now() >= deadline {
-                panic!("no ACK for our 200 within {timeout:?}; inbox: {}", peer.inbox_summary());
+                panic!(
+                    "no ACK for our 200 within {timeout:?}; inbox: {}",
+                    peer.inbox_summary()
+                );
             }
             if peer.transport() == Transport::Tcp {
                 interval = deadline.saturating_duration_since(Instant::now());
@@ -799,7 +992,12 @@ impl IncomingCall {
         loop {
             peer.respond(&self.invite, status, reason, Some(&tag), &[], None);
             let wait = interval.min(deadline.saturating_duration_since(Instant::now()));
-            if peer.take(wait, |m| m.is_request("ACK") && m.call_id() == Some(self.call.call_id.as_str())).is_some() {
+            if peer
+                .take(wait, |m| {
+                    m.is_request("ACK") && m.call_id() == Some(self.call.call_id.as_str())
+                })
+                .is_some()
+            {
                 return true;
             }
             if Instant::now() >= deadline {

@@ -70,7 +70,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// Parses one message from the front of `buf`; returns it and how many bytes it used. Leading CRLFs
 /// (keep-alives) are skipped. On a datagram transport a body shorter than Content-Length is `Incomplete`.
 pub fn parse(buf: &[u8]) -> Result<(SipMessage, usize), ParseError> {
-    let skipped = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let skipped = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
     let rest = &buf[skipped..];
     let (head_len, sep_len) = match (find(rest, b"\r\n\r\n"), find(rest, b"\n\n")) {
         (Some(a), Some(b)) if b < a => (b, 2),
@@ -91,12 +94,18 @@ pub fn parse(buf: &[u8]) -> Result<(SipMessage, usize), ParseError> {
                     value.push(' ');
                     value.push_str(line.trim());
                 }
-                None => return Err(ParseError::Malformed("continuation line before any header".into())),
+                None => {
+                    return Err(ParseError::Malformed(
+                        "continuation line before any header".into(),
+                    ));
+                }
             }
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
-            return Err(ParseError::Malformed(format!("header line without colon: {line:?}")));
+            return Err(ParseError::Malformed(format!(
+                "header line without colon: {line:?}"
+            )));
         };
         if name.trim().is_empty() || name.trim().contains(' ') {
             return Err(ParseError::Malformed(format!("bad header name: {line:?}")));
@@ -114,7 +123,14 @@ pub fn parse(buf: &[u8]) -> Result<(SipMessage, usize), ParseError> {
         return Err(ParseError::Incomplete);
     }
     let body = buf[body_start..body_start + content_length].to_vec();
-    Ok((SipMessage { start, headers, body }, body_start + content_length))
+    Ok((
+        SipMessage {
+            start,
+            headers,
+            body,
+        },
+        body_start + content_length,
+    ))
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
@@ -127,10 +143,18 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
                 .ok()
                 .filter(|s| (100..700).contains(s))
                 .ok_or_else(|| ParseError::Malformed(format!("bad status line {line:?}")))?;
-            Ok(StartLine::Response { status, reason: reason.unwrap_or_default().to_string() })
+            Ok(StartLine::Response {
+                status,
+                reason: reason.unwrap_or_default().to_string(),
+            })
         }
-        (Some(method), Some(uri), Some(version)) if version.trim().eq_ignore_ascii_case("SIP/2.0") => {
-            Ok(StartLine::Request { method: method.to_string(), uri: uri.to_string() })
+        (Some(method), Some(uri), Some(version))
+            if version.trim().eq_ignore_ascii_case("SIP/2.0") =>
+        {
+            Ok(StartLine::Request {
+                method: method.to_string(),
+                uri: uri.to_string(),
+            })
         }
         _ => Err(ParseError::Malformed(format!("bad start line {line:?}"))),
     }
@@ -142,10 +166,15 @@ pub fn param(value: &str, name: &str) -> Option<String> {
         Some(end) => &value[end + 1..],
         None => value,
     };
-    params.split(';').skip(usize::from(value.rfind('>').is_none())).find_map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-    })
+    params
+        .split(';')
+        .skip(usize::from(value.rfind('>').is_none()))
+        .find_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
 }
 
 /// The URI inside a name-addr (`"Name" <sip:a@b>;tag=x` -> `sip:a@b`) or a bare addr-spec without parameters.
@@ -155,7 +184,12 @@ pub fn uri_of(value: &str) -> String {
     {
         return value[start + 1..end].trim().to_string();
     }
-    value.split(';').next().unwrap_or_default().trim().to_string()
+    value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// The user part of a sip:/sips:/tel: URI (`sip:0701234567@host` -> `0701234567`, `tel:+4670;x=y` -> `+4670`).
@@ -164,7 +198,9 @@ pub fn user_of(uri: &str) -> Option<String> {
     if let Some(rest) = uri.strip_prefix("tel:") {
         return Some(rest.split(';').next().unwrap_or_default().to_string());
     }
-    let rest = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:"))?;
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
     let (user, _) = rest.split_once('@')?;
     Some(user.split(';').next().unwrap_or_default().to_string())
 }
@@ -196,19 +232,27 @@ impl SipMessage {
     }
 
     pub fn is_request(&self, method: &str) -> bool {
-        self.method().is_some_and(|m| m.eq_ignore_ascii_case(method))
+        self.method()
+            .is_some_and(|m| m.eq_ignore_ascii_case(method))
     }
 
     /// First value of a header (any case, compact or full name).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = canonical_name(name);
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every line of a header, in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
         let name = canonical_name(name);
-        self.headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn call_id(&self) -> Option<&str> {
@@ -226,7 +270,8 @@ impl SipMessage {
 
     /// The first Via value (a header line may carry several, comma-separated).
     pub fn top_via(&self) -> Option<&str> {
-        self.header("via").map(|v| v.split(',').next().unwrap_or(v).trim())
+        self.header("via")
+            .map(|v| v.split(',').next().unwrap_or(v).trim())
     }
 
     pub fn via_branch(&self) -> Option<String> {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 /// The sipp binary, or a failed test saying how to get it.
 pub fn sipp_binary() -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|dir| dir.join("sipp")).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("sipp"))
+            .find(|p| p.is_file())
     });
     found.unwrap_or_else(|| {
         panic!("sipp is not installed: these interop tests need SIPp (Debian/Ubuntu: apt-get install sip-tester; tests/run.sh installs it)")
@@ -19,17 +21,26 @@ pub fn sipp_binary() -> PathBuf {
 
 /// A free UDP port on `ip` (bound and released: another process could take it in between, rarely).
 pub fn free_udp_port(ip: IpAddr) -> u16 {
-    UdpSocket::bind(SocketAddr::new(ip, 0)).and_then(|s| s.local_addr()).map(|a| a.port()).expect("bind an ephemeral UDP port")
+    UdpSocket::bind(SocketAddr::new(ip, 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral UDP port")
 }
 
 /// Copies tests/sipp/NAME into `dir`, replacing each `{{KEY}}` with its value.
 pub fn render_scenario(name: &str, dir: &Path, values: &[(&str, String)]) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name);
-    let mut text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("read {}: {e}", source.display()));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name);
+    let mut text = std::fs::read_to_string(&source)
+        .unwrap_or_else(|e| panic!("read {}: {e}", source.display()));
     for (key, value) in values {
         text = text.replace(&format!("{{{{{key}}}}}"), value);
     }
-    assert!(!text.contains("{{"), "scenario {name} has an unreplaced placeholder");
+    assert!(
+        !text.contains("{{"),
+        "scenario {name} has an unreplaced placeholder"
+    );
     let target = dir.join(name);
     std::fs::write(&target, text).expect("write the rendered scenario");
     target
@@ -45,7 +56,8 @@ pub struct Sipp {
 impl Sipp {
     /// Starts `sipp ARGS` in `dir` with stdin closed and output in `dir/NAME.out`; `-trace_err` logs land in `dir`.
     pub fn spawn(name: &str, dir: &Path, args: &[String]) -> Sipp {
-        let out = std::fs::File::create(dir.join(format!("{name}.out"))).expect("create the sipp output file");
+        let out = std::fs::File::create(dir.join(format!("{name}.out")))
+            .expect("create the sipp output file");
         let err = out.try_clone().expect("clone the sipp output file");
         let child = Command::new(sipp_binary())
             .args(args)
@@ -57,7 +69,11 @@ impl Sipp {
             .stderr(err)
             .spawn()
             .expect("spawn sipp");
-        Sipp { child: Some(child), name: name.to_string(), dir: dir.to_path_buf() }
+        Sipp {
+            child: Some(child),
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+        }
     }
 
     /// Waits (bounded) for sipp to exit; kills it and panics with its logs if it does not.
@@ -71,7 +87,11 @@ impl Sipp {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("sipp {} did not finish within {timeout:?}; {}", self.name, self.logs());
+                panic!(
+                    "sipp {} did not finish within {timeout:?}; {}",
+                    self.name,
+                    self.logs()
+                );
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -79,14 +99,27 @@ impl Sipp {
 
     /// Its output and error log, for failure messages.
     pub fn logs(&self) -> String {
-        let read = |file: String| std::fs::read_to_string(self.dir.join(&file)).map(|t| format!("--- {file} ---\n{t}")).unwrap_or_default();
-        format!("{}\n{}", read(format!("{}.out", self.name)), read(format!("{}_errors.log", self.name)))
+        let read = |file: String| {
+            std::fs::read_to_string(self.dir.join(&file))
+                .map(|t| format!("--- {file} ---\n{t}"))
+                .unwrap_or_default()
+        };
+        format!(
+            "{}\n{}",
+            read(format!("{}.out", self.name)),
+            read(format!("{}_errors.log", self.name))
+        )
     }
 
     /// Waits and asserts a clean exit (every call succeeded).
     pub fn assert_success(&mut self, timeout: Duration) {
         let status = self.wait(timeout);
-        assert!(status.success(), "sipp {} failed with {status}; {}", self.name, self.logs());
+        assert!(
+            status.success(),
+            "sipp {} failed with {status}; {}",
+            self.name,
+            self.logs()
+        );
     }
 }
 
