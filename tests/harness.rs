@@ -129,8 +129,8 @@ f: \"A\" <sip:a@b>;tag=1\r\nt: <sip:c@d>\r\n ;tag=2\r\ni: abc\r\nCSeq: 7 invite\
     assert_eq!(used, raw.len());
     assert_eq!(msg.status(), Some(200));
     assert_eq!(msg.via_branch().as_deref(), Some("z9hG4bKx"));
-    assert_eq!(msg.from_tag().as_deref(), Some("1"));
-    assert_eq!(msg.to_tag().as_deref(), Some("2"));
+    assert_eq!(msg.tag_in_from().as_deref(), Some("1"));
+    assert_eq!(msg.tag_in_to().as_deref(), Some("2"));
     assert_eq!(msg.call_id(), Some("abc"));
     assert_eq!(msg.cseq(), Some((7, "INVITE".into())));
     assert_eq!(msg.contact_uri().as_deref(), Some("sip:k@127.0.0.1:5080"));

@@ -330,7 +330,7 @@ impl SipPeer {
             msg.header("from").unwrap_or_default()
         ));
         let to = msg.header("to").unwrap_or_default();
-        match (msg.to_tag(), to_tag) {
+        match (msg.tag_in_to(), to_tag) {
             (None, Some(tag)) if status > 100 => out.push_str(&format!("To: {to};tag={tag}\r\n")),
             _ => out.push_str(&format!("To: {to}\r\n")),
         }
@@ -468,7 +468,7 @@ Supported: replaces\r\nUser-Agent: knappval-test\r\n",
             local_uri: sipmsg::uri_of(msg.header("to").unwrap_or_default()),
             local_tag: random_token(),
             remote_uri: sipmsg::uri_of(msg.header("from").unwrap_or_default()),
-            remote_tag: msg.from_tag(),
+            remote_tag: msg.tag_in_from(),
             remote_target: msg.contact_uri().unwrap_or_default(),
             cseq: 1000,
             invite_branch: msg.via_branch().unwrap_or_default(),
@@ -689,6 +689,12 @@ impl Call {
         &self.peer
     }
 
+    /// Rewrites the INVITE before it is sent, to exercise unusual but valid forms (compact names, folding).
+    /// The body is left alone, so the rewrite must keep Content-Length true.
+    pub fn rewrite_invite(&mut self, rewrite: impl FnOnce(&str) -> String) {
+        self.invite_text = rewrite(&self.invite_text);
+    }
+
     /// Sends the INVITE (see [`SipPeer::invite`]).
     pub fn send_invite(&self) {
         self.peer.send_raw(self.invite_text.as_bytes());
@@ -744,7 +750,7 @@ impl Call {
         let status = response.status().unwrap_or(0);
         let to = response.header("to").unwrap_or_default().to_string();
         if (200..300).contains(&status) {
-            self.remote_tag = response.to_tag();
+            self.remote_tag = response.tag_in_to();
             if let Some(target) = response.contact_uri() {
                 self.remote_target = target;
             }

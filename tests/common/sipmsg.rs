@@ -278,11 +278,11 @@ impl SipMessage {
         param(self.top_via()?, "branch")
     }
 
-    pub fn from_tag(&self) -> Option<String> {
+    pub fn tag_in_from(&self) -> Option<String> {
         param(self.header("from")?, "tag")
     }
 
-    pub fn to_tag(&self) -> Option<String> {
+    pub fn tag_in_to(&self) -> Option<String> {
         param(self.header("to")?, "tag").filter(|t| !t.is_empty())
     }
 
