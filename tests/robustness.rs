@@ -41,13 +41,15 @@ fn assert_normal_call(daemon: &mut Daemon, context: &str) {
     );
 }
 
-/// Sends raw bytes from a fresh UDP socket and returns the response, if one comes within `wait`.
-fn probe_udp(daemon: &Daemon, bytes: &[u8], wait: Duration) -> (SipPeer, Option<SipMessage>) {
-    let peer =
-        SipPeer::udp(SocketAddr::new(daemon.sip.ip(), 0), Some(daemon.sip)).expect("udp peer");
+/// A fresh UDP peer towards the daemon.
+fn udp_peer(daemon: &Daemon) -> SipPeer {
+    SipPeer::udp(SocketAddr::new(daemon.sip.ip(), 0), Some(daemon.sip)).expect("udp peer")
+}
+
+/// Sends raw bytes from `peer` and returns the response, if one comes within `wait`.
+fn probe_udp(peer: &SipPeer, bytes: &[u8], wait: Duration) -> Option<SipMessage> {
     peer.send_raw(bytes);
-    let response = peer.take(wait, |m| m.status().is_some()).map(|r| r.msg);
-    (peer, response)
+    peer.take(wait, |m| m.status().is_some()).map(|r| r.msg)
 }
 
 /// An INVITE from `peer` with the given header lines left out and `extra` lines added.
@@ -114,16 +116,15 @@ fn malformed_sip_over_udp_is_answered_400_or_dropped() {
     let wait = Duration::from_millis(1500);
 
     for missing in ["call-id", "from", "to", "cseq"] {
-        let peer =
-            SipPeer::udp(SocketAddr::new(daemon.sip.ip(), 0), Some(daemon.sip)).expect("peer");
+        let peer = udp_peer(&daemon);
         let text = invite_text(&peer, &daemon, &[missing], &[], &offer_for(&peer));
-        let (_peer, response) = probe_udp(&daemon, text.as_bytes(), wait);
+        let response = probe_udp(&peer, text.as_bytes(), wait);
         let status = response.as_ref().and_then(SipMessage::status);
         assert_eq!(status, Some(400), "INVITE without {missing}: {response:?}");
         assert_normal_call(&mut daemon, &format!("an INVITE without {missing}"));
     }
 
-    let peer = SipPeer::udp(SocketAddr::new(daemon.sip.ip(), 0), Some(daemon.sip)).expect("peer");
+    let peer = udp_peer(&daemon);
     let full = invite_text(&peer, &daemon, &[], &[], &offer_for(&peer));
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("a truncated INVITE", full.as_bytes()[..full.len() / 3].to_vec()),
@@ -146,7 +147,7 @@ fn malformed_sip_over_udp_is_answered_400_or_dropped() {
         ("a stray response", format!("SIP/2.0 200 OK\r\nVia: {}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: stray\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n", peer.via(&new_branch())).into_bytes()),
     ];
     for (what, bytes) in cases {
-        let (_peer, response) = probe_udp(&daemon, &bytes, wait);
+        let response = probe_udp(&udp_peer(&daemon), &bytes, wait);
         if let Some(response) = response {
             let status = response.status().unwrap_or(0);
             assert!(
@@ -175,7 +176,7 @@ fn malformed_sip_over_tcp_closes_or_answers_and_the_daemon_stays_up() {
             v
         }),
         ("a huge announced body", {
-            let peer = SipPeer::udp(SocketAddr::new(daemon.sip.ip(), 0), None).expect("peer");
+            let peer = udp_peer(&daemon);
             invite_text(&peer, &daemon, &[], &[], "")
                 .replace("Content-Length: 0", "Content-Length: 104857600")
                 .into_bytes()

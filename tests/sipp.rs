@@ -97,14 +97,18 @@ fn sipp_caller_presses_3_and_sipp_function_answers_the_bridge() {
 
     caller.assert_success(Duration::from_secs(45));
     function.assert_success(Duration::from_secs(30));
-    let record = daemon
-        .contacts()
-        .into_iter()
-        .find(|r| r["from"].as_str().is_some_and(|f| f.contains(CALLER)))
-        .or_else(|| {
-            std::thread::sleep(2 * SECOND);
-            daemon.contacts().into_iter().next()
-        })
-        .unwrap_or_else(|| panic!("no contact record for the SIPp call"));
+    let mut record = None;
+    common::wait_until(
+        5 * SECOND,
+        || {
+            record = daemon
+                .contacts()
+                .into_iter()
+                .find(|r| r["from"].as_str().is_some_and(|f| f.contains(CALLER)));
+            record.is_some()
+        },
+        || format!("no contact record from {CALLER}: {:?}", daemon.contacts()),
+    );
+    let record = record.expect("found above");
     assert_record(&record, "transferred", Some("it"), "3", &["root"]);
 }
