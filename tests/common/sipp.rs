@@ -1,0 +1,133 @@
+//! Running SIPp as an independent peer: find it (a missing sipp fails the test, the test command installs it),
+//! render a scenario template from tests/sipp/, start it with bounded runtime, collect its logs on failure.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The sipp binary, or a failed test saying how to get it.
+pub fn sipp_binary() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("sipp"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("sipp is not installed: these interop tests need SIPp (Debian/Ubuntu: apt-get install sip-tester; tests/run.sh installs it)")
+    })
+}
+
+/// A free UDP port on `ip` (bound and released: another process could take it in between, rarely).
+pub fn free_udp_port(ip: IpAddr) -> u16 {
+    UdpSocket::bind(SocketAddr::new(ip, 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral UDP port")
+}
+
+/// Copies tests/sipp/NAME into `dir`, replacing each `{{KEY}}` with its value.
+pub fn render_scenario(name: &str, dir: &Path, values: &[(&str, String)]) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name);
+    let mut text = std::fs::read_to_string(&source)
+        .unwrap_or_else(|e| panic!("read {}: {e}", source.display()));
+    for (key, value) in values {
+        text = text.replace(&format!("{{{{{key}}}}}"), value);
+    }
+    assert!(
+        !text.contains("{{"),
+        "scenario {name} has an unreplaced placeholder"
+    );
+    let target = dir.join(name);
+    std::fs::write(&target, text).expect("write the rendered scenario");
+    target
+}
+
+/// One sipp process. Killed (by its PID) if still running when dropped.
+pub struct Sipp {
+    child: Option<Child>,
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl Sipp {
+    /// Starts `sipp ARGS` in `dir` with stdin closed and output in `dir/NAME.out`; `-trace_err` logs land in `dir`.
+    pub fn spawn(name: &str, dir: &Path, args: &[String]) -> Sipp {
+        let out = std::fs::File::create(dir.join(format!("{name}.out")))
+            .expect("create the sipp output file");
+        let err = out.try_clone().expect("clone the sipp output file");
+        let child = Command::new(sipp_binary())
+            .args(args)
+            .args(["-nostdin", "-trace_err", "-error_file"])
+            .arg(dir.join(format!("{name}_errors.log")))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn sipp");
+        Sipp {
+            child: Some(child),
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Waits (bounded) for sipp to exit; kills it and panics with its logs if it does not.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("sipp is running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "sipp {} did not finish within {timeout:?}; {}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Its output and error log, for failure messages.
+    pub fn logs(&self) -> String {
+        let read = |file: String| {
+            std::fs::read_to_string(self.dir.join(&file))
+                .map(|t| format!("--- {file} ---\n{t}"))
+                .unwrap_or_default()
+        };
+        format!(
+            "{}\n{}",
+            read(format!("{}.out", self.name)),
+            read(format!("{}_errors.log", self.name))
+        )
+    }
+
+    /// Waits and asserts a clean exit (every call succeeded).
+    pub fn assert_success(&mut self, timeout: Duration) {
+        let status = self.wait(timeout);
+        assert!(
+            status.success(),
+            "sipp {} failed with {status}; {}",
+            self.name,
+            self.logs()
+        );
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

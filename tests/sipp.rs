@@ -1,0 +1,114 @@
+//! SIPp as an independent peer on both sides of the daemon: a SIPp caller dials the shared number and presses 3
+//! with RFC 4733 events played from a pcap we generate; a SIPp function phone answers the bridged INVITE and
+//! checks knappval's X- headers and the caller's number. sipp missing is a failure, not a skip.
+
+mod common;
+
+use common::sipp::{Sipp, free_udp_port, render_scenario};
+use common::{Daemon, Fixture, MenuSpec, SECOND, assert_record, pcap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const CALLER: &str = "0701234567";
+
+#[test]
+fn sipp_caller_presses_3_and_sipp_function_answers_the_bridge() {
+    common::sipp::sipp_binary();
+    let fixture = Fixture::new();
+    let function_port = free_udp_port(LOOPBACK);
+    let spec = MenuSpec::new(
+        &format!("sip:it@127.0.0.1:{function_port}"),
+        "sip:kt@127.0.0.1:9",
+    );
+    fixture.write_menu(&spec.yaml());
+    let dir = fixture.dir.path().to_path_buf();
+    let daemon = Daemon::start(fixture);
+
+    let function_scenario = render_scenario(
+        "function_uas.xml",
+        &dir,
+        &[
+            ("FUNCTION", "it".into()),
+            ("DIGITS", "3".into()),
+            ("CALLER", CALLER.into()),
+            ("BYE_TIMEOUT_MS", "20000".into()),
+        ],
+    );
+    let mut function = Sipp::spawn(
+        "function",
+        &dir,
+        &[
+            "-sf",
+            &function_scenario.to_string_lossy(),
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+            "-p",
+            &function_port.to_string(),
+            "-mp",
+            &free_udp_port(LOOPBACK).to_string(),
+            "-m",
+            "1",
+            "-timeout",
+            "40s",
+            "-timeout_error",
+        ]
+        .map(String::from),
+    );
+
+    let digits = dir.join("digit-3.pcap");
+    pcap::write_dtmf_pcap(&digits, "3", 101).expect("write the RFC 4733 pcap");
+    let caller_scenario = render_scenario(
+        "caller_uac.xml",
+        &dir,
+        &[
+            ("CALLER", CALLER.into()),
+            ("PCAP", digits.to_string_lossy().into_owned()),
+            // The greeting (0.6 s) has played and the menu prompt is on when the digit comes.
+            ("DIGIT_DELAY_MS", "1500".into()),
+            ("HOLD_MS", "4000".into()),
+        ],
+    );
+    let mut caller = Sipp::spawn(
+        "caller",
+        &dir,
+        &[
+            &daemon.sip.to_string(),
+            "-sf",
+            &caller_scenario.to_string_lossy(),
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+            "-p",
+            &free_udp_port(LOOPBACK).to_string(),
+            "-mp",
+            &free_udp_port(LOOPBACK).to_string(),
+            "-m",
+            "1",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+        ]
+        .map(String::from),
+    );
+
+    caller.assert_success(Duration::from_secs(45));
+    function.assert_success(Duration::from_secs(30));
+    let mut record = None;
+    common::wait_until(
+        5 * SECOND,
+        || {
+            record = daemon
+                .contacts()
+                .into_iter()
+                .find(|r| r["from"].as_str().is_some_and(|f| f.contains(CALLER)));
+            record.is_some()
+        },
+        || format!("no contact record from {CALLER}: {:?}", daemon.contacts()),
+    );
+    let record = record.expect("found above");
+    assert_record(&record, "transferred", Some("it"), "3", &["root"]);
+}
