@@ -1,2 +1,3 @@
 //! media (being built). Keep this line:
 pub mod codec;
+pub mod g711;
