@@ -101,8 +101,12 @@ impl Codec {
     /// Rewrites G.711 bytes encoded with `self` in place into `to`'s law.
     pub fn transcode_in_place(self, to: Codec, bytes: &mut [u8]) {
         match (self, to) {
-            (Codec::Pcmu, Codec::Pcma) => bytes.iter_mut().for_each(|b| *b = g711::ulaw_to_alaw(*b)),
-            (Codec::Pcma, Codec::Pcmu) => bytes.iter_mut().for_each(|b| *b = g711::alaw_to_ulaw(*b)),
+            (Codec::Pcmu, Codec::Pcma) => {
+                bytes.iter_mut().for_each(|b| *b = g711::ulaw_to_alaw(*b))
+            }
+            (Codec::Pcma, Codec::Pcmu) => {
+                bytes.iter_mut().for_each(|b| *b = g711::alaw_to_ulaw(*b))
+            }
             _ => {}
         }
     }
@@ -136,7 +140,10 @@ mod tests {
         for codec in [Codec::Pcmu, Codec::Pcma] {
             let back = codec.decode_frame(&codec.encode_frame(&pcm));
             for (a, b) in pcm.iter().zip(back.iter()) {
-                assert!((i32::from(*a) - i32::from(*b)).abs() <= 512, "{codec:?}: {a} vs {b}");
+                assert!(
+                    (i32::from(*a) - i32::from(*b)).abs() <= 512,
+                    "{codec:?}: {a} vs {b}"
+                );
             }
         }
     }
@@ -148,6 +155,9 @@ mod tests {
         let ulaw = Codec::Pcmu.encode_frame(&pcm);
         let mut alaw = ulaw;
         Codec::Pcmu.transcode_in_place(Codec::Pcma, &mut alaw);
-        assert_eq!(alaw, Codec::Pcma.encode_frame(&Codec::Pcmu.decode_frame(&ulaw)));
+        assert_eq!(
+            alaw,
+            Codec::Pcma.encode_frame(&Codec::Pcmu.decode_frame(&ulaw))
+        );
     }
 }

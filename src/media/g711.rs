@@ -202,7 +202,11 @@ mod tests {
     fn ulaw_matches_reference_values() {
         // Values from Sun's g711.c (linear2ulaw / ulaw2linear).
         assert_eq!(linear_to_ulaw(0), 0xFF);
-        assert_eq!(linear_to_ulaw(-1), 0x7E, "-1 >> 2 stays -1 in the reference");
+        assert_eq!(
+            linear_to_ulaw(-1),
+            0x7E,
+            "-1 >> 2 stays -1 in the reference"
+        );
         assert_eq!(linear_to_ulaw(1), 0xFF);
         assert_eq!(linear_to_ulaw(i16::MAX), 0x80);
         assert_eq!(linear_to_ulaw(i16::MIN), 0x00);
@@ -235,13 +239,21 @@ mod tests {
     fn every_code_survives_a_round_trip() {
         for code in 0..=255u8 {
             let linear = ulaw_to_linear(code);
-            assert_eq!(ulaw_to_linear(linear_to_ulaw(linear)), linear, "µ-law {code:#04x}");
+            assert_eq!(
+                ulaw_to_linear(linear_to_ulaw(linear)),
+                linear,
+                "µ-law {code:#04x}"
+            );
             let linear = alaw_to_linear(code);
             assert_eq!(linear_to_alaw(linear), code, "A-law {code:#04x}");
         }
         // µ-law has two zeros (0xFF, 0x7F); every other code maps back to itself.
         for code in (0..=255u8).filter(|c| *c != 0x7F) {
-            assert_eq!(linear_to_ulaw(ulaw_to_linear(code)), code, "µ-law {code:#04x}");
+            assert_eq!(
+                linear_to_ulaw(ulaw_to_linear(code)),
+                code,
+                "µ-law {code:#04x}"
+            );
         }
     }
 
@@ -255,7 +267,10 @@ mod tests {
             let bound = (p.abs() / 16).max(16) + 700;
             assert!((u - p).abs() <= bound, "µ-law {pcm} -> {u}");
             assert!((a - p).abs() <= bound, "A-law {pcm} -> {a}");
-            assert!(u.signum() * p.signum() >= 0, "µ-law keeps the sign of {pcm}");
+            assert!(
+                u.signum() * p.signum() >= 0,
+                "µ-law keeps the sign of {pcm}"
+            );
         }
     }
 

@@ -40,7 +40,9 @@ pub fn synthesize(tones: &[(f64, f64)], count: usize) -> Vec<i16> {
                     amplitude * (2.0 * std::f64::consts::PI * frequency * t).sin()
                 })
                 .sum();
-            value.round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
+            value
+                .round()
+                .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
         })
         .collect()
 }

@@ -120,11 +120,12 @@ pub fn decode_wav_8k(path: &Path, bytes: &[u8]) -> Result<Vec<i16>, WavError> {
             path: path.to_path_buf(),
         });
     }
-    let resampled = resample_to_8k(&mono, format.sample_rate).map_err(|what| WavError::Resample {
-        path: path.to_path_buf(),
-        rate: format.sample_rate,
-        what,
-    })?;
+    let resampled =
+        resample_to_8k(&mono, format.sample_rate).map_err(|what| WavError::Resample {
+            path: path.to_path_buf(),
+            rate: format.sample_rate,
+            what,
+        })?;
     Ok(resampled.iter().map(|s| to_i16(*s)).collect())
 }
 
@@ -248,10 +249,7 @@ fn decode_with_hound(path: &Path, bytes: &[u8]) -> Result<Vec<f32>, WavError> {
     let mut reader = hound::WavReader::new(Cursor::new(bytes)).map_err(decode)?;
     let spec = reader.spec();
     match spec.sample_format {
-        hound::SampleFormat::Float => reader
-            .samples::<f32>()
-            .map(|s| s.map_err(decode))
-            .collect(),
+        hound::SampleFormat::Float => reader.samples::<f32>().map(|s| s.map_err(decode)).collect(),
         hound::SampleFormat::Int => {
             if spec.bits_per_sample == 0 || spec.bits_per_sample > 32 {
                 return Err(malformed(
@@ -262,7 +260,10 @@ fn decode_with_hound(path: &Path, bytes: &[u8]) -> Result<Vec<f32>, WavError> {
             let full_scale = (1u64 << (spec.bits_per_sample - 1)) as f64;
             reader
                 .samples::<i32>()
-                .map(|s| s.map(|v| (f64::from(v) / full_scale) as f32).map_err(decode))
+                .map(|s| {
+                    s.map(|v| (f64::from(v) / full_scale) as f32)
+                        .map_err(decode)
+                })
                 .collect()
         }
     }
@@ -444,7 +445,11 @@ pub(crate) mod tests {
         let path = dir.path().join("greeting.wav");
         write_int_wav(&path, 44100, 2, 16, 1.0, 1000.0);
         let samples = read_wav_8k(&path).unwrap();
-        assert!((samples.len() as i64 - 8000).abs() <= 160, "{}", samples.len());
+        assert!(
+            (samples.len() as i64 - 8000).abs() <= 160,
+            "{}",
+            samples.len()
+        );
         assert_tone(&samples, 1000.0, 16383.0);
     }
 
@@ -496,7 +501,9 @@ pub(crate) mod tests {
             for (channels, payload, extensible) in
                 [(1, &mono, false), (1, &mono, true), (2, &stereo, false)]
             {
-                let path = dir.path().join(format!("g711-{tag}-{channels}-{extensible}.wav"));
+                let path = dir
+                    .path()
+                    .join(format!("g711-{tag}-{channels}-{extensible}.wav"));
                 std::fs::write(&path, g711_wav(tag, channels, payload, extensible)).unwrap();
                 let samples = read_wav_8k(&path).unwrap();
                 assert_eq!(samples.len(), 8000, "tag {tag}, {channels} ch");
@@ -514,8 +521,14 @@ pub(crate) mod tests {
         std::fs::write(&mp3, g711_wav(0x55, 1, &[0u8; 100], false)).unwrap();
         let message = read_wav_8k(&mp3).unwrap_err().to_string();
         assert!(message.contains("music.wav"), "{message}");
-        assert!(message.contains("unsupported format tag 85 (MP3)"), "{message}");
-        assert!(message.contains("sox in.wav -r 8000 -c 1 -b 16 out.wav"), "{message}");
+        assert!(
+            message.contains("unsupported format tag 85 (MP3)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("sox in.wav -r 8000 -c 1 -b 16 out.wav"),
+            "{message}"
+        );
 
         let text = dir.path().join("notes.wav");
         std::fs::write(&text, b"hello, this is not audio").unwrap();
