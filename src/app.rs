@@ -79,12 +79,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     info!(menu = %settings.menu.display(), name = %menu.name, functions = menu.functions.len(),
           menus = menu.menus.len(), prompts = prompts.len(), "menu loaded");
 
-    let store = SqliteStore::open(&settings.db)
-        .with_context(|| format!("cannot open the contact record database {}", settings.db.display()))?;
+    let store = SqliteStore::open(&settings.db).with_context(|| {
+        format!(
+            "cannot open the contact record database {}",
+            settings.db.display()
+        )
+    })?;
     let records = Records::new(Arc::new(store));
     match records.close_unfinished(OffsetDateTime::now_utc()).await {
         Ok(0) => {}
-        Ok(n) => warn!(calls = n, "closed calls left open by an earlier run as failed"),
+        Ok(n) => warn!(
+            calls = n,
+            "closed calls left open by an earlier run as failed"
+        ),
         Err(e) => return Err(e).context("cannot close unfinished contact records"),
     }
 
@@ -94,7 +101,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind HTTP on {}", settings.http))?;
     let http_addr = http.local_addr()?;
     let media_ip: IpAddr = sip.local_addr().ip();
-    let rtp_ports = Arc::new(RtpPorts::new(settings.rtp_ports.clone(), settings.media_timeout));
+    let rtp_ports = Arc::new(
+        RtpPorts::new(*settings.rtp_ports.start(), *settings.rtp_ports.end())
+            .context("bad RTP port range")?,
+    );
 
     let health = Arc::new(Health::new());
     let stop_http = CancellationToken::new();
@@ -121,6 +131,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         records: records.clone(),
         health: health.clone(),
         hangup_all: CancellationToken::new(),
+        media_timeout: settings.media_timeout,
     });
     let (calls_tx, mut calls_rx) = mpsc::channel(256);
     let sip_task = tokio::spawn(sip.clone().serve(calls_tx));
@@ -128,7 +139,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // The one line scripts and tests wait for.
     {
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "knappval listening sip={} http={}", sip.local_addr(), http_addr)?;
+        writeln!(
+            stdout,
+            "knappval listening sip={} http={}",
+            sip.local_addr(),
+            http_addr
+        )?;
         stdout.flush()?;
     }
     info!(sip = %sip.local_addr(), http = %http_addr, rtp = ?settings.rtp_ports, "knappval ready");
@@ -160,11 +176,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         }
     };
-    if tokio::time::timeout(settings.grace_period, drained).await.is_err() {
-        warn!(calls = calls.len(), "grace period over: ending the calls still up");
+    if tokio::time::timeout(settings.grace_period, drained)
+        .await
+        .is_err()
+    {
+        warn!(
+            calls = calls.len(),
+            "grace period over: ending the calls still up"
+        );
         services.hangup_all.cancel();
-        if tokio::time::timeout(Duration::from_secs(10), calls.wait()).await.is_err() {
-            error!(calls = calls.len(), "calls did not end in time; their records stay open and are closed as failed at the next start");
+        if tokio::time::timeout(Duration::from_secs(10), calls.wait())
+            .await
+            .is_err()
+        {
+            error!(
+                calls = calls.len(),
+                "calls did not end in time; their records stay open and are closed as failed at the next start"
+            );
         }
     }
     sip.shutdown();

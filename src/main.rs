@@ -22,7 +22,11 @@ const DEFAULT_GRACE: &str = "30s";
 const DEFAULT_MEDIA_TIMEOUT: &str = "60s";
 
 #[derive(Parser)]
-#[command(name = "knappval", version, about = "SIP IVR and call routing: one number, a menu, the right support function")]
+#[command(
+    name = "knappval",
+    version,
+    about = "SIP IVR and call routing: one number, a menu, the right support function"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -131,7 +135,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Contacts { db, format, since, limit } => match contacts(&db, format, since, limit) {
+        Command::Contacts {
+            db,
+            format,
+            since,
+            limit,
+        } => match contacts(&db, format, since, limit) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("knappval: {e:#}");
@@ -150,12 +159,24 @@ fn run(settings: Settings) -> anyhow::Result<()> {
     runtime.block_on(app::run(settings))
 }
 
-fn contacts(db: &Path, format: ExportFormat, since: Option<String>, limit: Option<usize>) -> anyhow::Result<()> {
+fn contacts(
+    db: &Path,
+    format: ExportFormat,
+    since: Option<String>,
+    limit: Option<usize>,
+) -> anyhow::Result<()> {
     if !db.exists() {
-        anyhow::bail!("no contact record database at {} (start the daemon once, or pass --db)", db.display());
+        anyhow::bail!(
+            "no contact record database at {} (start the daemon once, or pass --db)",
+            db.display()
+        );
     }
     let since = since
-        .map(|s| parse_timestamp(&s).with_context(|| format!("--since {s:?} is not RFC 3339, e.g. 2026-11-23T08:00:00Z")))
+        .map(|s| {
+            parse_timestamp(&s).with_context(|| {
+                format!("--since {s:?} is not RFC 3339, e.g. 2026-11-23T08:00:00Z")
+            })
+        })
         .transpose()?;
     let store = SqliteStore::open(db)?;
     let records = store.list(&ContactQuery { since, limit })?;
@@ -179,16 +200,31 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
         None => SettingsFile::default(),
     };
     let sip = args.sip.or(file.sip).unwrap_or_else(|| DEFAULT_SIP.into());
-    let http = args.http.or(file.http).unwrap_or_else(|| DEFAULT_HTTP.into());
-    let rtp_ports = args.rtp_ports.or(file.rtp_ports).unwrap_or_else(|| DEFAULT_RTP_PORTS.into());
-    let grace = args.grace_period.or(file.grace_period).unwrap_or_else(|| DEFAULT_GRACE.into());
+    let http = args
+        .http
+        .or(file.http)
+        .unwrap_or_else(|| DEFAULT_HTTP.into());
+    let rtp_ports = args
+        .rtp_ports
+        .or(file.rtp_ports)
+        .unwrap_or_else(|| DEFAULT_RTP_PORTS.into());
+    let grace = args
+        .grace_period
+        .or(file.grace_period)
+        .unwrap_or_else(|| DEFAULT_GRACE.into());
     let media_timeout = args
         .media_timeout
         .or(file.media_timeout)
         .unwrap_or_else(|| DEFAULT_MEDIA_TIMEOUT.into());
     Ok(Settings {
-        menu: args.menu.or(file.menu).unwrap_or_else(|| DEFAULT_MENU.into()),
-        prompts: args.prompts.or(file.prompts).unwrap_or_else(|| DEFAULT_PROMPTS.into()),
+        menu: args
+            .menu
+            .or(file.menu)
+            .unwrap_or_else(|| DEFAULT_MENU.into()),
+        prompts: args
+            .prompts
+            .or(file.prompts)
+            .unwrap_or_else(|| DEFAULT_PROMPTS.into()),
         sip: parse_addr("sip", &sip)?,
         http: parse_addr("http", &http)?,
         db: args.db.or(file.db).unwrap_or_else(|| DEFAULT_DB.into()),
@@ -199,24 +235,35 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
 }
 
 fn parse_addr(what: &str, value: &str) -> anyhow::Result<SocketAddr> {
-    value
-        .parse()
-        .with_context(|| format!("--{what} {value:?} is not ADDR:PORT (e.g. 127.0.0.1:5060 or [::1]:5060)"))
+    value.parse().with_context(|| {
+        format!("--{what} {value:?} is not ADDR:PORT (e.g. 127.0.0.1:5060 or [::1]:5060)")
+    })
 }
 
 fn parse_port_range(value: &str) -> anyhow::Result<RangeInclusive<u16>> {
-    let parsed = value
-        .split_once('-')
-        .and_then(|(lo, hi)| Some((lo.trim().parse::<u16>().ok()?, hi.trim().parse::<u16>().ok()?)));
+    let parsed = value.split_once('-').and_then(|(lo, hi)| {
+        Some((
+            lo.trim().parse::<u16>().ok()?,
+            hi.trim().parse::<u16>().ok()?,
+        ))
+    });
     match parsed {
         Some((lo, hi)) if lo > 0 && lo < hi => Ok(lo..=hi),
-        _ => anyhow::bail!("--rtp-ports {value:?} is not LOW-HIGH with 0 < LOW < HIGH (e.g. 10000-20000)"),
+        _ => anyhow::bail!(
+            "--rtp-ports {value:?} is not LOW-HIGH with 0 < LOW < HIGH (e.g. 10000-20000)"
+        ),
     }
 }
 
 fn parse_duration(what: &str, value: &str) -> anyhow::Result<Duration> {
-    knappval::menu::parse_duration(value)
-        .map_err(|e| anyhow::anyhow!("--{} {value:?}: {e}", what.replace('_', "-")))
+    knappval::menu::parse_duration(value).map_err(|e| {
+        anyhow::anyhow!(
+            "--{} {value:?}: {} ({})",
+            what.replace('_', "-"),
+            e.message,
+            e.help
+        )
+    })
 }
 
 fn init_logging(format: &str) {
@@ -225,7 +272,10 @@ fn init_logging(format: &str) {
     let filter = EnvFilter::try_from_env("KNAPPVAL_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,rsipstack=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     if format.eq_ignore_ascii_case("json") {
         builder.json().init();
     } else {

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle};
+use rsipstack::dialog::dialog::{
+    DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
+};
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Request, StatusCode};
@@ -27,9 +29,9 @@ use crate::media::prompt::{Prompt, PromptCache};
 use crate::media::{MediaEvent, MediaSession, RtpPorts};
 use crate::menu::model::{Menu, TransferMode};
 use crate::records::{ContactRecord, Records};
+use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
 use crate::routing::refer::{self, ReferProgress};
-use crate::routing::Handoff;
 use crate::sip::sdp::{self, LocalMedia, SdpError};
 use crate::sip::{IncomingCall, SipEndpoint, message};
 
@@ -48,6 +50,8 @@ pub struct CallServices {
     pub health: Arc<Health>,
     /// Fired when the shutdown grace period is over: calls still up are ended cleanly.
     pub hangup_all: CancellationToken,
+    /// How long the caller's RTP may stop before the call is taken as dead (zero: never).
+    pub media_timeout: Duration,
 }
 
 /// Runs one call to its end. Never panics on what the network sends; always writes the record.
@@ -98,7 +102,11 @@ impl End {
     }
 }
 
-async fn answer_and_run(call: IncomingCall, services: &Arc<CallServices>, record: &mut ContactRecord) -> End {
+async fn answer_and_run(
+    call: IncomingCall,
+    services: &Arc<CallServices>,
+    record: &mut ContactRecord,
+) -> End {
     let IncomingCall {
         request,
         dialog,
@@ -107,14 +115,22 @@ async fn answer_and_run(call: IncomingCall, services: &Arc<CallServices>, record
     } = call;
     if request.body.is_empty() {
         // A late offer (SDP in the ACK) is legal but rare from trunks; we say plainly that we need one.
-        reject(&dialog, StatusCode::NotAcceptableHere, "knappval needs an SDP offer in the INVITE");
+        reject(
+            &dialog,
+            StatusCode::NotAcceptableHere,
+            "knappval needs an SDP offer in the INVITE",
+        );
         return End::new(Outcome::Rejected, "488 INVITE without SDP offer");
     }
     let mut media = match MediaSession::open(services.media_ip, &services.rtp_ports).await {
         Ok(media) => media,
         Err(e) => {
             warn!(error = %e, "no RTP port free");
-            reject(&dialog, StatusCode::ServiceUnavailable, "no media port free");
+            reject(
+                &dialog,
+                StatusCode::ServiceUnavailable,
+                "no media port free",
+            );
             return End::new(Outcome::Rejected, format!("503 no RTP port: {e}"));
         }
     };
@@ -143,7 +159,13 @@ async fn answer_and_run(call: IncomingCall, services: &Arc<CallServices>, record
     }
     let now = Instant::now();
     record.answered_at = Some(OffsetDateTime::now_utc());
-    media.start(negotiated.remote_rtp, negotiated.codec, negotiated.telephone_event, now);
+    media.set_media_timeout(services.media_timeout);
+    media.start(
+        negotiated.remote_rtp,
+        negotiated.codec,
+        negotiated.telephone_event,
+        now,
+    );
     media.set_sending(negotiated.direction.receives());
     local.session_version += 1;
     let mut call = Call {
@@ -215,7 +237,10 @@ impl Call<'_> {
             let end = match wake {
                 Wake::Dialog(None) => {
                     self.feed(Event::CallerHungUp, now).await;
-                    Some(End::new(self.outcome_or(Outcome::Abandoned), "caller dialog gone"))
+                    Some(End::new(
+                        self.outcome_or(Outcome::Abandoned),
+                        "caller dialog gone",
+                    ))
                 }
                 Wake::Dialog(Some(state)) => self.on_dialog(state).await,
                 Wake::Media(MediaEvent::PromptEnded) => {
@@ -231,7 +256,10 @@ impl Call<'_> {
                 Wake::Media(MediaEvent::MediaTimeout) => {
                     self.feed(Event::CallerHungUp, now).await;
                     self.hang_up().await;
-                    Some(End::new(self.outcome_or(Outcome::Abandoned), "no RTP from the caller"))
+                    Some(End::new(
+                        self.outcome_or(Outcome::Abandoned),
+                        "no RTP from the caller",
+                    ))
                 }
                 Wake::Timer => self.feed(Event::Timeout, now).await,
                 Wake::Bridged(Ok(leg)) => {
@@ -263,7 +291,10 @@ impl Call<'_> {
                 }
                 Wake::Shutdown => {
                     self.hang_up().await;
-                    Some(End::new(self.outcome_or(Outcome::Failed), "daemon shut down"))
+                    Some(End::new(
+                        self.outcome_or(Outcome::Failed),
+                        "daemon shut down",
+                    ))
                 }
             };
             if let Some(end) = end {
@@ -400,7 +431,10 @@ impl Call<'_> {
                     let _ = self.flow.on(Event::TransferSucceeded, now);
                     self.sync_record();
                     self.record.transferred_at = Some(OffsetDateTime::now_utc());
-                    return Some(End::new(Outcome::Transferred, "caller's side ended the dialog after REFER"));
+                    return Some(End::new(
+                        Outcome::Transferred,
+                        "caller's side ended the dialog after REFER",
+                    ));
                 }
                 self.feed(Event::CallerHungUp, now).await;
                 Some(End::new(self.outcome_or(Outcome::Abandoned), why))
@@ -441,12 +475,17 @@ impl Call<'_> {
                 respond(&handle, StatusCode::OK, None).await;
                 None
             }
-            DialogState::Refer(_, _, handle) | DialogState::Message(_, _, handle) | DialogState::Publish(_, _, handle) => {
+            DialogState::Refer(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
                 respond(&handle, StatusCode::MethodNotAllowed, None).await;
                 None
             }
-            DialogState::Confirmed(..) | DialogState::WaitAck(..) | DialogState::Early(..)
-            | DialogState::Calling(_) | DialogState::Trying(_) => None,
+            DialogState::Confirmed(..)
+            | DialogState::WaitAck(..)
+            | DialogState::Early(..)
+            | DialogState::Calling(_)
+            | DialogState::Trying(_) => None,
         }
     }
 
@@ -463,8 +502,11 @@ impl Call<'_> {
             Ok((negotiated, answer)) => {
                 self.local.session_version += 1;
                 self.codec = negotiated.codec;
-                self.media
-                    .update_remote(negotiated.remote_rtp, negotiated.codec, negotiated.telephone_event);
+                self.media.update_remote(
+                    negotiated.remote_rtp,
+                    negotiated.codec,
+                    negotiated.telephone_event,
+                );
                 self.media.set_sending(negotiated.direction.receives());
                 info!(direction = ?negotiated.direction, "session updated");
                 respond(handle, StatusCode::OK, Some(answer)).await;
@@ -489,11 +531,13 @@ impl Call<'_> {
                 _ = self.services.hangup_all.cancelled() => BridgeWake::Shutdown,
             };
             match wake {
-                BridgeWake::Caller(None) | BridgeWake::Caller(Some(DialogState::Terminated(..))) => {
+                BridgeWake::Caller(None)
+                | BridgeWake::Caller(Some(DialogState::Terminated(..))) => {
                     bye(&leg.dialog).await;
                     return End::new(Outcome::Transferred, "caller hung up");
                 }
-                BridgeWake::Function(None) | BridgeWake::Function(Some(DialogState::Terminated(..))) => {
+                BridgeWake::Function(None)
+                | BridgeWake::Function(Some(DialogState::Terminated(..))) => {
                     bye(&self.dialog).await;
                     return End::new(Outcome::Transferred, "function hung up");
                 }
@@ -523,10 +567,12 @@ impl Call<'_> {
     async fn answer_in_bridge(&mut self, state: DialogState, _unused: Option<()>) {
         match state {
             DialogState::Updated(_, request, handle) => self.on_reoffer(&request, &handle).await,
-            DialogState::Info(_, _, handle) | DialogState::Options(_, _, handle) | DialogState::Notify(_, _, handle) => {
-                respond(&handle, StatusCode::OK, None).await
-            }
-            DialogState::Refer(_, _, handle) | DialogState::Message(_, _, handle) | DialogState::Publish(_, _, handle) => {
+            DialogState::Info(_, _, handle)
+            | DialogState::Options(_, _, handle)
+            | DialogState::Notify(_, _, handle) => respond(&handle, StatusCode::OK, None).await,
+            DialogState::Refer(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
                 respond(&handle, StatusCode::MethodNotAllowed, None).await
             }
             _ => {}
@@ -561,7 +607,11 @@ async fn answer_leg(
             }
             match sdp::answer(&request.body, &local) {
                 Ok((negotiated, answer)) => {
-                    media.update_remote(negotiated.remote_rtp, negotiated.codec, negotiated.telephone_event);
+                    media.update_remote(
+                        negotiated.remote_rtp,
+                        negotiated.codec,
+                        negotiated.telephone_event,
+                    );
                     media.set_sending(negotiated.direction.receives());
                     respond(&handle, StatusCode::OK, Some(answer)).await;
                     Some(local.session_version + 1)
@@ -572,11 +622,15 @@ async fn answer_leg(
                 }
             }
         }
-        DialogState::Info(_, _, handle) | DialogState::Options(_, _, handle) | DialogState::Notify(_, _, handle) => {
+        DialogState::Info(_, _, handle)
+        | DialogState::Options(_, _, handle)
+        | DialogState::Notify(_, _, handle) => {
             respond(&handle, StatusCode::OK, None).await;
             None
         }
-        DialogState::Refer(_, _, handle) | DialogState::Message(_, _, handle) | DialogState::Publish(_, _, handle) => {
+        DialogState::Refer(_, _, handle)
+        | DialogState::Message(_, _, handle)
+        | DialogState::Publish(_, _, handle) => {
             respond(&handle, StatusCode::MethodNotAllowed, None).await;
             None
         }

@@ -16,7 +16,11 @@ pub enum ReferFailure {
 }
 
 /// Sends the REFER. `Ok` means the caller's side accepted it (2xx, normally 202); the outcome follows in NOTIFYs.
-pub async fn send(dialog: &InviteDialog, target: &str, handoff: &Handoff) -> Result<(), ReferFailure> {
+pub async fn send(
+    dialog: &InviteDialog,
+    target: &str,
+    handoff: &Handoff,
+) -> Result<(), ReferFailure> {
     let refer_to = format!("<{target}>");
     let mut headers = handoff.headers();
     headers.push(Header::ReferredBy(
@@ -55,7 +59,9 @@ pub fn progress(notify: &Request) -> Option<ReferProgress> {
         return None;
     }
     let body = std::str::from_utf8(&notify.body).ok()?;
-    let status_line = body.lines().find(|l| l.trim_start().starts_with("SIP/2.0"))?;
+    let status_line = body
+        .lines()
+        .find(|l| l.trim_start().starts_with("SIP/2.0"))?;
     let code: u16 = status_line.split_whitespace().nth(1)?.parse().ok()?;
     Some(match code {
         100..=199 => ReferProgress::Trying(code),
@@ -95,7 +101,10 @@ mod tests {
             progress(&notify("o: refer\r\n", "SIP/2.0 486 Busy Here\r\n")),
             Some(ReferProgress::Failed(486))
         );
-        assert_eq!(progress(&notify("Event: dialog\r\n", "SIP/2.0 200 OK")), None);
+        assert_eq!(
+            progress(&notify("Event: dialog\r\n", "SIP/2.0 200 OK")),
+            None
+        );
         assert_eq!(progress(&notify("Event: refer\r\n", "garbage")), None);
     }
 }

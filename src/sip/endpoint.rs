@@ -62,12 +62,13 @@ pub struct SipEndpoint {
 impl SipEndpoint {
     /// Binds UDP and TCP on `listen`. With port 0 the kernel picks a port for UDP and TCP takes the same number.
     pub async fn bind(listen: SocketAddr) -> Result<Arc<SipEndpoint>, EndpointError> {
-        let (udp, local) = bind_udp_and_tcp(listen)
-            .await
-            .map_err(|source| EndpointError::Bind {
-                addr: listen,
-                source,
-            })?;
+        let (udp, local) =
+            bind_udp_and_tcp(listen)
+                .await
+                .map_err(|source| EndpointError::Bind {
+                    addr: listen,
+                    source,
+                })?;
         let cancel = CancellationToken::new();
         let transport = TransportLayer::new(cancel.clone());
         let udp = UdpConnection::from_socket(
@@ -195,7 +196,12 @@ impl SipEndpoint {
                 return;
             }
             Method::Ack => return,
-            Method::Bye | Method::Info | Method::Notify | Method::Refer | Method::Update | Method::PRack
+            Method::Bye
+            | Method::Info
+            | Method::Notify
+            | Method::Refer
+            | Method::Update
+            | Method::PRack
             | Method::Cancel => StatusCode::CallTransactionDoesNotExist,
             Method::Register | Method::Subscribe | Method::Publish | Method::Message => {
                 let headers = vec![Header::Allow(super::ALLOWED_METHODS.into())];
@@ -260,7 +266,8 @@ impl SipEndpoint {
             }
             Err(refused) => {
                 let call = match refused {
-                    mpsc::error::TrySendError::Full(call) | mpsc::error::TrySendError::Closed(call) => call,
+                    mpsc::error::TrySendError::Full(call)
+                    | mpsc::error::TrySendError::Closed(call) => call,
                 };
                 warn!("too many calls waiting to start: answering 503");
                 call.dialog

@@ -85,10 +85,18 @@ pub fn inspect(datagram: &[u8]) -> Verdict {
         };
     }
     if !KNOWN_METHODS.contains(&method) {
-        return lines.answer(501, "Not Implemented", &format!("method {method} is not supported"));
+        return lines.answer(
+            501,
+            "Not Implemented",
+            &format!("method {method} is not supported"),
+        );
     }
     let Some(head_end) = head_end else {
-        return lines.answer(400, "Bad Request", "message head does not end with an empty line");
+        return lines.answer(
+            400,
+            "Bad Request",
+            "message head does not end with an empty line",
+        );
     };
     let body_len = datagram.len() - head_end;
     if let Some(declared) = lines.get(&["content-length", "l"]) {
@@ -97,7 +105,9 @@ pub fn inspect(datagram: &[u8]) -> Verdict {
                 return lines.answer(
                     400,
                     "Bad Request",
-                    &format!("Content-Length {declared} exceeds the {body_len} body bytes received"),
+                    &format!(
+                        "Content-Length {declared} exceeds the {body_len} body bytes received"
+                    ),
                 );
             }
             Ok(_) => {}
@@ -172,7 +182,12 @@ fn find_head_end(datagram: &[u8]) -> Option<usize> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|i| i + 4)
-        .or_else(|| datagram.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))
+        .or_else(|| {
+            datagram
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| i + 2)
+        })
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -142,7 +142,10 @@ mod tests {
             number_of("\"Anna\" <sip:+4619123456@trunk;user=phone>;tag=1"),
             "+4619123456"
         );
-        assert_eq!(number_of("<tel:+46-19-12;phone-context=x>;tag=9"), "+46-19-12");
+        assert_eq!(
+            number_of("<tel:+46-19-12;phone-context=x>;tag=9"),
+            "+46-19-12"
+        );
         assert_eq!(number_of("tel:+4619123456;tag=9"), "+4619123456");
         assert_eq!(number_of("sip:alice@[::1]:5060;tag=1"), "alice");
         assert_eq!(number_of("<sip:alice:secret@host>"), "alice");

@@ -12,4 +12,5 @@ pub mod sdp;
 pub use endpoint::{IncomingCall, SipEndpoint};
 
 /// The methods knappval answers, for Allow headers (RFC 3261 §20.5).
-pub const ALLOWED_METHODS: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY, UPDATE, PRACK";
+pub const ALLOWED_METHODS: &str =
+    "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY, UPDATE, PRACK";
