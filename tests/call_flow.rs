@@ -532,7 +532,8 @@ fn reinvite_to_hold_is_answered_with_sdp() {
 
 #[test]
 fn sigterm_during_a_call_exits_0_and_keeps_the_record() {
-    let (mut daemon, _it, _kt) = setup(|_| {});
+    // The caller stays in the menu past the grace period, so the daemon has to end the call itself.
+    let (mut daemon, _it, _kt) = setup(|spec| spec.menu_timeout = "30s");
     let caller = Caller::udp(daemon.sip);
     caller.sip.auto_answer("BYE");
     let (call, _answer, t0) = caller.call(&daemon, &[PCMU], CALLER_HZ);

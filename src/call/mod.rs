@@ -152,8 +152,15 @@ async fn answer_and_run(
             return End::new(Outcome::Rejected, format!("{} {e}", u16::from(status)));
         }
     };
+    // A CANCEL may have come while we opened media and read the offer.
+    if matches!(dialog.state(), DialogState::Terminated(..)) {
+        return End::new(Outcome::Abandoned, "caller cancelled before answer");
+    }
     let headers = vec![Header::ContentType("application/sdp".into())];
     if let Err(e) = dialog.accept(Some(headers), Some(answer.into_bytes())) {
+        if matches!(dialog.state(), DialogState::Terminated(..)) {
+            return End::new(Outcome::Abandoned, "caller cancelled before answer");
+        }
         warn!(error = %e, "could not answer the call");
         return End::new(Outcome::Failed, format!("answer failed: {e}"));
     }

@@ -3,6 +3,7 @@
 //! `message/sipfrag` status lines. A final 2xx means the function answered: knappval then ends its own dialog.
 
 use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::prelude::UntypedHeader;
 use rsipstack::sip::{Header, Request, StatusCodeKind};
 
 use super::Handoff;
@@ -48,7 +49,7 @@ pub enum ReferProgress {
 /// Reads the sipfrag status line of a refer NOTIFY (`SIP/2.0 200 OK`). None when it is not one.
 pub fn progress(notify: &Request) -> Option<ReferProgress> {
     let is_refer_event = notify.headers.iter().any(|h| match h {
-        Header::Event(value) => value.to_string().to_ascii_lowercase().starts_with("refer"),
+        Header::Event(value) => value.value().to_ascii_lowercase().starts_with("refer"),
         Header::Other(name, value) => {
             (name.eq_ignore_ascii_case("event") || name.eq_ignore_ascii_case("o"))
                 && value.to_ascii_lowercase().starts_with("refer")

@@ -87,6 +87,8 @@ pub struct MenuSpec {
     pub kt_transfer: &'static str,
     /// YAML for the root menu's fallback.
     pub fallback: &'static str,
+    /// How long the root menu waits for a digit.
+    pub menu_timeout: &'static str,
 }
 
 impl MenuSpec {
@@ -99,6 +101,7 @@ impl MenuSpec {
             kt_target: kt_target.to_string(),
             kt_transfer: "refer",
             fallback: "{ hangup: true }",
+            menu_timeout: "2s",
         }
     }
 
@@ -120,7 +123,7 @@ functions:
 menu:
   greeting: welcome
   prompt: main-menu
-  timeout: 2s
+  timeout: {}
   retries: 1
   invalid: invalid-choice
   options:
@@ -143,6 +146,7 @@ menus:
             self.it_on_failure,
             self.kt_target,
             self.kt_transfer,
+            self.menu_timeout,
             self.fallback
         )
     }
@@ -182,6 +186,8 @@ impl Daemon {
             .arg("--db")
             .arg(&fixture.db)
             .args(["--rtp-ports", &rtp_ports])
+            // Short, so that a test's SIGTERM sees calls still up ended well within its wait.
+            .args(["--grace-period", "2s"])
             .env(
                 "RUST_LOG",
                 std::env::var("KNAPPVAL_TEST_LOG").unwrap_or_else(|_| "debug".into()),
@@ -297,19 +303,21 @@ impl Daemon {
     }
 
     /// Polls the API until the record of `call_id` is there (records are written at call end).
+    /// Waits for the call's finished record: the daemon writes one when the call starts (outcome null) and
+    /// completes it when the call ends.
     pub fn wait_record(&self, call_id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(record) = self
                 .contacts()
                 .into_iter()
-                .find(|r| r["call_id"] == call_id)
+                .find(|r| r["call_id"] == call_id && !r["outcome"].is_null())
             {
                 return record;
             }
             if Instant::now() > deadline {
                 panic!(
-                    "no contact record for {call_id} within {timeout:?}; records: {:?}",
+                    "no finished contact record for {call_id} within {timeout:?}; records: {:?}",
                     self.contacts()
                 );
             }
