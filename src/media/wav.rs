@@ -104,7 +104,7 @@ pub fn decode_wav_8k(path: &Path, bytes: &[u8]) -> Result<Vec<i16>, WavError> {
         ));
     }
     let interleaved = match format.tag {
-        FORMAT_PCM | FORMAT_FLOAT => decode_with_hound(path, bytes)?,
+        FORMAT_PCM | FORMAT_FLOAT => decode_with_hound(path, &canonical_wav(&wave))?,
         FORMAT_ALAW | FORMAT_ULAW => decode_g711(path, &format, wave.data)?,
         tag => {
             return Err(WavError::UnsupportedFormat {
@@ -163,6 +163,8 @@ struct WaveFormat {
 
 struct Wave<'a> {
     format: WaveFormat,
+    /// The fmt chunk as written, for handing PCM to hound.
+    format_chunk: &'a [u8],
     data: &'a [u8],
 }
 
@@ -201,7 +203,7 @@ fn parse_riff(bytes: &[u8]) -> Result<Wave<'_>, RiffProblem> {
         let body_end = body_start.saturating_add(declared).min(bytes.len());
         let body = &bytes[body_start..body_end];
         match id {
-            b"fmt " => format = Some(parse_fmt(body)?),
+            b"fmt " => format = Some((parse_fmt(body)?, body)),
             b"data" if data.is_none() => data = Some(body),
             _ => {}
         }
@@ -211,7 +213,11 @@ fn parse_riff(bytes: &[u8]) -> Result<Wave<'_>, RiffProblem> {
             .saturating_add(declared & 1);
     }
     match (format, data) {
-        (Some(format), Some(data)) => Ok(Wave { format, data }),
+        (Some((format, format_chunk)), Some(data)) => Ok(Wave {
+            format,
+            format_chunk,
+            data,
+        }),
         (None, _) => Err(RiffProblem::Malformed("no fmt chunk".into())),
         (Some(_), None) => Err(RiffProblem::Malformed("no data chunk".into())),
     }
@@ -238,6 +244,28 @@ fn parse_fmt(body: &[u8]) -> Result<WaveFormat, RiffProblem> {
         block_align,
         bits_per_sample,
     })
+}
+
+/// Just `fmt ` and `data`, as hound expects them: hound skips unknown chunks without their pad
+/// byte, and stops at a data chunk whose declared size runs past the end of the file.
+fn canonical_wav(wave: &Wave<'_>) -> Vec<u8> {
+    let block = usize::from(wave.format.block_align.max(1));
+    let data = &wave.data[..wave.data.len() - wave.data.len() % block];
+    let format_len = wave.format_chunk.len() + wave.format_chunk.len() % 2;
+    let mut wav = Vec::with_capacity(28 + format_len + data.len());
+    let riff_len = 4 + 8 + format_len + 8 + data.len();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(riff_len as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&(wave.format_chunk.len() as u32).to_le_bytes());
+    wav.extend_from_slice(wave.format_chunk);
+    if wave.format_chunk.len() % 2 == 1 {
+        wav.push(0);
+    }
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(data);
+    wav
 }
 
 /// PCM and float through hound, normalised to [-1, 1], still interleaved.
@@ -512,6 +540,29 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pcm_with_an_odd_list_chunk_before_fmt_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.wav");
+        write_int_wav(&plain, 8000, 1, 16, 0.1, 1000.0);
+        let bytes = std::fs::read(&plain).unwrap();
+        let list = b"LIST\x05\x00\x00\x00INFOx\x00";
+        let mut tagged = bytes[..12].to_vec();
+        tagged.extend_from_slice(list);
+        tagged.extend_from_slice(&bytes[12..]);
+        let riff_size = (tagged.len() - 8) as u32;
+        tagged[4..8].copy_from_slice(&riff_size.to_le_bytes());
+        let expected = decode_wav_8k(&plain, &bytes).unwrap();
+        assert_eq!(
+            decode_wav_8k(Path::new("tagged.wav"), &tagged).unwrap(),
+            expected
+        );
+        // A recorder that died mid-write: sizes claim more than there is, half a sample at the end.
+        let cut = &tagged[..tagged.len() - 201];
+        let salvaged = decode_wav_8k(Path::new("cut.wav"), cut).unwrap();
+        assert_eq!(salvaged[..], expected[..expected.len() - 101]);
     }
 
     #[test]
