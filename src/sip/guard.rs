@@ -98,6 +98,9 @@ pub fn inspect(datagram: &[u8]) -> Verdict {
             "message head does not end with an empty line",
         );
     };
+    if let Some(problem) = lines.problem() {
+        return lines.answer(400, "Bad Request", &problem);
+    }
     let body_len = datagram.len() - head_end;
     if let Some(declared) = lines.get(&["content-length", "l"]) {
         match declared.trim().parse::<usize>() {
@@ -170,11 +173,24 @@ fn request_method(first_line: &str) -> Option<&str> {
     if parts.next().is_some() || !version.eq_ignore_ascii_case("SIP/2.0") {
         return None;
     }
-    let is_token = !method.is_empty()
-        && method
+    is_token(method).then_some(method)
+}
+
+/// Headers a request carries exactly once, with their compact forms.
+const SINGLE_HEADERS: [&[&str]; 6] = [
+    &["CSeq"],
+    &["Call-ID", "i"],
+    &["From", "f"],
+    &["To", "t"],
+    &["Content-Length", "l"],
+    &["Max-Forwards"],
+];
+
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
-    is_token.then_some(method)
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }
 
 fn find_head_end(datagram: &[u8]) -> Option<usize> {
@@ -200,11 +216,14 @@ fn truncate(s: &str, max: usize) -> &str {
 /// Header lines of a request head, unfolded, read without the full parser.
 struct RawHeaders<'a> {
     lines: Vec<(&'a str, String)>,
+    /// Lines that are neither `name: value` nor a continuation, for a 400.
+    broken: Vec<&'a str>,
 }
 
 impl<'a> RawHeaders<'a> {
     fn new(head: &'a str) -> Self {
         let mut lines: Vec<(&'a str, String)> = Vec::new();
+        let mut broken = Vec::new();
         for line in head.lines().skip(1) {
             let line = line.trim_end_matches('\r');
             if line.is_empty() {
@@ -218,11 +237,32 @@ impl<'a> RawHeaders<'a> {
                 }
                 continue;
             }
-            if let Some((name, value)) = line.split_once(':') {
-                lines.push((name.trim(), value.trim().to_string()));
+            match line.split_once(':') {
+                Some((name, value)) if is_token(name.trim()) => {
+                    lines.push((name.trim(), value.trim().to_string()))
+                }
+                _ => broken.push(line),
             }
         }
-        RawHeaders { lines }
+        RawHeaders { lines, broken }
+    }
+
+    /// Header lines that cannot be read, or a header that must appear once appearing twice (RFC 3261 §7.3).
+    fn problem(&self) -> Option<String> {
+        if let Some(line) = self.broken.first() {
+            return Some(format!("not a header line: {:?}", truncate(line, 60)));
+        }
+        for names in SINGLE_HEADERS {
+            let count = self
+                .lines
+                .iter()
+                .filter(|(name, _)| Self::is(name, names))
+                .count();
+            if count > 1 {
+                return Some(format!("{} appears {count} times", names[0]));
+            }
+        }
+        None
     }
 
     fn is(name: &str, names: &[&str]) -> bool {
@@ -439,6 +479,31 @@ mod tests {
         let mismatch = INVITE.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE");
         assert_eq!(
             reply_status(&inspect(mismatch.as_bytes())).as_deref(),
+            Some("SIP/2.0 400 Bad Request")
+        );
+    }
+
+    #[test]
+    fn unreadable_header_lines_and_repeated_single_headers_get_400() {
+        let junk = INVITE.replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nThis line is no header\r\n",
+        );
+        assert_eq!(
+            reply_status(&inspect(junk.as_bytes())).as_deref(),
+            Some("SIP/2.0 400 Bad Request")
+        );
+        let nameless = INVITE.replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\n: no name\r\n");
+        assert_eq!(
+            reply_status(&inspect(nameless.as_bytes())).as_deref(),
+            Some("SIP/2.0 400 Bad Request")
+        );
+        let two_cseq = INVITE.replace(
+            "CSeq: 314159 INVITE\r\n",
+            "CSeq: 314159 INVITE\r\nCSeq: x INVITE\r\n",
+        );
+        assert_eq!(
+            reply_status(&inspect(two_cseq.as_bytes())).as_deref(),
             Some("SIP/2.0 400 Bad Request")
         );
     }
