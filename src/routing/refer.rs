@@ -3,7 +3,6 @@
 //! `message/sipfrag` status lines. A final 2xx means the function answered: knappval then ends its own dialog.
 
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::prelude::UntypedHeader;
 use rsipstack::sip::{Header, Request, StatusCodeKind};
 
 use super::Handoff;
