@@ -119,22 +119,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { menu, prompts } => match app::load_menu(&menu, &prompts) {
-            Ok((loaded, cache)) => {
-                println!(
-                    "{}: ok: {} functions, {} menus, {} prompts",
-                    menu.display(),
-                    loaded.functions.len(),
-                    loaded.menus.len(),
-                    cache.len()
-                );
+        Command::Check { menu, prompts } => {
+            // The same decode `run` does, so a menu that passes here also loads there.
+            let (report, ok) =
+                knappval::menu::check_report(&menu, &prompts, &knappval::media::probe_wav);
+            if ok {
+                println!("{report}");
                 ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                eprintln!("{errors}");
+            } else {
+                eprintln!("{report}");
                 ExitCode::FAILURE
             }
-        },
+        }
         Command::Contacts {
             db,
             format,
