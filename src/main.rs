@@ -278,3 +278,72 @@ fn init_logging(format: &str) {
         builder.init();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let mut argv = vec!["knappval", "run"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)
+            .expect("valid command line")
+            .command
+        {
+            Command::Run(args) => args,
+            _ => unreachable!("parsed as run"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_shipped_menu_on_loopback() {
+        let s = settings(run_args(&[])).unwrap();
+        assert_eq!(s.menu, PathBuf::from(DEFAULT_MENU));
+        assert_eq!(s.sip, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(s.http, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(s.db, PathBuf::from(DEFAULT_DB));
+        assert_eq!(s.rtp_ports, 10000..=20000);
+        assert_eq!(s.grace_period, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_settings_file_fills_in_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("knappval.yaml");
+        std::fs::write(
+            &file,
+            "sip: \"[::1]:5070\"\nhttp: 127.0.0.1:9090\nrtp_ports: 30000-30999\ngrace_period: 5s\ndb: /var/lib/knappval/c.db\n",
+        )
+        .unwrap();
+        let config = file.to_str().unwrap();
+        let s = settings(run_args(&["--config", config, "--http", "127.0.0.1:9191"])).unwrap();
+        assert_eq!(s.sip, "[::1]:5070".parse().unwrap());
+        assert_eq!(s.http, "127.0.0.1:9191".parse().unwrap(), "the flag wins");
+        assert_eq!(s.rtp_ports, 30000..=30999);
+        assert_eq!(s.grace_period, Duration::from_secs(5));
+        assert_eq!(s.db, PathBuf::from("/var/lib/knappval/c.db"));
+    }
+
+    #[test]
+    fn bad_values_say_what_to_write() {
+        let err = settings(run_args(&["--sip", "localhost"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ADDR:PORT"), "{err}");
+        let err = settings(run_args(&["--rtp-ports", "20000-10000"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LOW-HIGH"), "{err}");
+        let err = settings(run_args(&["--grace-period", "soon"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("grace-period"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.yaml");
+        std::fs::write(&file, "sipp: 127.0.0.1:5060\n").unwrap();
+        let err = settings(run_args(&["--config", file.to_str().unwrap()]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad.yaml"), "{err}");
+    }
+}

@@ -246,6 +246,16 @@ impl Daemon {
         }
     }
 
+    /// SIGKILL, as a crash or an OOM kill would: nothing is cleaned up. Returns the fixture, so that a new daemon
+    /// can start on the same menu, prompts and database.
+    pub fn crash(mut self) -> Fixture {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::mem::replace(&mut self.fixture, Fixture::new())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
