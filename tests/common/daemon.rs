@@ -253,7 +253,7 @@ impl Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
-        std::mem::replace(&mut self.fixture, Fixture::new())
+        std::mem::take(&mut self.fixture)
     }
 
     pub fn pid(&self) -> u32 {
