@@ -135,6 +135,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     });
     let (calls_tx, mut calls_rx) = mpsc::channel(256);
     let sip_task = tokio::spawn(sip.clone().serve(calls_tx));
+    sip.wait_until_listening(Duration::from_secs(5))
+        .await
+        .with_context(|| format!("SIP over TCP did not start on {}", sip.local_addr()))?;
 
     // The one line scripts and tests wait for.
     {

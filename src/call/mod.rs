@@ -26,7 +26,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::api::Health;
 use crate::flow::{Action, Event, Flow, Outcome};
 use crate::media::prompt::{Prompt, PromptCache};
-use crate::media::{MediaEvent, MediaSession, RtpPorts};
+use crate::media::{Codec, MediaEvent, MediaSession, RtpPorts};
 use crate::menu::model::{Menu, TransferMode};
 use crate::records::{ContactRecord, Records};
 use crate::routing::Handoff;
@@ -220,7 +220,7 @@ struct Call<'r> {
     events: DialogStateReceiver,
     media: MediaSession,
     local: LocalMedia,
-    codec: crate::media::codec::Codec,
+    codec: Codec,
     flow: Flow,
     transfer: Option<Transfer>,
     /// After a REFER was accepted: how long we wait for the NOTIFY that says how it went.
@@ -455,7 +455,14 @@ impl Call<'_> {
                 }
             }
             DialogState::Updated(_, request, handle) => {
-                self.on_reoffer(&request, &handle).await;
+                answer_reoffer(
+                    &request,
+                    &handle,
+                    &mut self.media,
+                    &mut self.local,
+                    &mut self.codec,
+                )
+                .await;
                 None
             }
             DialogState::Notify(_, request, handle) => {
@@ -478,49 +485,9 @@ impl Call<'_> {
                     _ => None,
                 }
             }
-            DialogState::Options(_, _, handle) => {
-                respond(&handle, StatusCode::OK, None).await;
+            other => {
+                answer_routine(other).await;
                 None
-            }
-            DialogState::Refer(_, _, handle)
-            | DialogState::Message(_, _, handle)
-            | DialogState::Publish(_, _, handle) => {
-                respond(&handle, StatusCode::MethodNotAllowed, None).await;
-                None
-            }
-            DialogState::Confirmed(..)
-            | DialogState::WaitAck(..)
-            | DialogState::Early(..)
-            | DialogState::Calling(_)
-            | DialogState::Trying(_) => None,
-        }
-    }
-
-    /// A re-INVITE or UPDATE from the caller: hold, resume, a new address. Answered from the same session.
-    async fn on_reoffer(&mut self, request: &Request, handle: &TransactionHandle) {
-        if request.body.is_empty() {
-            // No offer: ours goes in the 200 and the answer in the ACK, which we do not need to change anything.
-            let offer = sdp::offer(&self.local, self.codec);
-            self.local.session_version += 1;
-            respond(&handle.clone(), StatusCode::OK, Some(offer)).await;
-            return;
-        }
-        match sdp::answer(&request.body, &self.local) {
-            Ok((negotiated, answer)) => {
-                self.local.session_version += 1;
-                self.codec = negotiated.codec;
-                self.media.update_remote(
-                    negotiated.remote_rtp,
-                    negotiated.codec,
-                    negotiated.telephone_event,
-                );
-                self.media.set_sending(negotiated.direction.receives());
-                info!(direction = ?negotiated.direction, "session updated");
-                respond(handle, StatusCode::OK, Some(answer)).await;
-            }
-            Err(e) => {
-                info!(error = %e, "re-offer refused; the session stays as it was");
-                respond(handle, StatusCode::NotAcceptableHere, None).await;
             }
         }
     }
@@ -548,13 +515,22 @@ impl Call<'_> {
                     bye(&self.dialog).await;
                     return End::new(Outcome::Transferred, "function hung up");
                 }
-                BridgeWake::Caller(Some(state)) => self.answer_in_bridge(state, None).await,
-                BridgeWake::Function(Some(state)) => {
-                    let local = leg.local;
-                    let codec = leg.negotiated.codec;
-                    if let Some(version) = answer_leg(state, &mut leg.media, local, codec).await {
-                        leg.local.session_version = version;
-                    }
+                BridgeWake::Caller(Some(DialogState::Updated(_, request, handle))) => {
+                    answer_reoffer(
+                        &request,
+                        &handle,
+                        &mut self.media,
+                        &mut self.local,
+                        &mut self.codec,
+                    )
+                    .await
+                }
+                BridgeWake::Function(Some(DialogState::Updated(_, request, handle))) => {
+                    let codec = &mut leg.negotiated.codec;
+                    answer_reoffer(&request, &handle, &mut leg.media, &mut leg.local, codec).await
+                }
+                BridgeWake::Caller(Some(state)) | BridgeWake::Function(Some(state)) => {
+                    answer_routine(state).await;
                 }
                 BridgeWake::Relay(end) => {
                     info!(?end, "media relay ended");
@@ -571,21 +547,6 @@ impl Call<'_> {
         }
     }
 
-    async fn answer_in_bridge(&mut self, state: DialogState, _unused: Option<()>) {
-        match state {
-            DialogState::Updated(_, request, handle) => self.on_reoffer(&request, &handle).await,
-            DialogState::Info(_, _, handle)
-            | DialogState::Options(_, _, handle)
-            | DialogState::Notify(_, _, handle) => respond(&handle, StatusCode::OK, None).await,
-            DialogState::Refer(_, _, handle)
-            | DialogState::Message(_, _, handle)
-            | DialogState::Publish(_, _, handle) => {
-                respond(&handle, StatusCode::MethodNotAllowed, None).await
-            }
-            _ => {}
-        }
-    }
-
     async fn hang_up(&mut self) {
         self.media.stop_prompt();
         bye(&self.dialog).await;
@@ -599,50 +560,57 @@ enum BridgeWake {
     Shutdown,
 }
 
-/// Answers what the function's side sends during the bridge; returns the new session version after a re-offer.
-async fn answer_leg(
-    state: DialogState,
+/// A re-INVITE or UPDATE on one leg: hold, resume, a new address. Answered from the same session (same
+/// o= id, next version), and the leg's media follows what was agreed.
+async fn answer_reoffer(
+    request: &Request,
+    handle: &TransactionHandle,
     media: &mut MediaSession,
-    local: LocalMedia,
-    codec: crate::media::codec::Codec,
-) -> Option<u64> {
-    match state {
-        DialogState::Updated(_, request, handle) => {
-            if request.body.is_empty() {
-                respond(&handle, StatusCode::OK, Some(sdp::offer(&local, codec))).await;
-                return Some(local.session_version + 1);
-            }
-            match sdp::answer(&request.body, &local) {
-                Ok((negotiated, answer)) => {
-                    media.update_remote(
-                        negotiated.remote_rtp,
-                        negotiated.codec,
-                        negotiated.telephone_event,
-                    );
-                    media.set_sending(negotiated.direction.receives());
-                    respond(&handle, StatusCode::OK, Some(answer)).await;
-                    Some(local.session_version + 1)
-                }
-                Err(_) => {
-                    respond(&handle, StatusCode::NotAcceptableHere, None).await;
-                    None
-                }
-            }
+    local: &mut LocalMedia,
+    codec: &mut Codec,
+) {
+    if request.body.is_empty() {
+        // No offer: ours goes in the 200 and the answer comes in the ACK; nothing here needs to change.
+        let offer = sdp::offer(local, *codec);
+        local.session_version += 1;
+        respond(handle, StatusCode::OK, Some(offer)).await;
+        return;
+    }
+    match sdp::answer(&request.body, local) {
+        Ok((negotiated, answer)) => {
+            local.session_version += 1;
+            *codec = negotiated.codec;
+            media.update_remote(
+                negotiated.remote_rtp,
+                negotiated.codec,
+                negotiated.telephone_event,
+            );
+            media.set_sending(negotiated.direction.receives());
+            info!(direction = ?negotiated.direction, "session updated");
+            respond(handle, StatusCode::OK, Some(answer)).await;
         }
+        Err(e) => {
+            info!(error = %e, "re-offer refused; the session stays as it was");
+            respond(handle, StatusCode::NotAcceptableHere, None).await;
+        }
+    }
+}
+
+/// In-dialog requests that need an answer and nothing more: INFO and OPTIONS are fine, REFER, MESSAGE and
+/// PUBLISH are not ours to take. Returns the state back when it is something else.
+async fn answer_routine(state: DialogState) -> Option<DialogState> {
+    match state {
         DialogState::Info(_, _, handle)
         | DialogState::Options(_, _, handle)
-        | DialogState::Notify(_, _, handle) => {
-            respond(&handle, StatusCode::OK, None).await;
-            None
-        }
+        | DialogState::Notify(_, _, handle) => respond(&handle, StatusCode::OK, None).await,
         DialogState::Refer(_, _, handle)
         | DialogState::Message(_, _, handle)
         | DialogState::Publish(_, _, handle) => {
-            respond(&handle, StatusCode::MethodNotAllowed, None).await;
-            None
+            respond(&handle, StatusCode::MethodNotAllowed, None).await
         }
-        _ => None,
+        other => return Some(other),
     }
+    None
 }
 
 async fn respond(handle: &TransactionHandle, status: StatusCode, sdp_body: Option<String>) {

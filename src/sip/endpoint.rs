@@ -127,6 +127,19 @@ impl SipEndpoint {
         uri
     }
 
+    /// Waits until the TCP listener (which rsipstack binds when [`serve`](Self::serve) starts) takes connections,
+    /// so that "listening" is only said once it is true for TCP as well as UDP.
+    pub async fn wait_until_listening(&self, timeout: std::time::Duration) -> std::io::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::net::TcpStream::connect(self.local).await {
+                Ok(_probe) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+    }
+
     /// From now on new INVITEs are answered 503 (shutting down); calls in progress carry on.
     pub fn stop_accepting(&self) {
         self.accepting.store(false, Ordering::SeqCst);
