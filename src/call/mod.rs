@@ -76,9 +76,13 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
             OffsetDateTime::now_utc(),
         );
         services.records.call_started(record.clone()).await;
+        let caller_dialog = call.dialog.clone();
         let end = answer_and_run(call, &services, &mut record).await;
+        // The dialog layer keeps every dialog until told: forgetting this would leak one per call.
+        services.sip.dialogs.remove_dialog(&caller_dialog.id());
         record.finish(end.outcome, OffsetDateTime::now_utc(), end.reason);
         info!(outcome = %end.outcome, digits = %record.digits, function = ?record.function,
+              open_dialogs = services.sip.dialogs.len(),
               "call ended: {}", record.end_reason.as_deref().unwrap_or(""));
         services.records.call_ended(record.clone()).await;
         services.health.active_calls.fetch_sub(1, Ordering::SeqCst);
@@ -493,7 +497,14 @@ impl Call<'_> {
     }
 
     /// The bridged phase: relay until either side hangs up, then end the other.
-    async fn bridged(&mut self, mut leg: FunctionLeg) -> End {
+    async fn bridged(&mut self, leg: FunctionLeg) -> End {
+        let function_dialog = leg.dialog.id();
+        let end = self.relay_until_hangup(leg).await;
+        self.services.sip.dialogs.remove_dialog(&function_dialog);
+        end
+    }
+
+    async fn relay_until_hangup(&mut self, mut leg: FunctionLeg) -> End {
         info!(codec_caller = ?self.codec, codec_function = ?leg.negotiated.codec, "bridged");
         self.media.stop_prompt();
         self.media.set_sending(true);

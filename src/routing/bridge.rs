@@ -179,6 +179,7 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
             if let Err(bye) = dialog.bye().await {
                 debug!(error = %bye, "BYE after a bad answer failed");
             }
+            d.sip.dialogs.remove_dialog(&dialog.id());
             return Err(DialFailure::BadAnswer(e.to_string()));
         }
     };
