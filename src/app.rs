@@ -95,6 +95,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("cannot close unfinished contact records"),
     }
 
+    if settings.sip.ip().is_unspecified() {
+        anyhow::bail!(
+            "--sip {}: knappval announces its SIP and RTP address to callers (Contact, SDP), so it needs one \
+             concrete address, e.g. the trunk-facing 192.0.2.10:5060 or 127.0.0.1:5060",
+            settings.sip
+        );
+    }
     let sip = SipEndpoint::bind(settings.sip).await?;
     let http = tokio::net::TcpListener::bind(settings.http)
         .await

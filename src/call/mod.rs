@@ -362,7 +362,15 @@ impl Call<'_> {
                     }
                 },
                 Action::StopPrompt => self.media.stop_prompt(),
-                Action::Transfer(function_id) => self.start_transfer(&function_id),
+                Action::Transfer(function_id) => {
+                    if !self.start_transfer(&function_id) {
+                        // Validation makes this unreachable; if it happens the flow must still move on.
+                        let now = Instant::now();
+                        if let Some(end) = Box::pin(self.feed(Event::TransferFailed, now)).await {
+                            return Some(end);
+                        }
+                    }
+                }
                 Action::Hangup => {
                     self.hang_up().await;
                     let reason = match self.flow.journey().outcome {
@@ -377,17 +385,17 @@ impl Call<'_> {
         None
     }
 
-    fn start_transfer(&mut self, function_id: &str) {
+    /// Starts the hand-off beside the menu loop; false when the function does not exist.
+    fn start_transfer(&mut self, function_id: &str) -> bool {
         let Some(function) = self.services.menu.functions.get(function_id) else {
             warn!(function = function_id, "transfer to an unknown function");
-            return;
+            return false;
         };
         let journey = self.flow.journey();
         let handoff = Handoff {
             caller_number: self.record.from.clone(),
             call_id: self.record.call_id.clone(),
             function_id: function.id.clone(),
-            function_name: function.name.clone(),
             digits: journey.digits.clone(),
             path: journey.path.clone(),
         };
@@ -424,6 +432,7 @@ impl Call<'_> {
                 })));
             }
         }
+        true
     }
 
     async fn on_dialog(&mut self, state: DialogState) -> Option<End> {

@@ -25,7 +25,6 @@ pub struct Handoff {
     /// The Call-ID of the caller's leg, so the function's logs can be joined with the contact record.
     pub call_id: String,
     pub function_id: String,
-    pub function_name: String,
     /// Digits as pressed, in order.
     pub digits: String,
     /// Menu ids visited, in order.
