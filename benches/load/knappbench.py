@@ -333,7 +333,7 @@ def rtp_gaps(args):
 
 
 def contacts(args):
-    with urllib.request.urlopen(f"http://{args.http}/api/v1/contacts?limit=100000", timeout=30) as response:
+    with urllib.request.urlopen(f"http://{args.http}/api/v1/contacts?limit=10000", timeout=30) as response:
         records = json.load(response)
     counts = {}
     for record in records:

@@ -134,7 +134,7 @@ EOF
 
     # The daemon: fresh database, free SIP/HTTP ports, a wide RTP range, warnings only.
     (
-        ulimit -n 65536
+        ulimit -n "$(ulimit -Hn)"
         exec env -u RUST_LOG KNAPPVAL_LOG=warn "$KNAPPVAL_BIN" run --menu "$dir/menu.yaml" --prompts "$REPO/prompts" \
             --sip 127.0.0.1:0 --http 127.0.0.1:0 --db "$dir/contacts.db" --rtp-ports "$DAEMON_RTP" \
             --grace-period 5s
