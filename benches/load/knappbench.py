@@ -153,15 +153,25 @@ def proc_rss_kib(pid):
     return 0
 
 
+def machine_busy_ticks():
+    """Busy clock ticks of all cores together (everything but idle and iowait), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return sum(fields[:8]) - fields[3] - fields[4]
+
+
 def sample(args):
-    """CSV rows: t_s,label,cpu_percent,rss_kib. cpu_percent is of one core (200 = both cores of this machine)."""
+    """CSV rows: t_s,label,cpu_percent,rss_kib. cpu_percent is of one core (200 = both cores of this machine).
+
+    The label "machine" is every process on the machine together: other work sharing the cores shows there.
+    """
     tick = os.sysconf("SC_CLK_TCK")
-    labelled = [item.split("=", 1) for item in args.proc]
+    labelled = [item.split("=", 1) for item in args.proc] + [("machine", None)]
     last, last_at = {}, time.monotonic()
     start = last_at
     for label, pid in labelled:
         try:
-            last[label] = proc_times(pid)
+            last[label] = proc_times(pid) if pid else machine_busy_ticks()
         except OSError:
             pass
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -172,7 +182,7 @@ def sample(args):
             now = time.monotonic()
             for label, pid in labelled:
                 try:
-                    cpu, rss = proc_times(pid), proc_rss_kib(pid)
+                    cpu, rss = (proc_times(pid), proc_rss_kib(pid)) if pid else (machine_busy_ticks(), 0)
                 except OSError:
                     continue
                 if label in last:

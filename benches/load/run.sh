@@ -151,6 +151,13 @@ EOF
     [[ -n $sip && -n $http ]] || { log "daemon not ready within 30 s"; return 1; }
     log "daemon pid $daemon sip=$sip http=$http"
 
+    local profiler=""
+    if [[ -n ${PERF:-} ]] && command -v perf >/dev/null; then
+        perf record -F 99 -g -p "$daemon" -o "$dir/perf.data" >"$dir/perf.out" 2>&1 &
+        profiler=$!
+        STARTED+=("$profiler")
+    fi
+
     $TOOL sink --base $CALLER_MEDIA --base $FUNCTION_MEDIA --count "$total" --max-s "$((RUN_LIMIT_S + 60))" \
         >"$dir/sink.out" 2>&1 &
     local sink=$!
@@ -210,6 +217,11 @@ EOF
     sleep 1
     $TOOL contacts --http "$http" >"$dir/contacts.json" || echo '{}' >"$dir/contacts.json"
 
+    if [[ -n $profiler ]]; then
+        stop_pid "$profiler" INT 20
+        perf report -i "$dir/perf.data" --no-children --stdio --sort dso,symbol 2>/dev/null \
+            | grep -v '^#' | grep -E '^ +[0-9]' | head -40 >"$dir/perf_top.txt" || true
+    fi
     local daemon_status=0 stop_start
     stop_start=$(now)
     stop_pid "$daemon" TERM 20
@@ -256,6 +268,7 @@ function (SIPp UAS)     : {function['successful']} completed, {function['failed'
 contact records         : {contacts.get('records')} {json.dumps(contacts.get('by_outcome'))}
 daemon CPU (1 core=100%): avg {dmn.get('cpu_avg', float('nan')):.0f}%, max {dmn.get('cpu_max', float('nan')):.0f}%
 daemon RSS              : avg {dmn.get('rss_avg_mib', float('nan')):.1f} MiB, peak {dmn.get('rss_max_mib', float('nan')):.1f} MiB
+machine CPU avg (all)   : {usage.get('machine', {}).get('cpu_avg', float('nan')):.0f}% of 200%; load avg at end {open('/proc/loadavg').read().split()[0]}
 load generators CPU avg : sipp caller {usage.get('sipp-caller', {}).get('cpu_avg', float('nan')):.0f}%, sipp function {usage.get('sipp-function', {}).get('cpu_avg', float('nan')):.0f}%, tcpdump {usage.get('tcpdump', {}).get('cpu_avg', float('nan')):.0f}%
 RTP to callers p50/p99/max: all audio {g('to_caller_audio')}
                           prompts (daemon-paced) {g('prompt')}
