@@ -70,7 +70,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# SIP ports come from 10000-19999: the kernel's ephemeral ports overlap the RTP and media ranges above.
+free_udp_port() {
+    python3 -c '
+import random, socket
+for port in random.sample(range(10000, 20000), 200):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+'
+}
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
 render() { # TEMPLATE OUT KEY=VALUE...
@@ -106,9 +121,10 @@ run_one() {
     $TOOL gen-pcap --out "$dir/caller.pcap" --digit 3 --tone-hz 1000 --tone-s "$((hold_s - 1))"
     $TOOL gen-pcap --out "$dir/function.pcap" --tone-hz 400 --tone-s "$((hold_s - 1))"
 
-    local function_port caller_port
+    local function_port caller_port daemon_port
     function_port=$(free_udp_port)
     caller_port=$(free_udp_port)
+    daemon_port=$(free_udp_port)
     cat >"$dir/menu.yaml" <<EOF
 name: Knappval load bench
 functions:
@@ -136,7 +152,7 @@ EOF
     (
         ulimit -n "$(ulimit -Hn)"
         exec env -u RUST_LOG KNAPPVAL_LOG=warn "$KNAPPVAL_BIN" run --menu "$dir/menu.yaml" --prompts "$REPO/prompts" \
-            --sip 127.0.0.1:0 --http 127.0.0.1:0 --db "$dir/contacts.db" --rtp-ports "$DAEMON_RTP" \
+            --sip "127.0.0.1:$daemon_port" --http 127.0.0.1:0 --db "$dir/contacts.db" --rtp-ports "$DAEMON_RTP" \
             --grace-period 5s
     ) >"$dir/daemon.out" 2>"$dir/daemon.log" &
     local daemon=$!
@@ -189,6 +205,7 @@ EOF
     local function_sipp=$!
     STARTED+=("$function_sipp")
     sleep 0.5
+    kill -0 "$function_sipp" 2>/dev/null || { log "function sipp did not start"; cat "$dir/function.out" >&2; return 1; }
 
     local calls_start
     calls_start=$(now)
