@@ -139,6 +139,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         health: health.clone(),
         hangup_all: CancellationToken::new(),
         media_timeout: settings.media_timeout,
+        signalling: TaskTracker::new(),
     });
     let (calls_tx, mut calls_rx) = mpsc::channel(256);
     let sip_task = tokio::spawn(sip.clone().serve(calls_tx));
@@ -204,6 +205,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 "calls did not end in time; their records stay open and are closed as failed at the next start"
             );
         }
+    }
+    // Let the last BYEs finish their transactions (or give up) before the transports close.
+    services.signalling.close();
+    if tokio::time::timeout(Duration::from_secs(3), services.signalling.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            pending = services.signalling.len(),
+            "some BYEs were still unanswered at exit"
+        );
     }
     sip.shutdown();
     stop_http.cancel();

@@ -21,6 +21,7 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Request, StatusCode};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::Health;
@@ -52,6 +53,8 @@ pub struct CallServices {
     pub hangup_all: CancellationToken,
     /// How long the caller's RTP may stop before the call is taken as dead (zero: never).
     pub media_timeout: Duration,
+    /// BYEs and CANCELs still in flight after their call ended; shutdown waits for them briefly.
+    pub signalling: TaskTracker,
 }
 
 /// Runs one call to its end. Never panics on what the network sends; always writes the record.
@@ -80,7 +83,7 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
         let end = answer_and_run(call, &services, &mut record).await;
         // The dialog layer keeps every dialog until told: forgetting this would leak one per call.
         services.sip.dialogs.remove_dialog(&caller_dialog.id());
-        record.finish(end.outcome, OffsetDateTime::now_utc(), end.reason);
+        record.finish(end.outcome, end.at, end.reason);
         info!(outcome = %end.outcome, digits = %record.digits, function = ?record.function,
               open_dialogs = services.sip.dialogs.len(),
               "call ended: {}", record.end_reason.as_deref().unwrap_or(""));
@@ -95,6 +98,8 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
 struct End {
     outcome: Outcome,
     reason: String,
+    /// When the end was decided: the record's ended_at, whatever the BYE's transaction still takes.
+    at: OffsetDateTime,
 }
 
 impl End {
@@ -102,6 +107,7 @@ impl End {
         End {
             outcome,
             reason: reason.into(),
+            at: OffsetDateTime::now_utc(),
         }
     }
 }
@@ -117,15 +123,20 @@ async fn answer_and_run(
         events,
         ..
     } = call;
-    if request.body.is_empty() {
+    let offer = match message::session_offer(&request) {
+        Ok(Some(offer)) => offer,
         // A late offer (SDP in the ACK) is legal but rare from trunks; we say plainly that we need one.
-        reject(
-            &dialog,
-            StatusCode::NotAcceptableHere,
-            "knappval needs an SDP offer in the INVITE",
-        );
-        return End::new(Outcome::Rejected, "488 INVITE without SDP offer");
-    }
+        Ok(None) => {
+            let why = "knappval needs an SDP offer in the INVITE";
+            reject(&dialog, StatusCode::NotAcceptableHere, why);
+            return End::new(Outcome::Rejected, "488 INVITE without SDP offer");
+        }
+        // The dispatcher answers these 415 already; kept so that this function stands on its own.
+        Err(e) => {
+            reject(&dialog, StatusCode::UnsupportedMediaType, &e.to_string());
+            return End::new(Outcome::Rejected, format!("415 {e}"));
+        }
+    };
     let mut media = match MediaSession::open(services.media_ip, &services.rtp_ports).await {
         Ok(media) => media,
         Err(e) => {
@@ -144,7 +155,7 @@ async fn answer_and_run(
         session_id: rand::random::<u32>() as u64,
         session_version: 1,
     };
-    let (negotiated, answer) = match sdp::answer(&request.body, &local) {
+    let (negotiated, answer) = match sdp::answer(&offer, &local) {
         Ok(answered) => answered,
         Err(e) => {
             let status = match e {
@@ -266,7 +277,7 @@ impl Call<'_> {
                 Wake::Media(MediaEvent::Digit(digit)) => self.feed(Event::Digit(digit), now).await,
                 Wake::Media(MediaEvent::MediaTimeout) => {
                     self.feed(Event::CallerHungUp, now).await;
-                    self.hang_up().await;
+                    self.hang_up();
                     Some(End::new(
                         self.outcome_or(Outcome::Abandoned),
                         "no RTP from the caller",
@@ -301,7 +312,7 @@ impl Call<'_> {
                     self.feed(Event::TransferFailed, now).await
                 }
                 Wake::Shutdown => {
-                    self.hang_up().await;
+                    self.hang_up();
                     Some(End::new(
                         self.outcome_or(Outcome::Failed),
                         "daemon shut down",
@@ -372,7 +383,7 @@ impl Call<'_> {
                     }
                 }
                 Action::Hangup => {
-                    self.hang_up().await;
+                    self.hang_up();
                     let reason = match self.flow.journey().outcome {
                         Some(Outcome::Timeout) => "menu fallback: hang up",
                         Some(Outcome::Failed) => "transfer failed, no fallback left",
@@ -418,6 +429,8 @@ impl Call<'_> {
                         rtp_ports: &services.rtp_ports,
                         prefer,
                         ring_timeout,
+                        media_timeout: services.media_timeout,
+                        signalling: &services.signalling,
                     })
                     .await
                 })));
@@ -487,7 +500,7 @@ impl Call<'_> {
                         let _ = self.flow.on(Event::TransferSucceeded, now);
                         self.sync_record();
                         self.record.transferred_at = Some(OffsetDateTime::now_utc());
-                        self.hang_up().await;
+                        self.hang_up();
                         Some(End::new(Outcome::Transferred, "referred"))
                     }
                     Some(ReferProgress::Failed(code)) if self.refer_deadline.is_some() => {
@@ -516,7 +529,6 @@ impl Call<'_> {
     async fn relay_until_hangup(&mut self, mut leg: FunctionLeg) -> End {
         info!(codec_caller = ?self.codec, codec_function = ?leg.negotiated.codec, "bridged");
         self.media.stop_prompt();
-        self.media.set_sending(true);
         loop {
             let wake = tokio::select! {
                 state = self.events.recv() => BridgeWake::Caller(state),
@@ -527,12 +539,12 @@ impl Call<'_> {
             match wake {
                 BridgeWake::Caller(None)
                 | BridgeWake::Caller(Some(DialogState::Terminated(..))) => {
-                    bye(&leg.dialog).await;
+                    self.bye(&leg.dialog);
                     return End::new(Outcome::Transferred, "caller hung up");
                 }
                 BridgeWake::Function(None)
                 | BridgeWake::Function(Some(DialogState::Terminated(..))) => {
-                    bye(&self.dialog).await;
+                    self.bye(&self.dialog);
                     return End::new(Outcome::Transferred, "function hung up");
                 }
                 BridgeWake::Caller(Some(DialogState::Updated(_, request, handle))) => {
@@ -554,22 +566,33 @@ impl Call<'_> {
                 }
                 BridgeWake::Relay(end) => {
                     info!(?end, "media relay ended");
-                    bye(&leg.dialog).await;
-                    bye(&self.dialog).await;
+                    self.bye(&leg.dialog);
+                    self.bye(&self.dialog);
                     return End::new(Outcome::Transferred, "media stopped");
                 }
                 BridgeWake::Shutdown => {
-                    bye(&leg.dialog).await;
-                    bye(&self.dialog).await;
+                    self.bye(&leg.dialog);
+                    self.bye(&self.dialog);
                     return End::new(Outcome::Transferred, "daemon shut down");
                 }
             }
         }
     }
 
-    async fn hang_up(&mut self) {
+    fn hang_up(&mut self) {
         self.media.stop_prompt();
-        bye(&self.dialog).await;
+        self.bye(&self.dialog);
+    }
+
+    /// Sends BYE without waiting for its transaction, which may take 64*T1 when the peer is gone: the call ends
+    /// (and its record is written) now. The task is tracked so that shutdown lets it finish.
+    fn bye(&self, dialog: &InviteDialog) {
+        let dialog = dialog.clone();
+        self.services.signalling.spawn(async move {
+            if let Err(e) = dialog.bye().await {
+                debug!(error = %e, "BYE failed");
+            }
+        });
     }
 }
 
@@ -643,12 +666,6 @@ async fn respond(handle: &TransactionHandle, status: StatusCode, sdp_body: Optio
     };
     if let Err(e) = handle.respond(status, headers, body).await {
         debug!(error = %e, "in-dialog response failed");
-    }
-}
-
-async fn bye(dialog: &InviteDialog) {
-    if let Err(e) = dialog.bye().await {
-        debug!(error = %e, "BYE failed");
     }
 }
 

@@ -6,12 +6,15 @@
 //! dial itself is dropped (the caller hung up while it rang).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rsipstack::dialog::dialog::DialogStateReceiver;
+use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{StatusCode, StatusCodeKind, Transport, Uri};
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use super::Handoff;
@@ -56,18 +59,29 @@ pub struct Dial<'a> {
     pub rtp_ports: &'a RtpPorts,
     pub prefer: Codec,
     pub ring_timeout: Duration,
+    /// The function leg's RTP may stop this long before the bridge is taken as dead (zero: never).
+    pub media_timeout: Duration,
+    /// Where the CANCEL of an abandoned dial runs, so that shutdown waits for it.
+    pub signalling: &'a TaskTracker,
 }
 
-/// CANCELs the INVITE if the dial is dropped before it finished (the caller hung up while it rang).
-struct CancelOnDrop(Option<InviteDialog>);
+/// Ends the function leg if the dial is dropped before it finished (the caller hung up while it rang): CANCEL
+/// while it rings, BYE if its 2xx raced us; then the dialog is forgotten by the dialog layer.
+struct CancelOnDrop {
+    dialog: Option<InviteDialog>,
+    dialogs: Arc<DialogLayer>,
+    signalling: TaskTracker,
+}
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        if let Some(dialog) = self.0.take() {
-            tokio::spawn(async move {
+        if let Some(dialog) = self.dialog.take() {
+            let dialogs = self.dialogs.clone();
+            self.signalling.spawn(async move {
                 if let Err(e) = dialog.hangup().await {
                     debug!(error = %e, "could not end the unanswered function leg");
                 }
+                dialogs.remove_dialog(&dialog.id());
             });
         }
     }
@@ -124,7 +138,11 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
         .dialogs
         .do_invite_async(option, state_sender)
         .map_err(|e| DialFailure::Unreachable(e.to_string()))?;
-    let mut guard = CancelOnDrop(Some(dialog.clone()));
+    let mut guard = CancelOnDrop {
+        dialog: Some(dialog.clone()),
+        dialogs: d.sip.dialogs.clone(),
+        signalling: d.signalling.clone(),
+    };
     info!(target = d.target, function = %d.handoff.function_id, "calling the function");
     let mut outcome = outcome;
     let result = match tokio::time::timeout(d.ring_timeout, &mut outcome).await {
@@ -139,19 +157,19 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
     let response = match result {
         Ok(Ok((_id, Some(response)))) => response,
         Ok(Ok((_id, None))) => {
-            guard.0 = None;
+            guard.dialog = None;
             return Err(DialFailure::Unreachable("no final response".into()));
         }
         Ok(Err(e)) => {
-            guard.0 = None;
+            guard.dialog = None;
             return Err(DialFailure::Unreachable(e.to_string()));
         }
         Err(e) => {
-            guard.0 = None;
+            guard.dialog = None;
             return Err(DialFailure::Unreachable(format!("dial task failed: {e}")));
         }
     };
-    guard.0 = None;
+    guard.dialog = None;
     let code = u16::from(response.status_code.clone());
     match response.status_code.kind() {
         StatusCodeKind::Successful => {}
@@ -184,12 +202,14 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
         }
     };
     let mut media = media;
+    media.set_media_timeout(d.media_timeout);
     media.start(
         negotiated.remote_rtp,
         negotiated.codec,
         negotiated.telephone_event,
         std::time::Instant::now(),
     );
+    media.set_sending(negotiated.direction.receives());
     Ok(FunctionLeg {
         dialog,
         events,

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::guard::GuardedUdpSocket;
+use super::message;
 
 /// A call that has arrived and not yet been answered. The call task owns it from here on.
 pub struct IncomingCall {
@@ -175,12 +176,14 @@ impl SipEndpoint {
                     None => break,
                 },
             };
-            self.dispatch(transaction, &calls).await;
+            self.dispatch(transaction, &calls);
         }
         stack_task.abort();
     }
 
-    async fn dispatch(&self, mut tx: Transaction, calls: &mpsc::Sender<IncomingCall>) {
+    /// Sorts one new transaction. Never waits on the network itself: a TCP peer that stops reading must not be
+    /// able to hold up every other call's signalling, so every reply goes out from a task of its own.
+    fn dispatch(&self, mut tx: Transaction, calls: &mpsc::Sender<IncomingCall>) {
         let method = tx.original.method;
         let in_dialog = has_to_tag(&tx.original);
         if in_dialog || method != Method::Invite {
@@ -194,20 +197,21 @@ impl SipEndpoint {
                 return;
             }
         }
-        let status = match method {
-            Method::Invite if in_dialog => StatusCode::CallTransactionDoesNotExist,
-            Method::Invite => return self.new_call(tx, calls).await,
-            Method::Options => {
-                let headers = vec![
-                    Header::Allow(super::ALLOWED_METHODS.into()),
+        let allow = || Header::Allow(super::ALLOWED_METHODS.into());
+        let (status, headers) = match method {
+            Method::Invite if in_dialog => (StatusCode::CallTransactionDoesNotExist, vec![]),
+            Method::Invite => match self.admit(&tx.original) {
+                Ok(()) => return self.new_call(tx, calls),
+                Err(refusal) => refusal,
+            },
+            Method::Options => (
+                StatusCode::OK,
+                vec![
+                    allow(),
                     Header::Accept("application/sdp".into()),
                     Header::AcceptLanguage("sv, en".into()),
-                ];
-                if let Err(e) = tx.reply_with(StatusCode::OK, headers, None).await {
-                    debug!(error = %e, "OPTIONS reply failed");
-                }
-                return;
-            }
+                ],
+            ),
             Method::Ack => return,
             Method::Bye
             | Method::Info
@@ -215,34 +219,42 @@ impl SipEndpoint {
             | Method::Refer
             | Method::Update
             | Method::PRack
-            | Method::Cancel => StatusCode::CallTransactionDoesNotExist,
+            | Method::Cancel => (StatusCode::CallTransactionDoesNotExist, vec![]),
             Method::Register | Method::Subscribe | Method::Publish | Method::Message => {
-                let headers = vec![Header::Allow(super::ALLOWED_METHODS.into())];
-                if let Err(e) = tx
-                    .reply_with(StatusCode::MethodNotAllowed, headers, None)
-                    .await
-                {
-                    debug!(error = %e, "405 reply failed");
-                }
-                return;
+                (StatusCode::MethodNotAllowed, vec![allow()])
             }
         };
-        if let Err(e) = tx.reply(status).await {
-            debug!(error = %e, %method, "reply failed");
-        }
+        reply_later(tx, status, headers);
     }
 
-    async fn new_call(&self, mut tx: Transaction, calls: &mpsc::Sender<IncomingCall>) {
+    /// Whether a new INVITE can become a call, or the final response that says why not.
+    fn admit(&self, invite: &Request) -> Result<(), (StatusCode, Vec<Header>)> {
         if !self.accepting.load(Ordering::SeqCst) {
-            let headers = vec![Header::RetryAfter("30".into())];
-            if let Err(e) = tx
-                .reply_with(StatusCode::ServiceUnavailable, headers, None)
-                .await
-            {
-                debug!(error = %e, "503 reply failed");
-            }
-            return;
+            return Err((
+                StatusCode::ServiceUnavailable,
+                vec![Header::RetryAfter("30".into())],
+            ));
         }
+        // RFC 3261 §8.2.2.3: we implement no extensions, so any required one is unsupported.
+        let required = message::required_extensions(invite);
+        if !required.is_empty() {
+            return Err((
+                StatusCode::BadExtension,
+                vec![Header::Unsupported(required.join(", ").into())],
+            ));
+        }
+        if let Err(e) = message::session_offer(invite) {
+            debug!(error = %e, "INVITE body refused");
+            return Err((
+                StatusCode::UnsupportedMediaType,
+                vec![Header::Accept("application/sdp".into())],
+            ));
+        }
+        Ok(())
+    }
+
+    fn new_call(&self, tx: Transaction, calls: &mpsc::Sender<IncomingCall>) {
+        let mut tx = tx;
         let transport = tx
             .connection
             .as_ref()
@@ -258,7 +270,7 @@ impl SipEndpoint {
             Ok(dialog) => dialog,
             Err(e) => {
                 warn!(error = %e, "cannot create a dialog for the INVITE");
-                tx.reply(StatusCode::BadRequest).await.ok();
+                reply_later(tx, StatusCode::BadRequest, vec![]);
                 return;
             }
         };
@@ -269,30 +281,35 @@ impl SipEndpoint {
             events,
             transport,
         };
-        match calls.try_send(call) {
-            Ok(()) => {
-                tokio::spawn(async move {
-                    if let Err(e) = dialog.handle(&mut tx).await {
-                        debug!(error = %e, "INVITE transaction ended with an error");
-                    }
-                });
-            }
-            Err(refused) => {
-                let call = match refused {
-                    mpsc::error::TrySendError::Full(call)
-                    | mpsc::error::TrySendError::Closed(call) => call,
-                };
-                warn!("too many calls waiting to start: answering 503");
-                call.dialog
-                    .reject(Some(StatusCode::ServiceUnavailable), None)
-                    .ok();
-                self.dialogs.remove_dialog(&call.dialog.id());
-                tokio::spawn(async move {
-                    dialog.handle(&mut tx).await.ok();
-                });
-            }
+        if let Err(refused) = calls.try_send(call) {
+            let call = match refused {
+                mpsc::error::TrySendError::Full(call) | mpsc::error::TrySendError::Closed(call) => {
+                    call
+                }
+            };
+            warn!("too many calls waiting to start: answering 503");
+            call.dialog
+                .reject(Some(StatusCode::ServiceUnavailable), None)
+                .ok();
+            self.dialogs.remove_dialog(&call.dialog.id());
         }
+        // Drives the INVITE server transaction: 100 Trying, our final response and its retransmissions, the ACK
+        // or a CANCEL.
+        tokio::spawn(async move {
+            if let Err(e) = dialog.handle(&mut tx).await {
+                debug!(error = %e, "INVITE transaction ended with an error");
+            }
+        });
     }
+}
+
+fn reply_later(mut tx: Transaction, status: StatusCode, headers: Vec<Header>) {
+    tokio::spawn(async move {
+        let method = tx.original.method;
+        if let Err(e) = tx.reply_with(status, headers, None).await {
+            debug!(error = %e, %method, "reply failed");
+        }
+    });
 }
 
 fn has_to_tag(request: &Request) -> bool {

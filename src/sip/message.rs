@@ -82,6 +82,141 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// Option tags in Require headers (RFC 3261 §20.32). knappval implements no extensions, so each of them is
+/// one the caller's side needs and we do not have: answered 420 Bad Extension.
+pub fn required_extensions(request: &Request) -> Vec<String> {
+    request
+        .headers()
+        .iter()
+        .filter_map(|h| match h {
+            rsipstack::sip::Header::Require(value) => Some(value.to_string()),
+            rsipstack::sip::Header::Other(name, value) if name.eq_ignore_ascii_case("require") => {
+                Some(value.clone())
+            }
+            _ => None,
+        })
+        .flat_map(|value| {
+            let value = value
+                .split_once(':')
+                .filter(|(name, _)| name.trim().eq_ignore_ascii_case("require"))
+                .map(|(_, v)| v.to_string())
+                .unwrap_or(value);
+            value
+                .split(',')
+                .map(|tag| tag.trim().to_string())
+                .filter(|tag| !tag.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BodyError {
+    #[error("body of type {0:?} is not a session description")]
+    NotSdp(String),
+    #[error("multipart body without an application/sdp part")]
+    NoSdpPart,
+}
+
+/// The SDP offer of an INVITE: the body when it is `application/sdp`, the `application/sdp` part of a
+/// `multipart/mixed` body (SIP-I/SIP-T trunks send SDP beside ISUP), None when there is no body (a late offer).
+pub fn session_offer(request: &Request) -> Result<Option<Vec<u8>>, BodyError> {
+    if request.body.is_empty() {
+        return Ok(None);
+    }
+    let content_type = request
+        .headers()
+        .iter()
+        .find_map(|h| match h {
+            rsipstack::sip::Header::ContentType(value) => Some(value.to_string()),
+            _ => None,
+        })
+        .map(|value| {
+            value
+                .split_once(':')
+                .filter(|(name, _)| {
+                    let name = name.trim();
+                    name.eq_ignore_ascii_case("content-type") || name.eq_ignore_ascii_case("c")
+                })
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or(value)
+        })
+        // RFC 3261 §20.15: a body without Content-Type is malformed, but SDP is the only thing an INVITE carries
+        // in practice; be liberal.
+        .unwrap_or_else(|| "application/sdp".to_string());
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media_type.as_str() {
+        "application/sdp" => Ok(Some(request.body.clone())),
+        "multipart/mixed" | "multipart/related" | "multipart/alternative" => {
+            let boundary = content_type
+                .split(';')
+                .skip(1)
+                .filter_map(|param| param.split_once('='))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("boundary"))
+                .map(|(_, value)| value.trim().trim_matches('"').to_string())
+                .ok_or(BodyError::NoSdpPart)?;
+            sdp_part(&request.body, &boundary)
+                .map(Some)
+                .ok_or(BodyError::NoSdpPart)
+        }
+        _ => Err(BodyError::NotSdp(media_type)),
+    }
+}
+
+/// The `application/sdp` part of a MIME multipart body (RFC 2046 §5.1).
+fn sdp_part(body: &[u8], boundary: &str) -> Option<Vec<u8>> {
+    let delimiter = format!("--{boundary}");
+    let delimiter = delimiter.as_bytes();
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + delimiter.len() <= body.len() {
+        if &body[i..i + delimiter.len()] == delimiter {
+            starts.push(i);
+            i += delimiter.len();
+        } else {
+            i += 1;
+        }
+    }
+    for pair in starts.windows(2) {
+        let part = &body[pair[0] + delimiter.len()..pair[1]];
+        // The delimiter line ends with CRLF; the part's headers end with an empty line.
+        let Some(part) = part
+            .strip_prefix(b"\r\n")
+            .or_else(|| part.strip_prefix(b"\n"))
+        else {
+            continue;
+        };
+        let (head_len, separator) = match part.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(p) => (p, 4),
+            None => match part.windows(2).position(|w| w == b"\n\n") {
+                Some(p) => (p, 2),
+                None => continue,
+            },
+        };
+        let head = String::from_utf8_lossy(&part[..head_len]).to_ascii_lowercase();
+        let is_sdp = head.lines().any(|line| {
+            line.split_once(':').is_some_and(|(name, value)| {
+                name.trim() == "content-type" && value.trim().starts_with("application/sdp")
+            })
+        });
+        if is_sdp {
+            let content = &part[head_len + separator..];
+            // The CRLF before the next delimiter belongs to the delimiter.
+            let content = content
+                .strip_suffix(b"\r\n")
+                .or_else(|| content.strip_suffix(b"\n"))
+                .unwrap_or(content);
+            return Some(content.to_vec());
+        }
+    }
+    None
+}
+
 /// A DTMF digit from an INFO request: `application/dtmf-relay` (`Signal=5`, Cisco and most PBXes) or
 /// `application/dtmf` (body `5`). Event codes 10 and 11 mean `*` and `#`. Anything else: None.
 pub fn dtmf_from_info(request: &Request) -> Option<char> {
@@ -161,6 +296,57 @@ mod tests {
         let req = request("", "");
         assert_eq!(caller_number(&req), "+4619123456");
         assert_eq!(called_number(&req), "0191000");
+    }
+
+    fn invite(headers: &str, body: &[u8]) -> Request {
+        let mut text = format!(
+            "INVITE sip:0191000@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\n\
+             From: <sip:+4619123456@trunk>;tag=a\r\nTo: <sip:0191000@127.0.0.1>\r\n\
+             Call-ID: c2\r\nCSeq: 1 INVITE\r\n{headers}Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        text.extend_from_slice(body);
+        Request::try_from(text.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn the_offer_of_plain_multipart_and_odd_invites() {
+        let sdp = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let plain = invite("Content-Type: application/sdp\r\n", sdp);
+        assert_eq!(session_offer(&plain).unwrap().as_deref(), Some(&sdp[..]));
+        let none = invite("", b"");
+        assert_eq!(session_offer(&none).unwrap(), None);
+
+        let mut multipart =
+            b"--unique-boundary-1\r\nContent-Type: application/sdp\r\n\r\n".to_vec();
+        multipart.extend_from_slice(sdp);
+        multipart.extend_from_slice(
+            b"\r\n--unique-boundary-1\r\nContent-Type: application/isup;version=itu-t92+\r\n\r\n\x01\x00\x49\x00\xff\r\n--unique-boundary-1--\r\n",
+        );
+        let sip_i = invite(
+            "Content-Type: multipart/mixed;boundary=\"unique-boundary-1\"\r\nMIME-Version: 1.0\r\n",
+            &multipart,
+        );
+        assert_eq!(session_offer(&sip_i).unwrap().as_deref(), Some(&sdp[..]));
+
+        let json = invite("Content-Type: application/json\r\n", b"{}");
+        assert!(matches!(session_offer(&json), Err(BodyError::NotSdp(_))));
+        let no_sdp_part = invite(
+            "Content-Type: multipart/mixed;boundary=b\r\n",
+            b"--b\r\nContent-Type: text/plain\r\n\r\nhej\r\n--b--\r\n",
+        );
+        assert_eq!(session_offer(&no_sdp_part), Err(BodyError::NoSdpPart));
+        let no_boundary = invite("Content-Type: multipart/mixed\r\n", b"--b\r\n");
+        assert_eq!(session_offer(&no_boundary), Err(BodyError::NoSdpPart));
+    }
+
+    #[test]
+    fn required_extensions_are_listed() {
+        assert!(required_extensions(&invite("", b"")).is_empty());
+        let req = invite("Require: 100rel, timer\r\n", b"");
+        assert_eq!(required_extensions(&req), vec!["100rel", "timer"]);
     }
 
     #[test]
