@@ -282,7 +282,11 @@ fn unknown_digit_plays_invalid_with_barge_in_then_a_valid_digit_routes() {
     caller.rtp.send_digit('3', event_pt(&answer), DIGIT);
     let mut incoming = it.expect_call(10 * SECOND);
     assert_header(&incoming, "X-Knappval-Function", "it");
+    let answered = Instant::now();
     it.answer(&mut incoming, FUNCTION_HZ);
+    // Hang up only once bridged (the function's tone reaches the caller): a BYE racing the function's 200
+    // would rightly count as abandoned.
+    caller.rtp.wait_tone(FUNCTION_HZ, 5, answered, 10 * SECOND);
     assert_eq!(call.bye().status(), Some(200));
     incoming.call.expect_bye(10 * SECOND);
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
@@ -303,7 +307,9 @@ fn submenu_choice_carries_digits_and_path() {
     assert_header(&incoming, "X-Knappval-Function", "it");
     assert_header(&incoming, "X-Knappval-Digits", "91");
     assert_header(&incoming, "X-Knappval-Path", "root,more");
+    let answered = Instant::now();
     it.answer(&mut incoming, FUNCTION_HZ);
+    caller.rtp.wait_tone(FUNCTION_HZ, 5, answered, 10 * SECOND);
     assert_eq!(incoming.call.bye().status(), Some(200));
     call.expect_bye(10 * SECOND);
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);

@@ -78,7 +78,12 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
             message::called_number(&call.request),
             OffsetDateTime::now_utc(),
         );
-        services.records.call_started(record.clone()).await;
+        // Written beside the answer, not before it: a slow disk must not delay the caller's 200 OK.
+        let started = {
+            let records = services.records.clone();
+            let record = record.clone();
+            tokio::spawn(async move { records.call_started(record).await })
+        };
         let caller_dialog = call.dialog.clone();
         let end = answer_and_run(call, &services, &mut record).await;
         // The dialog layer keeps every dialog until told: forgetting this would leak one per call.
@@ -87,6 +92,10 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
         info!(outcome = %end.outcome, digits = %record.digits, function = ?record.function,
               open_dialogs = services.sip.dialogs.len(),
               "call ended: {}", record.end_reason.as_deref().unwrap_or(""));
+        // The start must be on disk before the end, or the end's upsert could be overwritten by it.
+        if let Err(e) = started.await {
+            warn!(error = %e, "writing the call's start failed");
+        }
         services.records.call_ended(record.clone()).await;
         services.health.active_calls.fetch_sub(1, Ordering::SeqCst);
     }
@@ -121,6 +130,7 @@ async fn answer_and_run(
         request,
         dialog,
         events,
+        source,
         ..
     } = call;
     let offer = match message::session_offer(&request) {
@@ -182,6 +192,9 @@ async fn answer_and_run(
     let now = Instant::now();
     record.answered_at = Some(OffsetDateTime::now_utc());
     media.set_media_timeout(services.media_timeout);
+    if let Some(source) = source {
+        media.set_signalling_source(source.ip());
+    }
     media.start(
         negotiated.remote_rtp,
         negotiated.codec,
@@ -200,6 +213,8 @@ async fn answer_and_run(
         flow: Flow::new(services.menu.clone()),
         transfer: None,
         refer_deadline: None,
+        refer_accepted: false,
+        answer_in_ack: false,
         transfer_target: None,
         record,
     };
@@ -218,12 +233,14 @@ enum Transfer {
     Refer(Pin<Box<dyn Future<Output = Result<(), refer::ReferFailure>> + Send>>),
 }
 
-/// What woke the call loop.
+/// What woke the call loop. Lives on the stack for one turn of the loop, so a large variant costs nothing
+/// that boxing (an allocation per dialog event) would save.
+#[allow(clippy::large_enum_variant)]
 enum Wake {
     Dialog(Option<DialogState>),
     Media(MediaEvent),
     Timer,
-    Bridged(Result<FunctionLeg, DialFailure>),
+    Bridged(Result<Box<FunctionLeg>, DialFailure>),
     Referred(Result<(), refer::ReferFailure>),
     ReferTimedOut,
     Shutdown,
@@ -240,6 +257,10 @@ struct Call<'r> {
     transfer: Option<Transfer>,
     /// After a REFER was accepted: how long we wait for the NOTIFY that says how it went.
     refer_deadline: Option<tokio::time::Instant>,
+    /// The caller's side took the REFER (2xx, or a NOTIFY about it): only then may its BYE mean success.
+    refer_accepted: bool,
+    /// We offered in a 200 to a re-INVITE without SDP: the caller's answer comes with the ACK.
+    answer_in_ack: bool,
     transfer_target: Option<String>,
     record: &'r mut ContactRecord,
 }
@@ -288,7 +309,7 @@ impl Call<'_> {
                     self.transfer = None;
                     self.record.transferred_at = Some(OffsetDateTime::now_utc());
                     let _ = self.flow.on(Event::TransferSucceeded, now);
-                    Some(self.bridged(leg).await)
+                    Some(self.bridged(*leg).await)
                 }
                 Wake::Bridged(Err(failure)) => {
                     self.transfer = None;
@@ -298,6 +319,7 @@ impl Call<'_> {
                 }
                 Wake::Referred(Ok(())) => {
                     self.transfer = None;
+                    self.refer_accepted = true;
                     None
                 }
                 Wake::Referred(Err(failure)) => {
@@ -440,6 +462,7 @@ impl Call<'_> {
                 let target = function.target.clone();
                 self.refer_deadline =
                     Some(tokio::time::Instant::now() + function.ring_timeout + REFER_GRACE);
+                self.refer_accepted = false;
                 self.transfer = Some(Transfer::Refer(Box::pin(async move {
                     refer::send(&dialog, &target, &handoff).await
                 })));
@@ -458,7 +481,10 @@ impl Call<'_> {
                     TerminatedReason::Timeout => "no ACK from the caller",
                     _ => "caller dialog ended",
                 };
-                if self.refer_deadline.is_some() && matches!(reason, TerminatedReason::UacBye) {
+                if self.refer_deadline.is_some()
+                    && self.refer_accepted
+                    && matches!(reason, TerminatedReason::UacBye)
+                {
                     // Some PBXes end our dialog themselves once the referred call is up, before or
                     // instead of the final NOTIFY: that is success.
                     let _ = self.flow.on(Event::TransferSucceeded, now);
@@ -481,7 +507,7 @@ impl Call<'_> {
                 }
             }
             DialogState::Updated(_, request, handle) => {
-                answer_reoffer(
+                self.answer_in_ack = answer_reoffer(
                     &request,
                     &handle,
                     &mut self.media,
@@ -493,7 +519,12 @@ impl Call<'_> {
             }
             DialogState::Notify(_, request, handle) => {
                 respond(&handle, StatusCode::OK, None).await;
-                match refer::progress(&request) {
+                let progress = refer::progress(&request);
+                if progress.is_some() && self.refer_deadline.is_some() {
+                    // A NOTIFY may overtake the 202 it follows; either way the REFER was taken.
+                    self.refer_accepted = true;
+                }
+                match progress {
                     Some(ReferProgress::Succeeded(code)) if self.refer_deadline.is_some() => {
                         info!(code, "referred call answered");
                         self.refer_deadline = None;
@@ -510,6 +541,11 @@ impl Call<'_> {
                     }
                     _ => None,
                 }
+            }
+            DialogState::Confirmed(..) if self.answer_in_ack => {
+                self.answer_in_ack = false;
+                take_answer_from_ack(&self.dialog, &mut self.media, &mut self.codec);
+                None
             }
             other => {
                 answer_routine(other).await;
@@ -547,8 +583,12 @@ impl Call<'_> {
                     self.bye(&self.dialog);
                     return End::new(Outcome::Transferred, "function hung up");
                 }
+                BridgeWake::Caller(Some(DialogState::Confirmed(..))) if self.answer_in_ack => {
+                    self.answer_in_ack = false;
+                    take_answer_from_ack(&self.dialog, &mut self.media, &mut self.codec);
+                }
                 BridgeWake::Caller(Some(DialogState::Updated(_, request, handle))) => {
-                    answer_reoffer(
+                    self.answer_in_ack = answer_reoffer(
                         &request,
                         &handle,
                         &mut self.media,
@@ -559,7 +599,10 @@ impl Call<'_> {
                 }
                 BridgeWake::Function(Some(DialogState::Updated(_, request, handle))) => {
                     let codec = &mut leg.negotiated.codec;
-                    answer_reoffer(&request, &handle, &mut leg.media, &mut leg.local, codec).await
+                    // An answer in the function's ACK is not applied (rare from agent phones): noted.
+                    let _ =
+                        answer_reoffer(&request, &handle, &mut leg.media, &mut leg.local, codec)
+                            .await;
                 }
                 BridgeWake::Caller(Some(state)) | BridgeWake::Function(Some(state)) => {
                     answer_routine(state).await;
@@ -605,19 +648,19 @@ enum BridgeWake {
 
 /// A re-INVITE or UPDATE on one leg: hold, resume, a new address. Answered from the same session (same
 /// o= id, next version), and the leg's media follows what was agreed.
+/// Returns true when the re-INVITE had no offer: ours went in the 200 and the answer comes in the ACK.
 async fn answer_reoffer(
     request: &Request,
     handle: &TransactionHandle,
     media: &mut MediaSession,
     local: &mut LocalMedia,
     codec: &mut Codec,
-) {
+) -> bool {
     if request.body.is_empty() {
-        // No offer: ours goes in the 200 and the answer comes in the ACK; nothing here needs to change.
         let offer = sdp::offer(local, *codec);
         local.session_version += 1;
         respond(handle, StatusCode::OK, Some(offer)).await;
-        return;
+        return true;
     }
     match sdp::answer(&request.body, local) {
         Ok((negotiated, answer)) => {
@@ -637,6 +680,28 @@ async fn answer_reoffer(
             respond(handle, StatusCode::NotAcceptableHere, None).await;
         }
     }
+    false
+}
+
+/// The answer a caller put in the ACK of a re-INVITE without offer (PBXes re-anchor media this way after a
+/// transfer or a hold on their side): the media follows it.
+fn take_answer_from_ack(dialog: &InviteDialog, media: &mut MediaSession, codec: &mut Codec) {
+    let Some(ack) = dialog.last_remote_ack() else {
+        return;
+    };
+    match sdp::parse_answer(&ack.body) {
+        Ok(negotiated) => {
+            *codec = negotiated.codec;
+            media.update_remote(
+                negotiated.remote_rtp,
+                negotiated.codec,
+                negotiated.telephone_event,
+            );
+            media.set_sending(negotiated.direction.receives());
+            info!(direction = ?negotiated.direction, "session updated from the ACK's answer");
+        }
+        Err(e) => info!(error = %e, "no usable answer in the ACK; the session stays as it was"),
+    }
 }
 
 /// In-dialog requests that need an answer and nothing more: INFO and OPTIONS are fine, REFER, MESSAGE and
@@ -649,7 +714,14 @@ async fn answer_routine(state: DialogState) -> Option<DialogState> {
         DialogState::Refer(_, _, handle)
         | DialogState::Message(_, _, handle)
         | DialogState::Publish(_, _, handle) => {
-            respond(&handle, StatusCode::MethodNotAllowed, None).await
+            // RFC 3261 §21.4.6: a 405 lists what is allowed.
+            let allow = vec![Header::Allow(crate::sip::ALLOWED_METHODS.into())];
+            if let Err(e) = handle
+                .respond(StatusCode::MethodNotAllowed, Some(allow), None)
+                .await
+            {
+                debug!(error = %e, "in-dialog 405 failed");
+            }
         }
         other => return Some(other),
     }
@@ -678,7 +750,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 async fn poll_transfer(transfer: &mut Option<Transfer>) -> Wake {
     match transfer {
-        Some(Transfer::Bridge(dial)) => Wake::Bridged(dial.await),
+        Some(Transfer::Bridge(dial)) => Wake::Bridged(dial.await.map(Box::new)),
         Some(Transfer::Refer(refer)) => Wake::Referred(refer.await),
         None => std::future::pending().await,
     }

@@ -116,6 +116,11 @@ pub struct MediaSession {
     sender: std::net::UdpSocket,
     local: SocketAddr,
     peer: Option<Peer>,
+    /// The address the peer's SDP announced (`peer.remote` may move to the latched source).
+    announced: Option<SocketAddr>,
+    /// Where the peer's signalling came from: RTP from that host may be latched to as well (a NATed phone
+    /// announces its private address in SDP but sends from the public one).
+    signalling_ip: Option<IpAddr>,
     /// The remote address has been learnt from the peer's own RTP (symmetric RTP, RFC 4961).
     latched: bool,
     stream: RtpStream,
@@ -147,6 +152,8 @@ impl MediaSession {
             sender,
             local,
             peer: None,
+            announced: None,
+            signalling_ip: None,
             latched: false,
             stream: RtpStream::new(),
             pacer: None,
@@ -168,6 +175,12 @@ impl MediaSession {
         self.local
     }
 
+    /// The host the peer's SIP came from. RTP is latched to only from that host or the SDP's, so a stranger
+    /// spraying RTP at our port range cannot take the caller's stream (and hear or steer the call).
+    pub fn set_signalling_source(&mut self, ip: IpAddr) {
+        self.signalling_ip = Some(ip);
+    }
+
     /// `Duration::ZERO` disables the media timeout.
     pub fn set_media_timeout(&mut self, timeout: Duration) {
         self.media_timeout = timeout;
@@ -187,21 +200,28 @@ impl MediaSession {
         self.last_received = now;
     }
 
-    /// A re-INVITE changed the peer's address or codec: the new address is used until the
-    /// peer's RTP shows where it really is (a new latch).
+    /// A re-INVITE changed the peer's address or codec: a new address is used until the peer's RTP
+    /// shows where it really is (a new latch); the same address (a session refresh, a codec change)
+    /// keeps the latch.
     pub fn update_remote(&mut self, remote: SocketAddr, codec: Codec, telephone_event: Option<u8>) {
+        let keep_latch = self.latched && self.announced == Some(remote);
+        let target = match (&self.peer, keep_latch) {
+            (Some(peer), true) => peer.remote,
+            _ => remote,
+        };
         self.peer = Some(Peer {
-            remote,
+            remote: target,
             codec,
             telephone_event,
         });
-        self.latched = false;
+        self.announced = Some(remote);
+        self.latched = keep_latch;
         self.player.set_codec(codec);
         self.stream.mark_talkspurt();
     }
 
-    /// Hold (the peer's `a=sendonly`/`a=inactive`): stop sending and suspend the media timeout,
-    /// keeping the prompt position and the RTP clock running, so sending resumes seamlessly.
+    /// Hold (the peer's `a=sendonly`/`a=inactive`): stop sending and suspend the media timeout; the
+    /// RTP clock and the prompt run on, so sending resumes seamlessly and the menu never stalls.
     pub fn set_sending(&mut self, on: bool) {
         if on && !self.sending {
             self.last_received = Instant::now();
@@ -330,7 +350,9 @@ impl MediaSession {
         let can_send = self.sending && is_sendable(peer.remote);
         for _ in 0..due.frames {
             if !can_send {
-                // On hold the clock runs on and the prompt waits where it was.
+                // On hold the clock runs on and so does the prompt, unheard: the menu keeps moving (its
+                // timers and fallback still end a call whose caller never comes back).
+                let _ = self.player.next_frame();
                 self.stream.skip(FRAME_SAMPLES as u32);
                 continue;
             }
@@ -428,6 +450,16 @@ impl MediaSession {
             return Inbound::Nothing;
         }
         if !self.latched {
+            let plausible =
+                source.ip() == peer.remote.ip() || Some(source.ip()) == self.signalling_ip;
+            if !plausible {
+                self.stats.foreign_dropped += 1;
+                if !std::mem::replace(&mut self.logged.foreign_source, true) {
+                    debug!(local = %self.local, %source, sdp = %peer.remote,
+                        "dropping RTP from a host that is neither the SDP's nor the signalling's (logged once)");
+                }
+                return Inbound::Nothing;
+            }
             if source != peer.remote {
                 debug!(local = %self.local, sdp = %peer.remote, actual = %source,
                     "peer's RTP comes from elsewhere than its SDP said: sending there");
@@ -683,6 +715,64 @@ pub(super) mod tests {
         assert_eq!(first.sequence, parsed[9].sequence.wrapping_add(1));
         assert_eq!(first.timestamp, parsed[9].timestamp.wrapping_add(160));
         assert_eq!(session.stats().packets_sent as usize, 10 + silence.len());
+    }
+
+    #[tokio::test]
+    async fn rtp_from_a_stranger_host_is_never_latched() {
+        let ports = test_ports();
+        let mut session = MediaSession::open(LOCALHOST, &ports).await.unwrap();
+        let caller = peer_socket().await;
+        session.set_signalling_source(LOCALHOST);
+        session.start(
+            caller.local_addr().unwrap(),
+            Codec::Pcmu,
+            Some(101),
+            Instant::now(),
+        );
+        let target = session.local_addr();
+        // Another host (127.0.0.2 is loopback too) sprays RTP before the caller's first packet.
+        let stranger = UdpSocket::bind((IpAddr::from([127, 0, 0, 2]), 0))
+            .await
+            .unwrap();
+        for packet in key_press('9', 4000, 77) {
+            stranger.send_to(&packet, target).await.unwrap();
+        }
+        assert!(
+            events_for(&mut session, 150).await.is_empty(),
+            "no digit from the stranger"
+        );
+        assert_eq!(session.remote_addr(), Some(caller.local_addr().unwrap()));
+        assert_eq!(session.stats().foreign_dropped, 5);
+        for packet in key_press('4', 8000, 100) {
+            caller.send_to(&packet, target).await.unwrap();
+        }
+        let digits: Vec<MediaEvent> = events_for(&mut session, 300).await;
+        assert!(digits.contains(&MediaEvent::Digit('4')));
+        // A session refresh with the same SDP address keeps the latch.
+        session.update_remote(caller.local_addr().unwrap(), Codec::Pcma, Some(101));
+        assert_eq!(session.remote_addr(), Some(caller.local_addr().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_prompt_runs_on_unheard_during_hold() {
+        let ports = test_ports();
+        let mut session = MediaSession::open(LOCALHOST, &ports).await.unwrap();
+        let caller = peer_socket().await;
+        session.start(
+            caller.local_addr().unwrap(),
+            Codec::Pcmu,
+            None,
+            Instant::now(),
+        );
+        session.set_sending(false);
+        session.play(Arc::new(Prompt::from_samples("menu", vec![1000; 1600])));
+        let events = events_for(&mut session, 600).await;
+        assert_eq!(
+            events,
+            [MediaEvent::PromptEnded],
+            "the menu must not stall on hold"
+        );
+        assert!(drain(&caller).await.is_empty(), "nothing is sent on hold");
     }
 
     #[tokio::test]

@@ -32,12 +32,20 @@ pub struct Handoff {
 }
 
 impl Handoff {
-    pub fn headers(&self) -> Vec<Header> {
-        vec![
-            Header::Other(HEADER_FUNCTION.into(), self.function_id.clone()),
-            Header::Other(HEADER_DIGITS.into(), self.digits.clone()),
-            Header::Other(HEADER_PATH.into(), self.path.join(",")),
-            Header::Other(HEADER_CALL_ID.into(), self.call_id.clone()),
+    /// The hand-off as header name and value pairs.
+    pub fn fields(&self) -> [(&'static str, String); 4] {
+        [
+            (HEADER_FUNCTION, self.function_id.clone()),
+            (HEADER_DIGITS, self.digits.clone()),
+            (HEADER_PATH, self.path.join(",")),
+            (HEADER_CALL_ID, self.call_id.clone()),
         ]
+    }
+
+    pub fn headers(&self) -> Vec<Header> {
+        self.fields()
+            .into_iter()
+            .map(|(name, value)| Header::Other(name.into(), value))
+            .collect()
     }
 }

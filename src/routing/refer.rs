@@ -34,6 +34,40 @@ pub async fn send(
     }
 }
 
+/// The Refer-To value: the target with the hand-off as URI headers (RFC 3261 §19.1.1), which the transferee
+/// copies into the INVITE it sends to the function, so the function learns what the caller chose.
+pub fn refer_to(target: &str, handoff: &Handoff) -> String {
+    let query: Vec<String> = handoff
+        .fields()
+        .into_iter()
+        .map(|(name, value)| format!("{name}={}", escape_uri_header(&value)))
+        .collect();
+    let separator = if target.contains('?') { '&' } else { '?' };
+    format!("<{target}{separator}{}>", query.join("&"))
+}
+
+/// Percent-encodes all but RFC 3261's unreserved characters in a URI header value.
+fn escape_uri_header(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'!'
+            | b'~'
+            | b'*'
+            | b'\''
+            | b'('
+            | b')' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// What one NOTIFY of the refer subscription says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReferProgress {
@@ -85,6 +119,22 @@ mod tests {
             body.len()
         );
         Request::try_from(text.as_str()).unwrap()
+    }
+
+    #[test]
+    fn refer_to_carries_the_hand_off() {
+        let handoff = Handoff {
+            caller_number: "+4619123456".into(),
+            call_id: "a b@c".into(),
+            function_id: "kundtjanst".into(),
+            digits: "1#".into(),
+            path: vec!["root".into(), "more".into()],
+        };
+        assert_eq!(
+            refer_to("sip:kt@127.0.0.1:5071", &handoff),
+            "<sip:kt@127.0.0.1:5071?X-Knappval-Function=kundtjanst&X-Knappval-Digits=1%23\
+             &X-Knappval-Path=root%2Cmore&X-Knappval-Call-ID=a%20b%40c>"
+        );
     }
 
     #[test]

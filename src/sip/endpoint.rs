@@ -38,6 +38,8 @@ pub struct IncomingCall {
     pub events: DialogStateReceiver,
     /// The transport the INVITE came on.
     pub transport: Transport,
+    /// Where the INVITE came from (the caller's side of the signalling).
+    pub source: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -275,11 +277,17 @@ impl SipEndpoint {
             }
         };
         let request = tx.original.clone();
+        let source = tx
+            .connection
+            .as_ref()
+            .and_then(|c| c.get_remote_addr())
+            .and_then(|addr| addr.get_socketaddr().ok());
         let call = IncomingCall {
             request,
             dialog: dialog.clone(),
             events,
             transport,
+            source,
         };
         if let Err(refused) = calls.try_send(call) {
             let call = match refused {
