@@ -412,3 +412,72 @@ fn ipv6_caller_on_loopback() {
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
     assert_record(&record, "abandoned", None, "", &["root"]);
 }
+
+#[test]
+fn invites_with_required_extensions_or_foreign_bodies_are_refused_and_sip_i_is_served() {
+    let (mut daemon, _it) = setup();
+    let caller = Caller::udp(daemon.sip);
+    let sdp_offer = caller.offer(&[PCMU]);
+
+    // RFC 3261 §8.2.2.3: knappval implements no extension a caller may require.
+    let mut call = caller.sip.invite(
+        &daemon.uri(),
+        &caller.caller_uri(),
+        Some(&sdp_offer),
+        &["Require: 100rel".to_string()],
+    );
+    let response = call.start(10 * SECOND);
+    assert_eq!(response.status(), Some(420), "{}", response.summary());
+    assert!(
+        response
+            .header("unsupported")
+            .is_some_and(|v| v.contains("100rel")),
+        "420 names the extension: {}",
+        response.summary()
+    );
+
+    // A body that is no session description: 415 with what we accept.
+    let mut call = caller
+        .sip
+        .invite(&daemon.uri(), &caller.caller_uri(), Some(&sdp_offer), &[]);
+    call.rewrite_invite(|text| {
+        text.replace(
+            "Content-Type: application/sdp",
+            "Content-Type: application/json",
+        )
+    });
+    let response = call.start(10 * SECOND);
+    assert_eq!(response.status(), Some(415), "{}", response.summary());
+    assert!(
+        response
+            .header("accept")
+            .is_some_and(|v| v.contains("application/sdp"))
+    );
+
+    // SIP-I: SDP beside ISUP in multipart/mixed, as operators' trunks send it, is answered.
+    let multipart = format!(
+        "--kv-boundary\r\nContent-Type: application/sdp\r\n\r\n{sdp_offer}\r\n--kv-boundary\r\n\
+         Content-Type: application/isup;version=itu-t92+\r\nContent-Disposition: signal;handling=optional\r\n\r\n\
+         \u{1}\u{10}\u{48}\u{0}\u{a}\r\n--kv-boundary--\r\n"
+    );
+    let mut call = caller
+        .sip
+        .invite(&daemon.uri(), &caller.caller_uri(), Some(&multipart), &[]);
+    call.rewrite_invite(|text| {
+        // The request's own Content-Type, not the SDP part's (which comes later, in the body).
+        text.replacen(
+            "Content-Type: application/sdp",
+            "Content-Type: multipart/mixed;boundary=kv-boundary\r\nMIME-Version: 1.0",
+            1,
+        )
+    });
+    let response = call.start(10 * SECOND);
+    assert_eq!(response.status(), Some(200), "{}", response.summary());
+    assert!(
+        response.body_str().contains("m=audio"),
+        "the 200 answers with SDP: {}",
+        response.summary()
+    );
+    assert_eq!(call.bye().status(), Some(200));
+    assert_normal_call(&mut daemon, "the extension and body checks");
+}
