@@ -33,7 +33,7 @@ use crate::records::{ContactRecord, Records};
 use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
 use crate::routing::refer::{self, ReferProgress};
-use crate::sip::sdp::{self, LocalMedia, SdpError};
+use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::sip::{IncomingCall, SipEndpoint, message};
 
 /// The shared services a call task is given at spawn.
@@ -665,13 +665,7 @@ async fn answer_reoffer(
     match sdp::answer(&request.body, local) {
         Ok((negotiated, answer)) => {
             local.session_version += 1;
-            *codec = negotiated.codec;
-            media.update_remote(
-                negotiated.remote_rtp,
-                negotiated.codec,
-                negotiated.telephone_event,
-            );
-            media.set_sending(negotiated.direction.receives());
+            follow(media, codec, &negotiated);
             info!(direction = ?negotiated.direction, "session updated");
             respond(handle, StatusCode::OK, Some(answer)).await;
         }
@@ -683,6 +677,18 @@ async fn answer_reoffer(
     false
 }
 
+/// A leg's media follows a renegotiated session: new address, codec and telephone-event type, and hold
+/// (the peer not receiving) stops our sending.
+fn follow(media: &mut MediaSession, codec: &mut Codec, negotiated: &Negotiated) {
+    *codec = negotiated.codec;
+    media.update_remote(
+        negotiated.remote_rtp,
+        negotiated.codec,
+        negotiated.telephone_event,
+    );
+    media.set_sending(negotiated.direction.receives());
+}
+
 /// The answer a caller put in the ACK of a re-INVITE without offer (PBXes re-anchor media this way after a
 /// transfer or a hold on their side): the media follows it.
 fn take_answer_from_ack(dialog: &InviteDialog, media: &mut MediaSession, codec: &mut Codec) {
@@ -691,13 +697,7 @@ fn take_answer_from_ack(dialog: &InviteDialog, media: &mut MediaSession, codec: 
     };
     match sdp::parse_answer(&ack.body) {
         Ok(negotiated) => {
-            *codec = negotiated.codec;
-            media.update_remote(
-                negotiated.remote_rtp,
-                negotiated.codec,
-                negotiated.telephone_event,
-            );
-            media.set_sending(negotiated.direction.receives());
+            follow(media, codec, &negotiated);
             info!(direction = ?negotiated.direction, "session updated from the ACK's answer");
         }
         Err(e) => info!(error = %e, "no usable answer in the ACK; the session stays as it was"),
