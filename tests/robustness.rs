@@ -481,3 +481,37 @@ fn invites_with_required_extensions_or_foreign_bodies_are_refused_and_sip_i_is_s
     assert_eq!(call.bye().status(), Some(200));
     assert_normal_call(&mut daemon, "the extension and body checks");
 }
+
+#[test]
+fn the_same_invite_by_another_path_is_a_loop_not_a_second_call() {
+    let (mut daemon, _it) = setup();
+    let peer = udp_peer(&daemon);
+    let first = invite_text(&peer, &daemon, &[], &[], &offer_for(&peer));
+    let branch = first
+        .split("branch=")
+        .nth(1)
+        .and_then(|rest| rest.split([';', '\r']).next())
+        .expect("the INVITE's branch")
+        .to_string();
+    // Same Call-ID, From tag and CSeq; another Via branch: what an SBC failover or a looping fork delivers.
+    let merged = first.replace(&branch, "z9hG4bKmergedpath42");
+    peer.send_raw(first.as_bytes());
+    let answered = peer.take(10 * SECOND, |m| m.status() == Some(200));
+    assert!(
+        answered.is_some(),
+        "the first INVITE is answered; inbox {}",
+        peer.inbox_summary()
+    );
+    peer.send_raw(merged.as_bytes());
+    let looped = peer.take(5 * SECOND, |m| {
+        m.status().is_some_and(|s| s >= 200)
+            && m.via_branch().as_deref() == Some("z9hG4bKmergedpath42")
+    });
+    assert_eq!(
+        looped.as_ref().and_then(|r| r.msg.status()),
+        Some(482),
+        "the merged request gets 482 Loop Detected; inbox {}",
+        peer.inbox_summary()
+    );
+    assert_normal_call(&mut daemon, "a merged INVITE");
+}

@@ -7,9 +7,10 @@
 //! to their dialog, whose owner (the call task) sees them on its dialog-state channel. Out-of-dialog OPTIONS is
 //! answered here; requests for dialogs we do not have get 481; methods we do not serve get 405.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rsipstack::dialog::dialog::{Dialog, DialogStateReceiver};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -59,7 +60,21 @@ pub struct SipEndpoint {
     pub dialogs: Arc<DialogLayer>,
     local: SocketAddr,
     accepting: AtomicBool,
+    /// New INVITEs whose server transaction is still running, by Call-ID, From tag and CSeq: the same request
+    /// reaching us by another path (an SBC failover, a fork that loops back) is answered 482, not taken as a
+    /// second call (RFC 3261 §8.2.2.2).
+    invites_in_progress: Arc<Mutex<HashSet<InviteKey>>>,
     cancel: CancellationToken,
+}
+
+/// What identifies a request apart from the path it took: Call-ID, From tag, CSeq number.
+type InviteKey = (String, String, u32);
+
+fn invite_key(request: &Request) -> Option<InviteKey> {
+    let call_id = request.call_id_header().ok()?.value().to_string();
+    let from_tag = request.from_header().ok()?.tag().ok()??.value().to_string();
+    let cseq = request.cseq_header().ok()?.seq().ok()?;
+    Some((call_id, from_tag, cseq))
 }
 
 impl SipEndpoint {
@@ -105,6 +120,7 @@ impl SipEndpoint {
             dialogs,
             local,
             accepting: AtomicBool::new(true),
+            invites_in_progress: Arc::default(),
             cancel,
         }))
     }
@@ -237,6 +253,11 @@ impl SipEndpoint {
                 vec![Header::RetryAfter("30".into())],
             ));
         }
+        if let Some(key) = invite_key(invite) {
+            if self.invites_lock().contains(&key) {
+                return Err((StatusCode::LoopDetected, vec![]));
+            }
+        }
         // RFC 3261 §8.2.2.3: we implement no extensions, so any required one is unsupported.
         let required = message::required_extensions(invite);
         if !required.is_empty() {
@@ -303,11 +324,26 @@ impl SipEndpoint {
         }
         // Drives the INVITE server transaction: 100 Trying, our final response and its retransmissions, the ACK
         // or a CANCEL.
+        let key = invite_key(&tx.original);
+        if let Some(key) = &key {
+            self.invites_lock().insert(key.clone());
+        }
+        let in_progress = self.invites_in_progress.clone();
         tokio::spawn(async move {
             if let Err(e) = dialog.handle(&mut tx).await {
                 debug!(error = %e, "INVITE transaction ended with an error");
             }
+            if let (Some(key), Ok(mut in_progress)) = (key, in_progress.lock()) {
+                in_progress.remove(&key);
+            }
         });
+    }
+
+    fn invites_lock(&self) -> std::sync::MutexGuard<'_, HashSet<InviteKey>> {
+        // A poisoned lock only means a panic elsewhere mid-insert; the set itself is still usable.
+        self.invites_in_progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
