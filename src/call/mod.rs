@@ -215,7 +215,6 @@ async fn answer_and_run(
         refer_deadline: None,
         refer_accepted: false,
         answer_in_ack: false,
-        transfer_target: None,
         record,
     };
     call.run().await
@@ -255,13 +254,12 @@ struct Call<'r> {
     codec: Codec,
     flow: Flow,
     transfer: Option<Transfer>,
-    /// After a REFER was accepted: how long we wait for the NOTIFY that says how it went.
+    /// While a REFER is under way: when we stop waiting for the NOTIFY that says how it went.
     refer_deadline: Option<tokio::time::Instant>,
     /// The caller's side took the REFER (2xx, or a NOTIFY about it): only then may its BYE mean success.
     refer_accepted: bool,
     /// We offered in a 200 to a re-INVITE without SDP: the caller's answer comes with the ACK.
     answer_in_ack: bool,
-    transfer_target: Option<String>,
     record: &'r mut ContactRecord,
 }
 
@@ -309,6 +307,7 @@ impl Call<'_> {
                     self.transfer = None;
                     self.record.transferred_at = Some(OffsetDateTime::now_utc());
                     let _ = self.flow.on(Event::TransferSucceeded, now);
+                    self.sync_record();
                     Some(self.bridged(*leg).await)
                 }
                 Wake::Bridged(Err(failure)) => {
@@ -432,7 +431,6 @@ impl Call<'_> {
             digits: journey.digits.clone(),
             path: journey.path.clone(),
         };
-        self.transfer_target = Some(function.target.clone());
         self.record.transfer_target = Some(function.target.clone());
         info!(function = %function.id, target = %function.target, mode = ?function.transfer, "handing off");
         match function.transfer {
