@@ -81,3 +81,38 @@ fn a_call_up_when_the_daemon_was_killed_is_closed_as_failed_at_the_next_start() 
         "{record:#}"
     );
 }
+
+#[test]
+fn a_record_routed_call_keeps_its_route_set_for_our_bye() {
+    let (daemon, _it, _kt) = daemon();
+    let caller = Caller::udp(daemon.sip);
+    caller.sip.auto_answer("BYE");
+    // A proxy in the path (here at the caller's own address, so that what it receives is visible).
+    let proxy = format!("<sip:proxy@{};lr>", caller.sip.local());
+    let mut call = caller.sip.invite(
+        &daemon.uri(),
+        &caller.caller_uri(),
+        Some(&caller.offer(&[PCMU])),
+        &[format!("Record-Route: {proxy}")],
+    );
+    let answer = call.start(10 * SECOND);
+    assert_eq!(answer.status(), Some(200));
+    assert!(
+        answer
+            .header("record-route")
+            .is_some_and(|rr| rr.contains("sip:proxy@")),
+        "the 200 echoes the Record-Route (RFC 3261 §12.1.1): {}",
+        answer.summary()
+    );
+    // No digit: the menu's fallback hangs up, and our BYE must follow the route set.
+    let bye = call.expect_bye(20 * SECOND);
+    assert!(
+        bye.msg
+            .header("route")
+            .is_some_and(|r| r.contains("sip:proxy@")),
+        "in-dialog requests carry the route set as Route: {:?}",
+        bye.msg.header("route")
+    );
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_eq!(record["outcome"], "timeout", "{record:#}");
+}
