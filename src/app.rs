@@ -41,6 +41,8 @@ pub struct Settings {
     pub grace_period: Duration,
     /// How long a caller's RTP may be silent (no packets at all) before the call is taken as dead.
     pub media_timeout: Duration,
+    /// How long a new call rings (180) before it is answered; zero answers at once.
+    pub answer_delay: Duration,
 }
 
 /// Loads and validates the menu, decoding every prompt exactly once: the same decode serves the validation
@@ -139,6 +141,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         health: health.clone(),
         hangup_all: CancellationToken::new(),
         media_timeout: settings.media_timeout,
+        answer_delay: settings.answer_delay,
         signalling: TaskTracker::new(),
     });
     let (calls_tx, mut calls_rx) = mpsc::channel(256);

@@ -20,6 +20,7 @@ const DEFAULT_DB: &str = "data/contacts.db";
 const DEFAULT_RTP_PORTS: &str = "10000-20000";
 const DEFAULT_GRACE: &str = "30s";
 const DEFAULT_MEDIA_TIMEOUT: &str = "60s";
+const DEFAULT_ANSWER_DELAY: &str = "0s";
 
 #[derive(Parser)]
 #[command(
@@ -61,7 +62,8 @@ enum Command {
 /// Flags win over environment variables, which win over the settings file, which wins over the defaults.
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout.
+    /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
+    /// answer_delay.
     #[arg(long, env = "KNAPPVAL_CONFIG")]
     config: Option<PathBuf>,
     #[arg(long, env = "KNAPPVAL_MENU")]
@@ -83,9 +85,12 @@ struct RunArgs {
     /// After SIGTERM, how long calls in progress may go on before they are ended (e.g. 30s).
     #[arg(long, env = "KNAPPVAL_GRACE_PERIOD")]
     grace_period: Option<String>,
-    /// How long a caller's RTP may stop before the call is taken as dead (0 disables).
+    /// How long a caller's RTP may stop before the call is taken as dead (0s disables).
     #[arg(long, env = "KNAPPVAL_MEDIA_TIMEOUT")]
     media_timeout: Option<String>,
+    /// Let the call ring (180) this long before answering (default 0s: answer at once).
+    #[arg(long, env = "KNAPPVAL_ANSWER_DELAY")]
+    answer_delay: Option<String>,
     /// Log format on stderr: text or json. The level comes from KNAPPVAL_LOG or RUST_LOG (default info).
     #[arg(long, env = "KNAPPVAL_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -103,6 +108,7 @@ struct SettingsFile {
     rtp_ports: Option<String>,
     grace_period: Option<String>,
     media_timeout: Option<String>,
+    answer_delay: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -212,6 +218,10 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
         .media_timeout
         .or(file.media_timeout)
         .unwrap_or_else(|| DEFAULT_MEDIA_TIMEOUT.into());
+    let answer_delay = args
+        .answer_delay
+        .or(file.answer_delay)
+        .unwrap_or_else(|| DEFAULT_ANSWER_DELAY.into());
     Ok(Settings {
         menu: args
             .menu
@@ -227,6 +237,7 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
         rtp_ports: parse_port_range(&rtp_ports)?,
         grace_period: parse_duration("grace_period", &grace)?,
         media_timeout: parse_duration("media_timeout", &media_timeout)?,
+        answer_delay: parse_duration("answer_delay", &answer_delay)?,
     })
 }
 
@@ -304,6 +315,14 @@ mod tests {
         assert_eq!(s.db, PathBuf::from(DEFAULT_DB));
         assert_eq!(s.rtp_ports, 10000..=20000);
         assert_eq!(s.grace_period, Duration::from_secs(30));
+        assert_eq!(s.answer_delay, Duration::ZERO);
+        assert_eq!(s.media_timeout, Duration::from_secs(60));
+        let off = settings(run_args(&["--media-timeout", "0s"])).unwrap();
+        assert_eq!(
+            off.media_timeout,
+            Duration::ZERO,
+            "0s disables the media timeout"
+        );
     }
 
     #[test]

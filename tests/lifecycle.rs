@@ -116,3 +116,45 @@ fn a_record_routed_call_keeps_its_route_set_for_our_bye() {
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
     assert_eq!(record["outcome"], "timeout", "{record:#}");
 }
+
+#[test]
+fn with_an_answer_delay_the_call_rings_and_a_cancel_gets_487() {
+    let it = FunctionEndpoint::new(&[PCMU]);
+    let kt = FunctionEndpoint::new(&[PCMU]);
+    let fixture = Fixture::new();
+    fixture.write_menu(&MenuSpec::new(&it.uri("it"), &kt.uri("kt")).yaml());
+    let daemon = Daemon::start_with(fixture, &["--answer-delay", "3s"]);
+    let caller = Caller::udp(daemon.sip);
+    let mut call = caller.sip.invite(
+        &daemon.uri(),
+        &caller.caller_uri(),
+        Some(&caller.offer(&[PCMU])),
+        &[],
+    );
+    call.send_invite();
+    let ringing = caller.sip.take(5 * SECOND, |m| m.status() == Some(180));
+    assert!(
+        ringing.is_some(),
+        "180 Ringing first; inbox {}",
+        caller.sip.inbox_summary()
+    );
+    caller.sip.send_raw(call.cancel_text().as_bytes());
+    let final_response = call.await_final(5 * SECOND);
+    assert_eq!(
+        final_response.status(),
+        Some(487),
+        "{}",
+        final_response.summary()
+    );
+    let cancelled = caller.sip.take(5 * SECOND, |m| {
+        m.status().is_some() && m.cseq().is_some_and(|(_, method)| method == "CANCEL")
+    });
+    assert_eq!(
+        cancelled.and_then(|r| r.msg.status()),
+        Some(200),
+        "CANCEL answered 200"
+    );
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_eq!(record["outcome"], "abandoned", "{record:#}");
+    assert!(record["answered_at"].is_null(), "{record:#}");
+}

@@ -53,6 +53,8 @@ pub struct CallServices {
     pub hangup_all: CancellationToken,
     /// How long the caller's RTP may stop before the call is taken as dead (zero: never).
     pub media_timeout: Duration,
+    /// How long a new call rings (180) before it is answered; zero answers at once.
+    pub answer_delay: Duration,
     /// BYEs and CANCELs still in flight after their call ended; shutdown waits for them briefly.
     pub signalling: TaskTracker,
 }
@@ -129,7 +131,7 @@ async fn answer_and_run(
     let IncomingCall {
         request,
         dialog,
-        events,
+        mut events,
         source,
         ..
     } = call;
@@ -177,6 +179,11 @@ async fn answer_and_run(
             return End::new(Outcome::Rejected, format!("{} {e}", u16::from(status)));
         }
     };
+    if !services.answer_delay.is_zero()
+        && !ring_before_answer(&dialog, &mut events, services.answer_delay).await
+    {
+        return End::new(Outcome::Abandoned, "caller cancelled before answer");
+    }
     // A CANCEL may have come while we opened media and read the offer.
     if matches!(dialog.state(), DialogState::Terminated(..)) {
         return End::new(Outcome::Abandoned, "caller cancelled before answer");
@@ -218,6 +225,28 @@ async fn answer_and_run(
         record,
     };
     call.run().await
+}
+
+/// Sends 180 Ringing and lets the call ring for `delay`; false when the caller gave up (CANCEL) meanwhile.
+async fn ring_before_answer(
+    dialog: &InviteDialog,
+    events: &mut DialogStateReceiver,
+    delay: Duration,
+) -> bool {
+    if let Err(e) = dialog.ringing(None, None) {
+        debug!(error = %e, "180 Ringing not sent");
+    }
+    let ringing = tokio::time::sleep(delay);
+    tokio::pin!(ringing);
+    loop {
+        tokio::select! {
+            _ = &mut ringing => return true,
+            state = events.recv() => match state {
+                None | Some(DialogState::Terminated(..)) => return false,
+                Some(_) => {}
+            },
+        }
+    }
 }
 
 fn reject(dialog: &InviteDialog, status: StatusCode, why: &str) {

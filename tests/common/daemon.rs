@@ -169,7 +169,16 @@ impl Daemon {
         Daemon::start_on(fixture, "127.0.0.1:0", "127.0.0.1:0")
     }
 
+    /// Starts on 127.0.0.1 with ephemeral ports and these extra `knappval run` flags.
+    pub fn start_with(fixture: Fixture, extra: &[&str]) -> Daemon {
+        Daemon::spawn(fixture, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
     pub fn start_on(fixture: Fixture, sip: &str, http: &str) -> Daemon {
+        Daemon::spawn(fixture, sip, http, &[])
+    }
+
+    fn spawn(fixture: Fixture, sip: &str, http: &str, extra: &[&str]) -> Daemon {
         // Each daemon gets its own RTP range, so that daemons of parallel tests (and of other test processes on a
         // shared machine) rarely meet; the daemon must still cope when a port is taken.
         let slot = (std::process::id() + STARTED.fetch_add(1, Ordering::SeqCst) * 37) % 100;
@@ -188,6 +197,7 @@ impl Daemon {
             .args(["--rtp-ports", &rtp_ports])
             // Short, so that a test's SIGTERM sees calls still up ended well within its wait.
             .args(["--grace-period", "2s"])
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("KNAPPVAL_TEST_LOG").unwrap_or_else(|_| "debug".into()),
