@@ -64,12 +64,8 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
     let call_id = call
         .request
         .call_id_header()
-        .map(|h| h.to_string())
+        .map(|h| h.value().trim().to_string())
         .unwrap_or_default();
-    let call_id = call_id
-        .split_once(':')
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or(call_id);
     let caller = message::caller_number(&call.request);
     let span = info_span!("call", call_id = %call_id, caller = %caller);
     async move {
@@ -98,7 +94,7 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
         if let Err(e) = started.await {
             warn!(error = %e, "writing the call's start failed");
         }
-        services.records.call_ended(record.clone()).await;
+        services.records.call_ended(record).await;
         services.health.active_calls.fetch_sub(1, Ordering::SeqCst);
     }
     .instrument(span)
