@@ -416,3 +416,34 @@ async fn bind_udp_and_tcp(
     }
     Err(last_error.unwrap_or_else(|| std::io::Error::other("no port free for UDP and TCP")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sip_socket_gets_a_receive_buffer_for_bursts() {
+        let socket = bind_sip_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let granted = socket2::SockRef::from(&socket).recv_buffer_size().unwrap();
+        // The kernel caps the request at net.core.rmem_max (and reports double what it was asked for).
+        let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|max| max.trim().parse::<usize>().ok())
+            .unwrap_or(SIP_RECEIVE_BUFFER);
+        assert!(
+            granted >= SIP_RECEIVE_BUFFER.min(cap),
+            "receive buffer {granted} bytes, asked for {SIP_RECEIVE_BUFFER} (rmem_max {cap})"
+        );
+    }
+
+    #[tokio::test]
+    async fn udp_and_tcp_share_an_ephemeral_port() {
+        let (udp, local) = bind_udp_and_tcp("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(udp.local_addr().unwrap(), local);
+        assert_ne!(local.port(), 0);
+        // The TCP side of the same port is free for rsipstack to take.
+        drop(std::net::TcpListener::bind(local).unwrap());
+    }
+}
