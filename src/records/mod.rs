@@ -13,6 +13,6 @@ mod store;
 
 pub use export::{ExportFormat, UnknownExportFormat, export};
 pub use handle::Records;
-pub use record::{ContactRecord, format_timestamp, parse_timestamp, uri_user};
+pub use record::{ContactRecord, format_timestamp, parse_timestamp};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 pub use store::{ContactQuery, ContactStore, StoreError, UNFINISHED_END_REASON};

@@ -18,7 +18,7 @@ use crate::menu::model::{FunctionId, MenuId};
 pub struct ContactRecord {
     /// The SIP Call-ID of the caller's leg.
     pub call_id: String,
-    /// The caller's number or user, as taken from the From URI (`sip:` or `tel:`); see [`uri_user`].
+    /// The caller's number or user, as taken from the From URI (`sip:` or `tel:`); see `crate::sip::message::caller_number`.
     pub from: String,
     /// The number or user the caller dialled, from the To (or Request-) URI.
     pub to: String,
@@ -115,48 +115,6 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
 /// Parses any RFC 3339 timestamp (any offset, any fraction) and returns it in UTC.
 pub fn parse_timestamp(text: &str) -> Result<OffsetDateTime, time::error::Parse> {
     OffsetDateTime::parse(text, &Rfc3339).map(|t| t.to_offset(UtcOffset::UTC))
-}
-
-/// The user part of a caller or callee URI: `sip:0701234567@pbx;user=phone` -> `0701234567`,
-/// `tel:+46-8-123456;phone-context=x` -> `+46-8-123456`, `<sip:alice@host>` -> `alice`.
-///
-/// A URI with no user part (`sip:pbx.example`) yields its host, so that the record still says where the call
-/// came from. Text that is not a URI at all is returned trimmed, as the trunk sent it.
-pub fn uri_user(uri: &str) -> &str {
-    let uri = uri.trim();
-    let uri = uri.strip_prefix('<').unwrap_or(uri);
-    let uri = uri.strip_suffix('>').unwrap_or(uri);
-    let lower_scheme = |prefix: &str| {
-        uri.get(..prefix.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-    };
-    if lower_scheme("tel:") {
-        let rest = &uri[4..];
-        return rest.split(';').next().unwrap_or(rest);
-    }
-    let rest = if lower_scheme("sips:") {
-        &uri[5..]
-    } else if lower_scheme("sip:") {
-        &uri[4..]
-    } else {
-        return uri;
-    };
-    match rest.find('@') {
-        // Parameters and a password may sit in the user part (`alice;npdi:secret@`); only the user is wanted.
-        Some(at) => {
-            let user = &rest[..at];
-            let user = user.split(':').next().unwrap_or(user);
-            user.split(';').next().unwrap_or(user)
-        }
-        None => {
-            let host = rest.split([';', '?']).next().unwrap_or(rest);
-            // An IPv6 reference keeps its brackets; only a trailing port is cut.
-            match host.rfind(':') {
-                Some(colon) if !host[colon..].contains(']') => &host[..colon],
-                _ => host,
-            }
-        }
-    }
 }
 
 /// The JSON shape, field for field; borrowed so serialising a long list copies nothing.
@@ -396,23 +354,5 @@ mod tests {
         assert_eq!(record.duration_ms(), Some(1));
         record.ended_at = Some(datetime!(2026-11-23 09:59:00 UTC));
         assert_eq!(record.duration_ms(), Some(0));
-    }
-
-    #[test]
-    fn user_part_of_caller_uris() {
-        assert_eq!(uri_user("sip:0701234567@10.0.0.1;user=phone"), "0701234567");
-        assert_eq!(uri_user("<sips:alice:secret@pbx.example:5061>"), "alice");
-        assert_eq!(uri_user("SIP:+46701234567;npdi@trunk"), "+46701234567");
-        assert_eq!(
-            uri_user("tel:+46-8-123456;phone-context=example.se"),
-            "+46-8-123456"
-        );
-        assert_eq!(
-            uri_user("sip:pbx.example:5060;transport=tcp"),
-            "pbx.example"
-        );
-        assert_eq!(uri_user("sip:[2001:db8::1]:5060"), "[2001:db8::1]");
-        assert_eq!(uri_user("sip:[2001:db8::1]"), "[2001:db8::1]");
-        assert_eq!(uri_user(" anonymous "), "anonymous");
     }
 }

@@ -41,23 +41,49 @@ pub fn number_of(header_value: &str) -> String {
             .next()
             .unwrap_or(value),
     };
+    percent_decode(uri_user(uri))
+}
+
+/// The user part of a caller or callee URI: `sip:0701234567@pbx;user=phone` -> `0701234567`,
+/// `tel:+46-8-123456;phone-context=x` -> `+46-8-123456`, `<sip:alice@host>` -> `alice`.
+///
+/// A URI with no user part (`sip:pbx.example`) yields its host, so that the record still says where the call
+/// came from. Text that is not a URI at all is returned trimmed, as the trunk sent it.
+pub fn uri_user(uri: &str) -> &str {
     let uri = uri.trim();
-    let (scheme, rest) = match uri.split_once(':') {
-        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-        None => (String::new(), uri),
+    let uri = uri.strip_prefix('<').unwrap_or(uri);
+    let uri = uri.strip_suffix('>').unwrap_or(uri);
+    let lower_scheme = |prefix: &str| {
+        uri.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
     };
-    let number = match scheme.as_str() {
-        "tel" => rest.split(';').next().unwrap_or(rest),
-        "sip" | "sips" => match rest.split_once('@') {
-            Some((userinfo, _host)) => {
-                let user = userinfo.split(':').next().unwrap_or(userinfo);
-                user.split(';').next().unwrap_or(user)
+    if lower_scheme("tel:") {
+        let rest = &uri[4..];
+        return rest.split(';').next().unwrap_or(rest);
+    }
+    let rest = if lower_scheme("sips:") {
+        &uri[5..]
+    } else if lower_scheme("sip:") {
+        &uri[4..]
+    } else {
+        return uri;
+    };
+    match rest.find('@') {
+        // Parameters and a password may sit in the user part (`alice;npdi:secret@`); only the user is wanted.
+        Some(at) => {
+            let user = &rest[..at];
+            let user = user.split(':').next().unwrap_or(user);
+            user.split(';').next().unwrap_or(user)
+        }
+        None => {
+            let host = rest.split([';', '?']).next().unwrap_or(rest);
+            // An IPv6 reference keeps its brackets; only a trailing port is cut.
+            match host.rfind(':') {
+                Some(colon) if !host[colon..].contains(']') => &host[..colon],
+                _ => host,
             }
-            None => rest.split([';', '?']).next().unwrap_or(rest),
-        },
-        _ => uri,
-    };
-    percent_decode(number.trim())
+        }
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -124,23 +150,7 @@ pub fn session_offer(request: &Request) -> Result<Option<Vec<u8>>, BodyError> {
     if request.body.is_empty() {
         return Ok(None);
     }
-    let content_type = request
-        .headers()
-        .iter()
-        .find_map(|h| match h {
-            rsipstack::sip::Header::ContentType(value) => Some(value.to_string()),
-            _ => None,
-        })
-        .map(|value| {
-            value
-                .split_once(':')
-                .filter(|(name, _)| {
-                    let name = name.trim();
-                    name.eq_ignore_ascii_case("content-type") || name.eq_ignore_ascii_case("c")
-                })
-                .map(|(_, v)| v.trim().to_string())
-                .unwrap_or(value)
-        })
+    let content_type = content_type(request)
         // RFC 3261 §20.15: a body without Content-Type is malformed, but SDP is the only thing an INVITE carries
         // in practice; be liberal.
         .unwrap_or_else(|| "application/sdp".to_string());
@@ -217,14 +227,18 @@ fn sdp_part(body: &[u8], boundary: &str) -> Option<Vec<u8>> {
     None
 }
 
+/// The Content-Type value (media type and parameters, as sent), if any.
+fn content_type(request: &Request) -> Option<String> {
+    request.headers().iter().find_map(|h| match h {
+        rsipstack::sip::Header::ContentType(value) => Some(value.value().trim().to_string()),
+        _ => None,
+    })
+}
+
 /// A DTMF digit from an INFO request: `application/dtmf-relay` (`Signal=5`, Cisco and most PBXes) or
 /// `application/dtmf` (body `5`). Event codes 10 and 11 mean `*` and `#`. Anything else: None.
 pub fn dtmf_from_info(request: &Request) -> Option<char> {
-    let content_type = request
-        .headers()
-        .iter()
-        .find(|h| matches!(h, rsipstack::sip::Header::ContentType(_)))
-        .map(|h| h.to_string())
+    let content_type = content_type(request)
         .unwrap_or_default()
         .to_ascii_lowercase();
     let body = std::str::from_utf8(&request.body).ok()?;
@@ -289,6 +303,24 @@ mod tests {
         assert_eq!(number_of("garbage"), "garbage");
         assert_eq!(number_of(""), "");
         assert_eq!(number_of("<sip:%2"), "%2");
+    }
+
+    #[test]
+    fn user_part_of_caller_uris() {
+        assert_eq!(uri_user("sip:0701234567@10.0.0.1;user=phone"), "0701234567");
+        assert_eq!(uri_user("<sips:alice:secret@pbx.example:5061>"), "alice");
+        assert_eq!(uri_user("SIP:+46701234567;npdi@trunk"), "+46701234567");
+        assert_eq!(
+            uri_user("tel:+46-8-123456;phone-context=example.se"),
+            "+46-8-123456"
+        );
+        assert_eq!(
+            uri_user("sip:pbx.example:5060;transport=tcp"),
+            "pbx.example"
+        );
+        assert_eq!(uri_user("sip:[2001:db8::1]:5060"), "[2001:db8::1]");
+        assert_eq!(uri_user("sip:[2001:db8::1]"), "[2001:db8::1]");
+        assert_eq!(uri_user(" anonymous "), "anonymous");
     }
 
     #[test]
