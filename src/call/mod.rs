@@ -330,9 +330,7 @@ impl Call<'_> {
                 Wake::Timer => self.feed(Event::Timeout, now).await,
                 Wake::Bridged(Ok(leg)) => {
                     self.transfer = None;
-                    self.record.transferred_at = Some(OffsetDateTime::now_utc());
-                    let _ = self.flow.on(Event::TransferSucceeded, now);
-                    self.sync_record();
+                    self.transferred(now);
                     Some(self.bridged(*leg).await)
                 }
                 Wake::Bridged(Err(failure)) => {
@@ -510,9 +508,7 @@ impl Call<'_> {
                 {
                     // Some PBXes end our dialog themselves once the referred call is up, before or
                     // instead of the final NOTIFY: that is success.
-                    let _ = self.flow.on(Event::TransferSucceeded, now);
-                    self.sync_record();
-                    self.record.transferred_at = Some(OffsetDateTime::now_utc());
+                    self.transferred(now);
                     return Some(End::new(
                         Outcome::Transferred,
                         "caller's side ended the dialog after REFER",
@@ -530,14 +526,7 @@ impl Call<'_> {
                 }
             }
             DialogState::Updated(_, request, handle) => {
-                self.answer_in_ack = answer_reoffer(
-                    &request,
-                    &handle,
-                    &mut self.media,
-                    &mut self.local,
-                    &mut self.codec,
-                )
-                .await;
+                self.caller_reoffer(&request, &handle).await;
                 None
             }
             DialogState::Notify(_, request, handle) => {
@@ -551,9 +540,7 @@ impl Call<'_> {
                     Some(ReferProgress::Succeeded(code)) if self.refer_deadline.is_some() => {
                         info!(code, "referred call answered");
                         self.refer_deadline = None;
-                        let _ = self.flow.on(Event::TransferSucceeded, now);
-                        self.sync_record();
-                        self.record.transferred_at = Some(OffsetDateTime::now_utc());
+                        self.transferred(now);
                         self.hang_up();
                         Some(End::new(Outcome::Transferred, "referred"))
                     }
@@ -566,8 +553,7 @@ impl Call<'_> {
                 }
             }
             DialogState::Confirmed(..) if self.answer_in_ack => {
-                self.answer_in_ack = false;
-                take_answer_from_ack(&self.dialog, &mut self.media, &mut self.codec);
+                self.caller_answer_from_ack();
                 None
             }
             other => {
@@ -607,18 +593,10 @@ impl Call<'_> {
                     return End::new(Outcome::Transferred, "function hung up");
                 }
                 BridgeWake::Caller(Some(DialogState::Confirmed(..))) if self.answer_in_ack => {
-                    self.answer_in_ack = false;
-                    take_answer_from_ack(&self.dialog, &mut self.media, &mut self.codec);
+                    self.caller_answer_from_ack()
                 }
                 BridgeWake::Caller(Some(DialogState::Updated(_, request, handle))) => {
-                    self.answer_in_ack = answer_reoffer(
-                        &request,
-                        &handle,
-                        &mut self.media,
-                        &mut self.local,
-                        &mut self.codec,
-                    )
-                    .await
+                    self.caller_reoffer(&request, &handle).await
                 }
                 BridgeWake::Function(Some(DialogState::Updated(_, request, handle))) => {
                     let codec = &mut leg.negotiated.codec;
@@ -643,6 +621,32 @@ impl Call<'_> {
                 }
             }
         }
+    }
+
+    /// The function has the call (bridge answered, or the referred call is up): the flow and the record say so.
+    fn transferred(&mut self, now: Instant) {
+        // The flow is finished after this and asks for nothing more.
+        let _ = self.flow.on(Event::TransferSucceeded, now);
+        self.sync_record();
+        self.record.transferred_at = Some(OffsetDateTime::now_utc());
+    }
+
+    /// A re-INVITE or UPDATE from the caller, in the menu or bridged.
+    async fn caller_reoffer(&mut self, request: &Request, handle: &TransactionHandle) {
+        self.answer_in_ack = answer_reoffer(
+            request,
+            handle,
+            &mut self.media,
+            &mut self.local,
+            &mut self.codec,
+        )
+        .await;
+    }
+
+    /// The ACK that completes an offerless re-INVITE from the caller carries the answer.
+    fn caller_answer_from_ack(&mut self) {
+        self.answer_in_ack = false;
+        take_answer_from_ack(&self.dialog, &mut self.media, &mut self.codec);
     }
 
     fn hang_up(&mut self) {
