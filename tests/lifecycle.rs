@@ -7,13 +7,18 @@ use common::audio::{CALLER_HZ, MENU_HZ};
 use common::sdp::PCMU;
 use common::{Caller, Daemon, Fixture, FunctionEndpoint, MenuSpec, SECOND};
 
-fn daemon() -> (Daemon, FunctionEndpoint, FunctionEndpoint) {
+/// The standard test menu, with these extra `knappval run` flags.
+fn daemon_with(extra: &[&str]) -> (Daemon, FunctionEndpoint, FunctionEndpoint) {
     let it = FunctionEndpoint::new(&[PCMU]);
     let kt = FunctionEndpoint::new(&[PCMU]);
     let spec = MenuSpec::new(&it.uri("it"), &kt.uri("kt"));
     let fixture = Fixture::new();
     fixture.write_menu(&spec.yaml());
-    (Daemon::start(fixture), it, kt)
+    (Daemon::start_with(fixture, extra), it, kt)
+}
+
+fn daemon() -> (Daemon, FunctionEndpoint, FunctionEndpoint) {
+    daemon_with(&[])
 }
 
 #[test]
@@ -119,11 +124,7 @@ fn a_record_routed_call_keeps_its_route_set_for_our_bye() {
 
 #[test]
 fn with_an_answer_delay_the_call_rings_and_a_cancel_gets_487() {
-    let it = FunctionEndpoint::new(&[PCMU]);
-    let kt = FunctionEndpoint::new(&[PCMU]);
-    let fixture = Fixture::new();
-    fixture.write_menu(&MenuSpec::new(&it.uri("it"), &kt.uri("kt")).yaml());
-    let daemon = Daemon::start_with(fixture, &["--answer-delay", "3s"]);
+    let (daemon, _it, _kt) = daemon_with(&["--answer-delay", "3s"]);
     let caller = Caller::udp(daemon.sip);
     let mut call = caller.sip.invite(
         &daemon.uri(),
