@@ -26,7 +26,8 @@ use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
 use crate::menu::{self, MenuErrors, model::Menu};
 use crate::records::{Records, SqliteStore};
-use crate::sip::SipEndpoint;
+use crate::sip::digest::Algorithm;
+use crate::sip::{Registrar, SipEndpoint};
 
 /// Everything `knappval run` needs, after flags, environment and the settings file are merged.
 #[derive(Debug, Clone)]
@@ -43,6 +44,10 @@ pub struct Settings {
     pub media_timeout: Duration,
     /// How long a new call rings (180) before it is answered; zero answers at once.
     pub answer_delay: Duration,
+    /// The agents file: with it, agents' phones can REGISTER; without it REGISTER is answered 405.
+    pub agents: Option<PathBuf>,
+    /// The digest algorithms offered (`--digest`), overriding the agents file's `algorithms:`.
+    pub digest: Option<Vec<Algorithm>>,
 }
 
 /// Loads and validates the menu, decoding every prompt exactly once: the same decode serves the validation
@@ -97,6 +102,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("cannot close unfinished contact records"),
     }
 
+    let registrar = match &settings.agents {
+        Some(path) => {
+            let agents = crate::agents::load(path, settings.digest.as_deref())
+                .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+            let offered: Vec<&str> = agents.algorithms.iter().map(|a| a.token()).collect();
+            info!(file = %path.display(), agents = agents.agents.len(), realm = %agents.realm,
+                  digest = %offered.join(","), "agents loaded");
+            Some(Registrar::new(agents))
+        }
+        None if settings.digest.is_some() => {
+            anyhow::bail!(
+                "--digest needs --agents FILE: the digest is how agents in that file register"
+            )
+        }
+        None => None,
+    };
+
     if settings.sip.ip().is_unspecified() {
         anyhow::bail!(
             "--sip {}: knappval announces its SIP and RTP address to callers (Contact, SDP), so it needs one \
@@ -105,6 +127,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let sip = SipEndpoint::bind(settings.sip).await?;
+    let stop_expiry = CancellationToken::new();
+    if let Some(registrar) = &registrar {
+        sip.set_registrar(registrar.clone());
+        tokio::spawn(registrar.clone().run_expiry(stop_expiry.clone()));
+    }
     let http = tokio::net::TcpListener::bind(settings.http)
         .await
         .with_context(|| format!("cannot bind HTTP on {}", settings.http))?;
@@ -121,6 +148,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let state = ApiState {
             records: records.clone(),
             health: health.clone(),
+            registrar: registrar.clone(),
         };
         let stop = stop_http.clone();
         tokio::spawn(async move {
@@ -221,6 +249,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     sip.shutdown();
+    stop_expiry.cancel();
     stop_http.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), sip_task).await;

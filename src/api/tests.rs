@@ -31,6 +31,7 @@ impl TestServer {
         let state = ApiState {
             records: Records::new(store),
             health: Arc::new(Health::new()),
+            registrar: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state.clone(), async move {
