@@ -171,6 +171,51 @@ fn a_wrong_password_or_unknown_agent_gets_403_and_registers_nothing() {
 }
 
 #[test]
+fn an_agent_registers_over_tcp() {
+    let daemon = daemon_with_agents("", &[]);
+    let mut phone = AgentPhone::tcp(daemon.sip, BO.0, BO.1);
+    assert!(
+        phone.contact().ends_with(";transport=tcp"),
+        "{}",
+        phone.contact()
+    );
+    let response = phone.register(600);
+    assert_eq!(response.status(), Some(200), "{}", response.summary());
+    let listed = listed_contacts(&daemon, BO.0);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(
+        listed[0].eq_ignore_ascii_case(&phone.contact()),
+        "{listed:?} vs {}",
+        phone.contact()
+    );
+}
+
+#[test]
+fn unreadable_credentials_get_400() {
+    let daemon = daemon_with_agents("", &[]);
+    let mut phone = AgentPhone::new(daemon.sip, ANNA.0, ANNA.1);
+    for authorization in [
+        "Authorization: Digest username=\"it-anna\", realm=\"knappval\"",
+        "Authorization: Digest username=\"it-anna\", realm=\"knappval\", nonce=\"x\", uri=\"sip:a\", \
+         response=\"0\", qop=auth, nc=zz, cnonce=\"c\"",
+        "Authorization: Digest realm=\"knappval\", username=\"unclosed",
+    ] {
+        let request = phone.request(&[
+            format!("Contact: <{}>", phone.contact()),
+            authorization.into(),
+        ]);
+        let response = phone.send(&request);
+        assert_eq!(
+            response.status(),
+            Some(400),
+            "{authorization}: {}",
+            response.summary()
+        );
+    }
+    assert!(listed_contacts(&daemon, ANNA.0).is_empty());
+}
+
+#[test]
 fn a_replayed_nonce_count_is_refused() {
     let daemon = daemon_with_agents("", &[]);
     let mut phone = AgentPhone::new(daemon.sip, ANNA.0, ANNA.1);
