@@ -20,8 +20,10 @@
 //! - Wrong password, unknown agent id, or credentials for another agent's address: `403 Forbidden`, the same
 //!   answer for each, so the registrar does not tell which agent ids exist. Every REGISTER without credentials
 //!   gets its 401 first, whoever it names.
-//! - A nonce too old: 401 with `stale=true` (the phone retries without asking its user). A nonce this process
-//!   did not mint (forged, or from before a restart): 401 with a fresh nonce.
+//! - A nonce too old: 401 with `stale=true` (the phone retries without asking its user), decided before the
+//!   digest is checked, so that this answer too is the same for every agent id; a wrong password then gets its
+//!   403 on the retry. A nonce this process did not mint (forged, or from before a restart): 401 with a fresh
+//!   nonce.
 //! - A nonce-count used before with the same nonce (a replay): 401 with a fresh nonce, nothing registered.
 
 use std::collections::HashMap;
