@@ -11,6 +11,8 @@
 
 mod duration;
 mod error;
+pub mod holidays;
+pub mod hours;
 pub mod model;
 mod validate;
 mod yaml;
