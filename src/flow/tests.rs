@@ -30,6 +30,7 @@ fn function(id: &str) -> Function {
         transfer_prompt: None,
         failure_prompt: None,
         on_failure: FailureAction::Hangup,
+        hours: None,
     }
 }
 
@@ -83,6 +84,7 @@ fn kommun() -> Menu {
             .into_iter()
             .map(|m| (m.id.clone(), m))
             .collect(),
+        hours: None,
     }
 }
 

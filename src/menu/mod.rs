@@ -15,8 +15,11 @@ pub mod holidays;
 pub mod hours;
 pub mod model;
 mod validate;
+mod warnings;
 mod yaml;
 
+#[cfg(test)]
+mod hours_tests;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +28,7 @@ use std::path::Path;
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{MenuError, MenuErrors};
 pub use validate::{unreachable_functions, unreachable_menus};
+pub use warnings::{MAX_MENU_DEPTH, warnings};
 
 use error::{Pos, Report};
 
@@ -94,7 +98,9 @@ pub fn load_str(
 /// What `knappval check` prints, and whether the menu is usable.
 ///
 /// On success: `menus/kommunsupport.yaml: ok: 7 functions, 2 menus, 13 prompts`, followed by a `note:` line for
-/// each menu or function that callers cannot reach (allowed, but usually an oversight).
+/// each menu or function that callers cannot reach (allowed, but usually an oversight), then a `warning:` line
+/// for each of [`warnings`] (prompts never used, options that cannot be reached, menus nested too deep, hours
+/// never open). Warnings leave the menu usable.
 pub fn check_report(
     menu_path: &Path,
     prompts_dir: &Path,
@@ -102,7 +108,14 @@ pub fn check_report(
 ) -> (String, bool) {
     match load(menu_path, prompts_dir, probe_prompt) {
         Err(errors) => (errors.to_string(), false),
-        Ok(menu) => (summary(&menu_path.display().to_string(), &menu), true),
+        Ok(menu) => {
+            let label = menu_path.display().to_string();
+            let mut text = summary(&label, &menu);
+            for warning in warnings(&menu, prompts_dir) {
+                text.push_str(&format!("\n{label}: warning: {warning}"));
+            }
+            (text, true)
+        }
     }
 }
 
