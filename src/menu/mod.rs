@@ -11,6 +11,7 @@
 
 mod duration;
 mod error;
+pub mod graph;
 pub mod holidays;
 pub mod hours;
 pub mod model;
@@ -41,6 +42,30 @@ pub fn load(
     prompts_dir: &Path,
     probe_prompt: &dyn Fn(&Path) -> Result<(), String>,
 ) -> Result<model::Menu, MenuErrors> {
+    let (source, label) = read(menu_path)?;
+    load_str(&source, &label, prompts_dir, probe_prompt)
+}
+
+/// Loads and validates the menu file's shape without looking at prompt files: for drawing the menu, where the
+/// recordings do not matter (and may not exist yet).
+pub fn load_layout(menu_path: &Path) -> Result<model::Menu, MenuErrors> {
+    let (source, label) = read(menu_path)?;
+    let mut report = Report::new(&label);
+    let Some(raw) = yaml::parse(&source, &mut report) else {
+        return Err(report.into_errors());
+    };
+    let no_files = Path::new("");
+    match validate::Validator::new(&mut report, no_files)
+        .without_prompt_files()
+        .validate(raw, &|_| Ok(()))
+    {
+        Some(menu) if report.is_empty() => Ok(menu),
+        _ => Err(report.into_errors()),
+    }
+}
+
+/// The menu file's text and the label its errors name it by.
+fn read(menu_path: &Path) -> Result<(String, String), MenuErrors> {
     let label = menu_path.display().to_string();
     let refuse = |message: String, help: &str| {
         let mut report = Report::new(&label);
@@ -75,7 +100,7 @@ pub fn load(
             "save the file as UTF-8 (Notepad: Save as, Encoding UTF-8)",
         )
     })?;
-    load_str(&source, &label, prompts_dir, probe_prompt)
+    Ok((source, label))
 }
 
 /// Like [`load`], for menu text already in memory; `file_label` is what errors name as the file.

@@ -64,6 +64,8 @@ pub(crate) struct Validator<'a> {
     prompt_uses: Vec<PromptUse>,
     /// Menu id to the menu its fallback enters, with the fallback's position.
     fallback_edges: BTreeMap<String, (String, Pos)>,
+    /// Whether prompt files are looked at (not when only the menu's shape matters, as for `knappval graph`).
+    probe_prompt_files: bool,
 }
 
 impl<'a> Validator<'a> {
@@ -75,7 +77,14 @@ impl<'a> Validator<'a> {
             menu_ids: BTreeSet::new(),
             prompt_uses: Vec::new(),
             fallback_edges: BTreeMap::new(),
+            probe_prompt_files: true,
         }
+    }
+
+    /// Checks prompt ids' spelling but not their files.
+    pub fn without_prompt_files(mut self) -> Self {
+        self.probe_prompt_files = false;
+        self
     }
 
     /// Checks the whole file. Returns the model only if nothing at all was wrong.
@@ -157,7 +166,9 @@ impl<'a> Validator<'a> {
         let hours = file.hours.as_ref().and_then(|h| self.hours(h, None));
 
         self.check_fallback_cycles();
-        self.check_prompts(probe_prompt);
+        if self.probe_prompt_files {
+            self.check_prompts(probe_prompt);
+        }
 
         if !self.report.is_empty() {
             return None;
