@@ -209,6 +209,69 @@ mod tests {
         hours::parse_timezone(DEFAULT_TIMEZONE).unwrap()
     }
 
+    /// A menu whose only function opens at 09:00 Stockholm time, and the length of each prompt.
+    fn morning_menu() -> (Arc<Menu>, BTreeMap<PromptId, Duration>) {
+        let source = "name: T\nfunctions:\n  it:\n    name: IT\n    target: sip:it@127.0.0.1:5073\n    \
+                      hours: { weekly: { mon-sun: \"09:00-12:00\" }, closed: { prompt: goodbye } }\n\
+                      menu:\n  greeting: welcome\n  prompt: main-menu\n  timeout: 5s\n  \
+                      options: { \"3\": { route: it } }\n";
+        let prompts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        let menu = crate::menu::load_str(source, "t.yaml", &prompts, &|_| Ok(())).unwrap();
+        let durations = BTreeMap::from([
+            ("welcome".to_owned(), Duration::from_secs(3)),
+            ("main-menu".to_owned(), Duration::from_secs(10)),
+            ("goodbye".to_owned(), Duration::from_secs(2)),
+        ]);
+        (Arc::new(menu), durations)
+    }
+
+    /// The simulation of a call at `seconds` after 08:59 on 2026-12-01 in Stockholm.
+    fn call_at_seconds_before_nine(seconds: i64) -> Simulation {
+        let (menu, durations) = morning_menu();
+        let at = parse_at("2026-12-01 08:59", &stockholm())
+            .unwrap()
+            .checked_add(jiff::SignedDuration::from_secs(seconds))
+            .unwrap();
+        Simulation::new(menu, durations, at)
+    }
+
+    #[test]
+    fn prompts_take_their_length_and_timeouts_pass_on_the_simulated_clock() {
+        // 3 s greeting + 10 s menu: called at 08:59:50, the key is pressed at 09:00:03, when `it` is open.
+        let mut simulation = call_at_seconds_before_nine(50);
+        simulation.run_script(&[Press::Digit('3')]);
+        assert_eq!(simulation.summary().outcome.as_deref(), Some("transferred"));
+
+        // With a timeout first (5 s, then the 10 s menu again) the key comes 28 s after the answer: called at
+        // 08:59:30 that is 08:59:58, closed; called at 08:59:35 it is 09:00:03, open.
+        let mut early = call_at_seconds_before_nine(30);
+        early.run_script(&[Press::Wait, Press::Digit('3')]);
+        let summary = early.summary();
+        assert_eq!(summary.outcome.as_deref(), Some("closed"));
+        assert_eq!(summary.function.as_deref(), Some("it"));
+        assert_eq!(
+            summary.heard,
+            ["welcome", "main-menu", "main-menu", "goodbye"]
+        );
+        let transcript = early.take_transcript().join("\n");
+        assert!(
+            transcript.contains("   18.0 s  no key: the timeout passes"),
+            "{transcript}"
+        );
+        assert!(
+            transcript.contains("   28.0 s  caller presses 3"),
+            "{transcript}"
+        );
+        assert!(
+            transcript.contains("   30.0 s  knappval hangs up"),
+            "{transcript}"
+        );
+
+        let mut later = call_at_seconds_before_nine(35);
+        later.run_script(&[Press::Wait, Press::Digit('3')]);
+        assert_eq!(later.summary().outcome.as_deref(), Some("transferred"));
+    }
+
     #[test]
     fn at_is_local_time_in_the_service_zone() {
         let at = parse_at("2026-12-24 10:00", &stockholm()).unwrap();

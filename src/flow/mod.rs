@@ -407,6 +407,12 @@ impl Flow {
 
     fn closed_action(&mut self, then: ClosedAction, now: Instant, out: &mut Vec<Action>) {
         match then {
+            // Closed functions routing to each other: the caller has been told it is closed, and that is how
+            // the call ends, not as a failure.
+            ClosedAction::Route(function) if self.attempted.contains(&function) => {
+                tracing::warn!(function = %function, "closed hours route back to a function already tried; ending the call");
+                self.hang_up(Outcome::Closed, now, out)
+            }
             ClosedAction::Route(function) => self.route(function, now, out),
             ClosedAction::Hangup => self.hang_up(Outcome::Closed, now, out),
         }

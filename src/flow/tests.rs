@@ -1081,6 +1081,32 @@ mod hours {
     }
 
     #[test]
+    fn closed_functions_routing_to_each_other_end_as_closed() {
+        let mut menu = kommun();
+        menu.functions.get_mut("it").unwrap().hours =
+            Some(morning(Some("it-closed"), ClosedAction::Route("hr".into())));
+        menu.functions.get_mut("hr").unwrap().hours =
+            Some(morning(None, ClosedAction::Route("it".into())));
+        let mut call = call_at(menu, "2026-12-01T13:00:00Z");
+        call.send(Event::Answered);
+        call.send(Event::PromptEnded);
+        call.send(Event::PromptEnded);
+        assert_eq!(
+            call.at(100).send(Event::Digit('3')),
+            vec![play("it-closed")]
+        );
+        assert_eq!(
+            call.at(2_000).send(Event::PromptEnded),
+            vec![Action::Hangup]
+        );
+        assert_eq!(call.flow.journey().outcome, Some(Outcome::Closed));
+        assert!(
+            call.kinds()
+                .contains(&StepKind::FunctionClosed("hr".into()))
+        );
+    }
+
+    #[test]
     fn the_time_of_a_choice_is_the_wall_clock_carried_forward() {
         // Answered two seconds before it opens: a choice at 1 s finds it closed, one at 2 s finds it open.
         for (choice_ms, expected) in [(1_999, play("it-closed")), (2_000, transfer("it"))] {
