@@ -183,6 +183,13 @@ fn main() -> ExitCode {
             format,
         } => match simulate(&menu, &prompts, at.as_deref(), digits.as_deref(), format) {
             Ok(()) => ExitCode::SUCCESS,
+            // `knappval simulate | head` is a normal way to end.
+            Err(e)
+                if e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+            {
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 eprintln!("knappval: {e:#}");
                 ExitCode::FAILURE
@@ -279,18 +286,25 @@ fn simulate(
                     write!(out, "key (0-9 * #; empty: wait; q: hang up)> ")?;
                     out.flush()?;
                 }
-                let line = lines.next();
-                if text && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                    // Keys piped in are not echoed: end the question's line ourselves.
-                    writeln!(out)?;
-                }
-                let press = match line {
-                    None => Press::HangUp,
-                    Some(line) => match line?.trim() {
-                        "" => Press::Wait,
-                        "q" | "Q" => Press::HangUp,
-                        other => parse_press(other)?,
-                    },
+                let press = loop {
+                    let line = lines.next();
+                    if text && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        // Keys piped in are not echoed: end the question's line ourselves.
+                        writeln!(out)?;
+                    }
+                    match line.transpose()?.as_deref().map(str::trim) {
+                        None | Some("q" | "Q") => break Press::HangUp,
+                        Some("") => break Press::Wait,
+                        Some(key) => match parse_press(key) {
+                            Ok(press) => break press,
+                            // A typo at the prompt is asked again, not the end of the simulation.
+                            Err(e) if text => {
+                                write!(out, "{e}\nkey> ")?;
+                                out.flush()?;
+                            }
+                            Err(e) => return Err(e),
+                        },
+                    }
                 };
                 simulation.press(press);
             }

@@ -323,17 +323,28 @@ fn simulate_matches_the_daemon(
             .send_digit(*digit, event_pt(&answer), Duration::from_millis(100));
     }
     let endpoint = match simulated["function"].as_str() {
-        Some("it") => &it,
-        Some("kundtjanst") => &kt,
-        other => panic!("a scripted walk to a function expected, simulate says {other:?}"),
+        Some("it") => Some(&it),
+        Some("kundtjanst") => Some(&kt),
+        None => None,
+        other => panic!("simulate routed to an unknown function {other:?}"),
     };
-    let mut incoming = endpoint.expect_call(15 * SECOND);
-    let answered = Instant::now();
-    endpoint.answer(&mut incoming, FUNCTION_HZ);
-    caller.rtp.wait_tone(FUNCTION_HZ, 5, answered, 10 * SECOND);
-    let heard = caller.rtp.segments_since(t0);
-    assert_eq!(call.bye().status(), Some(200));
-    incoming.call.expect_bye(10 * SECOND);
+    let heard = match endpoint {
+        Some(endpoint) => {
+            let mut incoming = endpoint.expect_call(15 * SECOND);
+            let answered = Instant::now();
+            endpoint.answer(&mut incoming, FUNCTION_HZ);
+            caller.rtp.wait_tone(FUNCTION_HZ, 5, answered, 10 * SECOND);
+            let heard = caller.rtp.segments_since(t0);
+            assert_eq!(call.bye().status(), Some(200));
+            incoming.call.expect_bye(10 * SECOND);
+            heard
+        }
+        // No function: the daemon ends the call itself.
+        None => {
+            call.expect_bye(30 * SECOND);
+            caller.rtp.segments_since(t0)
+        }
+    };
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
 
     assert_eq!(
@@ -359,6 +370,16 @@ fn simulate_matches_the_daemon_through_a_submenu() {
 #[test]
 fn simulate_matches_the_daemon_when_the_chosen_function_is_closed() {
     simulate_matches_the_daemon(closed_it, &['3'], &[(MENU_HZ, 70)]);
+}
+
+#[test]
+fn simulate_matches_the_daemon_when_the_service_is_closed() {
+    simulate_matches_the_daemon(closed_service, &[], &[]);
+}
+
+#[test]
+fn simulate_matches_the_daemon_when_a_wrong_key_and_silence_end_in_the_fallback() {
+    simulate_matches_the_daemon(MenuSpec::yaml, &['7'], &[(MENU_HZ, 70)]);
 }
 
 #[test]
