@@ -72,6 +72,23 @@ fn closed_service(spec: &MenuSpec) -> String {
     )
 }
 
+/// The test menu with service hours closed every weekday and on holidays, but open all day on the days around
+/// today by `special:` (which wins over holidays): open now.
+fn open_by_special(spec: &MenuSpec) -> String {
+    let days = around_today();
+    let special: Vec<String> = days
+        .trim_matches(['[', ']'])
+        .split(", ")
+        .map(|day| format!("\"{day}\": \"00:00-24:00\""))
+        .collect();
+    format!(
+        "{}hours:\n  weekly: {{ mon-sun: closed }}\n  holidays: se\n  special: {{ {} }}\n  \
+         closed: {{ prompt: closed, then: {{ hangup: true }} }}\n",
+        spec.yaml(),
+        special.join(", ")
+    )
+}
+
 /// The test menu with function `it` closed now, routing its callers to kundtjänst.
 fn closed_it(spec: &MenuSpec) -> String {
     spec.yaml().replacen(
@@ -295,12 +312,12 @@ fn simulate_reads_keys_from_stdin_when_no_digits_are_given() {
 
 /// Runs `simulate --digits` and a real call through the daemon pressing the same keys (each once the prompt
 /// before it has played), and compares what the caller heard and the record with what simulate printed.
-/// `waits` is the prompt tone and length (frames) to hear before each key.
+/// `waits` is the prompt tone and length (frames) to hear before each key. Returns what simulate printed.
 fn simulate_matches_the_daemon(
     menu: impl Fn(&MenuSpec) -> String,
     digits: &[char],
     waits: &[(u32, usize)],
-) {
+) -> Value {
     let it = FunctionEndpoint::new(&[PCMU]);
     let kt = FunctionEndpoint::new(&[PCMU]);
     let mut spec = MenuSpec::new(&it.uri("it"), &kt.uri("kt"));
@@ -360,26 +377,42 @@ fn simulate_matches_the_daemon(
         );
     }
     stop_cleanly(daemon);
+    simulated
 }
 
 #[test]
 fn simulate_matches_the_daemon_through_a_submenu() {
-    simulate_matches_the_daemon(MenuSpec::yaml, &['9', '1'], &[(MENU_HZ, 70), (MORE_HZ, 40)]);
+    let simulated =
+        simulate_matches_the_daemon(MenuSpec::yaml, &['9', '1'], &[(MENU_HZ, 70), (MORE_HZ, 40)]);
+    assert_eq!(simulated["path"], json!(["root", "more"]));
 }
 
 #[test]
 fn simulate_matches_the_daemon_when_the_chosen_function_is_closed() {
-    simulate_matches_the_daemon(closed_it, &['3'], &[(MENU_HZ, 70)]);
+    let simulated = simulate_matches_the_daemon(closed_it, &['3'], &[(MENU_HZ, 70)]);
+    assert_eq!(simulated["function"], "kundtjanst");
 }
 
 #[test]
 fn simulate_matches_the_daemon_when_the_service_is_closed() {
-    simulate_matches_the_daemon(closed_service, &[], &[]);
+    let simulated = simulate_matches_the_daemon(closed_service, &[], &[]);
+    assert_eq!(simulated["outcome"], "closed");
+}
+
+#[test]
+fn simulate_matches_the_daemon_when_special_hours_open_the_service() {
+    let simulated = simulate_matches_the_daemon(open_by_special, &['3'], &[(MENU_HZ, 70)]);
+    assert_eq!(
+        simulated["heard"],
+        json!(["welcome", "main-menu"]),
+        "open, though every weekday and holiday is closed"
+    );
 }
 
 #[test]
 fn simulate_matches_the_daemon_when_a_wrong_key_and_silence_end_in_the_fallback() {
-    simulate_matches_the_daemon(MenuSpec::yaml, &['7'], &[(MENU_HZ, 70)]);
+    let simulated = simulate_matches_the_daemon(MenuSpec::yaml, &['7'], &[(MENU_HZ, 70)]);
+    assert_eq!(simulated["outcome"], "timeout");
 }
 
 #[test]
