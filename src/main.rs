@@ -37,7 +37,8 @@ struct Cli {
 enum Command {
     /// Answer calls: play the menu, collect digits, hand calls to their function, record every call.
     Run(Box<RunArgs>),
-    /// Validate a menu and its prompts; exit 1 with file:line:col errors.
+    /// Validate a menu and its prompts; exit 1 with file:line:col errors. Warnings (unused prompts, unreachable
+    /// options, deep menus, hours never open) are printed but do not fail.
     Check {
         #[arg(long, env = "KNAPPVAL_MENU", default_value = DEFAULT_MENU)]
         menu: PathBuf,
@@ -48,6 +49,30 @@ enum Command {
     Agents {
         #[command(subcommand)]
         command: AgentsCommand,
+    },
+    /// Walk one call through the menu, as the daemon would, on simulated time: what the caller hears and where
+    /// the call goes. Without --digits, asks for each key on stdin (an empty line waits for the timeout).
+    Simulate {
+        #[arg(long, env = "KNAPPVAL_MENU", default_value = DEFAULT_MENU)]
+        menu: PathBuf,
+        #[arg(long, env = "KNAPPVAL_PROMPTS", default_value = DEFAULT_PROMPTS)]
+        prompts: PathBuf,
+        /// When the call comes, in the service's time zone: "YYYY-MM-DD HH:MM" (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// The keys the caller presses, one each time the menu waits, e.g. 3,1; an empty item lets the timeout
+        /// pass. Once they run out the caller stays silent.
+        #[arg(long)]
+        digits: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: SimulateFormat,
+    },
+    /// Draw the menu: menus, options as edges labelled with their keys, functions as leaves, fallbacks dashed.
+    Graph {
+        #[arg(long, env = "KNAPPVAL_MENU", default_value = DEFAULT_MENU)]
+        menu: PathBuf,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
     },
     /// Export contact records, newest first.
     Contacts {
@@ -77,6 +102,19 @@ enum AgentsCommand {
         /// The agent id: the user part of the address the phone registers, e.g. it-anna.
         id: String,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SimulateFormat {
+    Text,
+    /// One JSON object: outcome, function, heard, path.
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
 }
 
 /// Flags win over environment variables, which win over the settings file, which wins over the defaults.
@@ -174,6 +212,40 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Simulate {
+            menu,
+            prompts,
+            at,
+            digits,
+            format,
+        } => match simulate(&menu, &prompts, at.as_deref(), digits.as_deref(), format) {
+            Ok(()) => ExitCode::SUCCESS,
+            // `knappval simulate | head` is a normal way to end.
+            Err(e)
+                if e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+            {
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("knappval: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Graph { menu, format } => match knappval::menu::load_layout(&menu) {
+            Ok(menu) => {
+                let text = match format {
+                    GraphFormat::Dot => knappval::menu::graph::dot(&menu),
+                    GraphFormat::Mermaid => knappval::menu::graph::mermaid(&menu),
+                };
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Contacts {
             db,
             format,
@@ -196,6 +268,131 @@ fn run(settings: Settings) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(app::run(settings))
+}
+
+fn simulate(
+    menu_path: &Path,
+    prompts_dir: &Path,
+    at: Option<&str>,
+    digits: Option<&str>,
+    format: SimulateFormat,
+) -> anyhow::Result<()> {
+    use knappval::simulate::{self as sim, Press, Simulation};
+    // The same load and decode as `run`: prompts play for exactly as long as they will on a call.
+    let (menu, prompts) =
+        app::load_menu(menu_path, prompts_dir).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let durations = menu
+        .prompt_ids()
+        .into_iter()
+        .filter_map(|id| Some((id.clone(), prompts.get(&id)?.duration())))
+        .collect();
+    let zone = sim::service_timezone(&menu);
+    let at = match at {
+        Some(text) => sim::parse_at(text, &zone).map_err(anyhow::Error::msg)?,
+        None => jiff::Timestamp::now(),
+    };
+    let script = digits.map(parse_presses).transpose()?;
+    let local = zone.to_datetime(at);
+    let status = menu
+        .hours
+        .as_ref()
+        .map_or("open (no hours)".to_owned(), |h| h.status(at).to_string());
+    let menu = std::sync::Arc::new(menu);
+    let mut simulation = Simulation::new(menu.clone(), durations, at);
+    let text = matches!(format, SimulateFormat::Text);
+    let mut out = std::io::stdout().lock();
+    if text {
+        writeln!(
+            out,
+            "{}: a call at {} {} ({}): service {status}",
+            menu.name,
+            local.strftime("%Y-%m-%d %H:%M"),
+            zone.iana_name().unwrap_or("UTC"),
+            local.strftime("%A"),
+        )?;
+    }
+    match script {
+        Some(presses) => simulation.run_script(&presses),
+        None => {
+            let mut lines = std::io::stdin().lines();
+            while simulation.run_until_waiting() {
+                if text {
+                    for line in simulation.take_transcript() {
+                        writeln!(out, "{line}")?;
+                    }
+                    write!(out, "key (0-9 * #; empty: wait; q: hang up)> ")?;
+                    out.flush()?;
+                }
+                let press = loop {
+                    let line = lines.next();
+                    if text && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        // Keys piped in are not echoed: end the question's line ourselves.
+                        writeln!(out)?;
+                    }
+                    match line.transpose()?.as_deref().map(str::trim) {
+                        None | Some("q" | "Q") => break Press::HangUp,
+                        Some("") => break Press::Wait,
+                        Some(key) => match parse_press(key) {
+                            Ok(press) => break press,
+                            // A typo at the prompt is asked again, not the end of the simulation.
+                            Err(e) if text => {
+                                write!(out, "{e}\nkey> ")?;
+                                out.flush()?;
+                            }
+                            Err(e) => return Err(e),
+                        },
+                    }
+                };
+                simulation.press(press);
+            }
+        }
+    }
+    let summary = simulation.summary();
+    if text {
+        for line in simulation.take_transcript() {
+            writeln!(out, "{line}")?;
+        }
+        let none = || "(none)".to_owned();
+        writeln!(
+            out,
+            "outcome: {}; function: {}; path: {}\nheard: {}",
+            summary.outcome.clone().unwrap_or_else(none),
+            summary.function.clone().unwrap_or_else(none),
+            if summary.path.is_empty() {
+                none()
+            } else {
+                summary.path.join(" > ")
+            },
+            if summary.heard.is_empty() {
+                none()
+            } else {
+                summary.heard.join(", ")
+            },
+        )?;
+    } else {
+        writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+    }
+    Ok(())
+}
+
+/// `3,1` or `3,,1` (an empty item waits for the timeout).
+fn parse_presses(text: &str) -> anyhow::Result<Vec<knappval::simulate::Press>> {
+    text.split(',')
+        .map(|item| match item.trim() {
+            "" => Ok(knappval::simulate::Press::Wait),
+            key => parse_press(key),
+        })
+        .collect()
+}
+
+fn parse_press(key: &str) -> anyhow::Result<knappval::simulate::Press> {
+    let mut chars = key.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c @ ('0'..='9' | '*' | '#')), None) => Ok(knappval::simulate::Press::Digit(c)),
+        _ => anyhow::bail!(
+            "'{key}' is not a telephone key: use 0-9, * or #, one per item (e.g. --digits 3,1)"
+        ),
+    }
 }
 
 fn contacts(

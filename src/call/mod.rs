@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::Health;
-use crate::flow::{Action, Event, Flow, Outcome};
+use crate::flow::{Action, Event, Flow, Outcome, WallClock};
 use crate::media::prompt::{Prompt, PromptCache};
 use crate::media::{Codec, MediaEvent, MediaSession, RtpPorts};
 use crate::menu::model::{Menu, TransferMode};
@@ -213,7 +213,11 @@ async fn answer_and_run(
         media,
         local,
         codec: negotiated.codec,
-        flow: Flow::new(services.menu.clone()),
+        // Opening hours are judged by the wall clock at the answer, carried forward by the monotonic clock.
+        flow: Flow::new(
+            services.menu.clone(),
+            WallClock::new(jiff::Timestamp::now(), now),
+        ),
         transfer: None,
         refer_deadline: None,
         refer_accepted: false,
@@ -430,6 +434,7 @@ impl Call<'_> {
                     self.hang_up();
                     let reason = match self.flow.journey().outcome {
                         Some(Outcome::Timeout) => "menu fallback: hang up",
+                        Some(Outcome::Closed) => "closed: hang up",
                         Some(Outcome::Failed) => "transfer failed, no fallback left",
                         _ => "menu: hang up",
                     };

@@ -21,6 +21,7 @@ pub(crate) struct RawFile {
     pub functions: Option<Spanned<SpannedMap<Spanned<RawFunction>>>>,
     pub menu: Option<Spanned<RawMenu>>,
     pub menus: Option<Spanned<SpannedMap<Spanned<RawMenu>>>>,
+    pub hours: Option<Spanned<RawHours>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +34,27 @@ pub(crate) struct RawFunction {
     pub transfer_prompt: Option<Spanned<String>>,
     pub failure_prompt: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<RawChoice>>,
+    pub hours: Option<Spanned<RawHours>>,
+}
+
+/// `hours:` for the service or one function. Values stay text: `menu::hours` parses them and says what is wrong.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHours {
+    pub timezone: Option<Spanned<String>>,
+    pub weekly: Option<Spanned<SpannedMap<Spanned<String>>>>,
+    pub holidays: Option<Spanned<String>>,
+    pub closed_on: Option<Spanned<Vec<Spanned<String>>>>,
+    pub special: Option<Spanned<SpannedMap<Spanned<String>>>>,
+    pub closed: Option<Spanned<RawClosed>>,
+}
+
+/// `closed: { prompt: closed, then: { hangup: true } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClosed {
+    pub prompt: Option<Spanned<String>>,
+    pub then: Option<Spanned<RawChoice>>,
 }
 
 #[derive(Debug, Deserialize)]

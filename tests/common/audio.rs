@@ -15,7 +15,10 @@ pub const MORE_HZ: u32 = 2000;
 pub const BUSY_HZ: u32 = 2500;
 pub const CALLER_HZ: u32 = 600;
 pub const FUNCTION_HZ: u32 = 1800;
-pub const ALL_TONES: [u32; 7] = [
+/// The closed prompts of opening hours: the service's and a function's.
+pub const CLOSED_HZ: u32 = 2800;
+pub const FUNCTION_CLOSED_HZ: u32 = 3300;
+pub const ALL_TONES: [u32; 9] = [
     GREETING_HZ,
     MENU_HZ,
     INVALID_HZ,
@@ -23,6 +26,8 @@ pub const ALL_TONES: [u32; 7] = [
     BUSY_HZ,
     CALLER_HZ,
     FUNCTION_HZ,
+    CLOSED_HZ,
+    FUNCTION_CLOSED_HZ,
 ];
 
 const ULAW_BIAS: i32 = 0x84;
