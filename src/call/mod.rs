@@ -290,6 +290,8 @@ struct Call<'r> {
 
 /// How long a REFER may take, beyond the function's ring timeout, before we take it as failed.
 const REFER_GRACE: Duration = Duration::from_secs(8);
+/// Longest wait for an in-dialog answer to go out before a BYE that must follow it.
+const ANSWER_SENT_WAIT: Duration = Duration::from_secs(2);
 
 impl Call<'_> {
     async fn run(&mut self) -> End {
@@ -541,6 +543,8 @@ impl Call<'_> {
                         info!(code, "referred call answered");
                         self.refer_deadline = None;
                         self.transferred(now);
+                        // A strict transferee drops the dialog on a BYE that overtakes our 200 to its NOTIFY.
+                        self.until_answer_sent().await;
                         self.hang_up();
                         Some(End::new(Outcome::Transferred, "referred"))
                     }
@@ -647,6 +651,25 @@ impl Call<'_> {
     fn caller_answer_from_ack(&mut self) {
         self.answer_in_ack = false;
         take_answer_from_ack(&self.dialog, &mut self.media, &mut self.codec);
+    }
+
+    /// Waits until our answer to the in-dialog request just answered is on the wire: `respond` only queues it
+    /// for the request's transaction, which sends it and then reports the dialog Confirmed again. Other
+    /// requests arriving meanwhile get their routine answer; bounded, in case the report never comes.
+    async fn until_answer_sent(&mut self) {
+        let wait = async {
+            loop {
+                match self.events.recv().await {
+                    None | Some(DialogState::Terminated(..) | DialogState::Confirmed(..)) => return,
+                    Some(other) => {
+                        answer_routine(other).await;
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(ANSWER_SENT_WAIT, wait).await.is_err() {
+            debug!("no report that the answer went out; going on");
+        }
     }
 
     fn hang_up(&mut self) {
