@@ -67,10 +67,15 @@ pub fn load_menu(menu_path: &Path, prompts_dir: &Path) -> Result<(Menu, PromptCa
     Ok((menu, prompts))
 }
 
+/// Peak amplitude (16-bit sample units) of the ringback tone: about -13 dBm0. G.711's 0 dBm0 sine peaks at
+/// about 22 650 on the 16-bit scale (3.17 dB below full scale), and ITU-T E.180 asks for ringing tone between
+/// -10 and -20 dBm0: -13 dBm0 is as loud as a network's own ringback, well above line noise, far from clipping.
+const RINGBACK_AMPLITUDE: f64 = 5_000.0;
+
 /// Swedish ringback (425 Hz, 1 s on, 4 s off) for a caller waiting while a function rings.
 fn ringback() -> Prompt {
     let rate = crate::media::codec::CLOCK_RATE as usize;
-    let mut samples = tone::synthesize(&[(425.0, 0.25)], rate);
+    let mut samples = tone::synthesize(&[(425.0, RINGBACK_AMPLITUDE)], rate);
     samples.resize(rate * 5, 0);
     Prompt::from_samples("ringback", samples)
 }

@@ -324,6 +324,11 @@ fn submenu_choice_carries_digits_and_path() {
     caller.rtp.wait_tone(MORE_HZ, 10, t0, 10 * SECOND);
     caller.rtp.send_digit('1', event_pt(&answer), DIGIT);
     let mut incoming = it.expect_call(10 * SECOND);
+    let call_id = incoming.invite.msg.call_id().unwrap_or_default();
+    assert!(
+        call_id.ends_with(&format!("@{}", daemon.sip.ip())),
+        "the function leg's Call-ID {call_id} names knappval's address"
+    );
     assert_header(&incoming, "X-Knappval-Function", "it");
     assert_header(&incoming, "X-Knappval-Digits", "91");
     assert_header(&incoming, "X-Knappval-Path", "root,more");
@@ -334,6 +339,56 @@ fn submenu_choice_carries_digits_and_path() {
     call.expect_bye(10 * SECOND);
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
     assert_record(&record, "transferred", Some("it"), "91", &["root", "more"]);
+    stop_cleanly(daemon);
+}
+
+/// Swedish ringback: 425 Hz, 1 s on, 4 s off, at a level a caller hears (ITU-T E.180: -10 to -20 dBm0).
+#[test]
+fn caller_hears_the_ringback_at_a_normal_level_while_the_function_rings() {
+    let (daemon, it, _kt) = setup(|spec| spec.it_ring_timeout = "15s");
+    let caller = Caller::udp(daemon.sip);
+    let (_call, answer, t0) = caller.call(&daemon, &[PCMU], CALLER_HZ);
+    caller.rtp.wait_tone(MENU_HZ, 10, t0, 15 * SECOND);
+    caller.rtp.send_digit('3', event_pt(&answer), DIGIT);
+    let incoming = it.expect_call(10 * SECOND);
+    incoming.send_provisional(180, "Ringing");
+    let ringing = Instant::now();
+    std::thread::sleep(7 * SECOND);
+
+    // 200 ms windows: 85 whole periods of 425 Hz, so the Goertzel share of a clean tone is close to 1.
+    let samples = caller.rtp.samples_since(ringing);
+    let windows: Vec<(f64, f64)> = samples
+        .chunks_exact(1600)
+        .map(|w| (audio::tone_share(w, 425.0), audio::dbm0(w)))
+        .collect();
+    let describe = || {
+        windows
+            .iter()
+            .map(|(share, level)| format!("{share:.2}@{level:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let tone: Vec<&(f64, f64)> = windows.iter().filter(|(share, _)| *share > 0.9).collect();
+    let silent = windows.iter().filter(|(_, level)| *level < -50.0).count();
+    // 7 s hold at least one whole second of tone (5 windows, less the edges) and most of a 4 s pause.
+    assert!(
+        (4..=12).contains(&tone.len()),
+        "425 Hz in {} windows of 200 ms; share@dBm0: {}",
+        tone.len(),
+        describe()
+    );
+    assert!(
+        silent >= 12,
+        "{silent} silent windows; share@dBm0: {}",
+        describe()
+    );
+    for (_, level) in &tone {
+        assert!(
+            (-16.0..=-10.0).contains(level),
+            "ringback at {level:.1} dBm0, expected about -13; share@dBm0: {}",
+            describe()
+        );
+    }
     stop_cleanly(daemon);
 }
 

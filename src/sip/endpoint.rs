@@ -17,6 +17,7 @@ use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, Request, StatusCode, Transport};
+use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{TcpListenerConnection, TransportLayer};
@@ -97,7 +98,14 @@ impl SipEndpoint {
         .await?;
         transport.add_transport(udp.into());
         transport.add_transport(TcpListenerConnection::new(local, None).await?.into());
+        // Call-IDs of the requests we originate (the bridged INVITE, OPTIONS probes) end in our own address,
+        // not the library's default host, so that an operator reading a trace sees who made them.
+        let option = EndpointOption {
+            callid_suffix: Some(call_id_host(local)),
+            ..EndpointOption::default()
+        };
         let endpoint = EndpointBuilder::new()
+            .with_option(option)
             .with_transport_layer(transport)
             .with_cancel_token(cancel.clone())
             .with_user_agent(concat!("knappval/", env!("CARGO_PKG_VERSION")))
@@ -369,6 +377,14 @@ fn has_to_tag(request: &Request) -> bool {
 /// and every drop costs the caller a retransmission (0.5 s, 1 s, 2 s, ...). Measured under load: the default
 /// buffer overflowed at 500 concurrent calls. The kernel caps it at net.core.rmem_max.
 const SIP_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Our address as the host part of a Call-ID (`uuid@127.0.0.1`, `uuid@[::1]`).
+fn call_id_host(local: SocketAddr) -> String {
+    match local.ip() {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    }
+}
 
 fn bind_sip_udp(listen: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};

@@ -235,6 +235,20 @@ impl RtpPeer {
             .collect()
     }
 
+    /// The decoded G.711 audio received since `since`, in arrival order (other payloads left out).
+    pub fn samples_since(&self, since: Instant) -> Vec<i16> {
+        let received = match self.received.lock() {
+            Ok(r) => r,
+            Err(_) => return Vec::new(),
+        };
+        received
+            .iter()
+            .filter(|p| p.at >= since)
+            .filter_map(|p| audio::decode(p.pt, &p.payload))
+            .flatten()
+            .collect()
+    }
+
     pub fn segments_since(&self, since: Instant) -> Vec<audio::Segment> {
         audio::segments(&self.tones_since(since))
     }
