@@ -58,6 +58,15 @@ fn final_notify(call: &mut common::Call, timeout: Duration) -> common::sip::Rece
     )
 }
 
+/// A caller (PCMU) who waits for the menu and presses `digit`.
+fn caller_choosing(daemon: &Daemon, digit: char) -> (Caller, common::Call) {
+    let caller = Caller::udp(daemon.sip);
+    let (call, answer, t0) = caller.call(daemon, &[PCMU], CALLER_HZ);
+    caller.rtp.wait_tone(MENU_HZ, 10, t0, 15 * SECOND);
+    caller.rtp.send_digit(digit, event_pt(&answer), DIGIT);
+    (caller, call)
+}
+
 fn stop_cleanly(mut daemon: Daemon) {
     let status = daemon.stop(15 * SECOND);
     assert!(status.success(), "knappval exited with {status}");
@@ -346,10 +355,7 @@ fn submenu_choice_carries_digits_and_path() {
 #[test]
 fn caller_hears_the_ringback_at_a_normal_level_while_the_function_rings() {
     let (daemon, it, _kt) = setup(|spec| spec.it_ring_timeout = "15s");
-    let caller = Caller::udp(daemon.sip);
-    let (_call, answer, t0) = caller.call(&daemon, &[PCMU], CALLER_HZ);
-    caller.rtp.wait_tone(MENU_HZ, 10, t0, 15 * SECOND);
-    caller.rtp.send_digit('3', event_pt(&answer), DIGIT);
+    let (caller, _call) = caller_choosing(&daemon, '3');
     let incoming = it.expect_call(10 * SECOND);
     incoming.send_provisional(180, "Ringing");
     let ringing = Instant::now();
