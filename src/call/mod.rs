@@ -32,6 +32,7 @@ use crate::menu::model::{Menu, TransferMode};
 use crate::records::{ContactRecord, Records};
 use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
+use crate::routing::probe::TargetState;
 use crate::routing::refer::{self, ReferProgress};
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::sip::{IncomingCall, SipEndpoint, message};
@@ -218,9 +219,18 @@ async fn answer_and_run(
         refer_deadline: None,
         refer_accepted: false,
         answer_in_ack: false,
+        transfer_failures: Vec::new(),
         record,
     };
-    call.run().await
+    let mut end = call.run().await;
+    if !call.transfer_failures.is_empty() {
+        end.reason = format!(
+            "{}; failed hand-offs: {}",
+            end.reason,
+            call.transfer_failures.join(", ")
+        );
+    }
+    end
 }
 
 /// Sends 180 Ringing and lets the call ring for `delay`; false when the caller gave up (CANCEL) meanwhile.
@@ -285,6 +295,8 @@ struct Call<'r> {
     refer_accepted: bool,
     /// We offered in a 200 to a re-INVITE without SDP: the caller's answer comes with the ACK.
     answer_in_ack: bool,
+    /// Why each hand-off that failed did (`it: no response from target within 4s`), for the record.
+    transfer_failures: Vec<String>,
     record: &'r mut ContactRecord,
 }
 
@@ -337,9 +349,8 @@ impl Call<'_> {
                 }
                 Wake::Bridged(Err(failure)) => {
                     self.transfer = None;
-                    info!(%failure, "transfer failed");
                     self.media.stop_prompt();
-                    self.feed(Event::TransferFailed, now).await
+                    self.transfer_failed(failure.to_string(), now).await
                 }
                 Wake::Referred(Ok(())) => {
                     self.transfer = None;
@@ -349,13 +360,12 @@ impl Call<'_> {
                 Wake::Referred(Err(failure)) => {
                     self.transfer = None;
                     self.refer_deadline = None;
-                    info!(%failure, "refer failed");
-                    self.feed(Event::TransferFailed, now).await
+                    self.transfer_failed(failure.to_string(), now).await
                 }
                 Wake::ReferTimedOut => {
                     self.refer_deadline = None;
-                    info!("no final NOTIFY for the REFER in time");
-                    self.feed(Event::TransferFailed, now).await
+                    self.transfer_failed("no final NOTIFY for the REFER in time".into(), now)
+                        .await
                 }
                 Wake::Shutdown => {
                     self.hang_up();
@@ -420,10 +430,9 @@ impl Call<'_> {
                 },
                 Action::StopPrompt => self.media.stop_prompt(),
                 Action::Transfer(function_id) => {
-                    if !self.start_transfer(&function_id) {
-                        // Validation makes this unreachable; if it happens the flow must still move on.
+                    if let Err(why) = self.start_transfer(&function_id) {
                         let now = Instant::now();
-                        if let Some(end) = Box::pin(self.feed(Event::TransferFailed, now)).await {
+                        if let Some(end) = Box::pin(self.transfer_failed(why, now)).await {
                             return Some(end);
                         }
                     }
@@ -442,12 +451,17 @@ impl Call<'_> {
         None
     }
 
-    /// Starts the hand-off beside the menu loop; false when the function does not exist.
-    fn start_transfer(&mut self, function_id: &str) -> bool {
+    /// Starts the hand-off beside the menu loop; Err (why) when it cannot start: the function does not exist
+    /// (validation makes that unreachable) or its target is down by the OPTIONS probes.
+    fn start_transfer(&mut self, function_id: &str) -> Result<(), String> {
         let Some(function) = self.services.menu.functions.get(function_id) else {
             warn!(function = function_id, "transfer to an unknown function");
-            return false;
+            return Err(format!("{function_id}: no such function"));
         };
+        if self.services.health.functions.state(function_id) == TargetState::Down {
+            self.record.transfer_target = Some(function.target.clone());
+            return Err("target down (OPTIONS probes unanswered)".into());
+        }
         let journey = self.flow.journey();
         let handoff = Handoff {
             caller_number: self.record.from.clone(),
@@ -491,7 +505,16 @@ impl Call<'_> {
                 })));
             }
         }
-        true
+        Ok(())
+    }
+
+    /// The hand-off under way failed: logged and kept for the record with its reason, and the flow moves on
+    /// to the function's failure path.
+    async fn transfer_failed(&mut self, why: String, now: Instant) -> Option<End> {
+        let function = self.flow.journey().function.clone().unwrap_or_default();
+        info!(function = %function, reason = %why, "transfer failed");
+        self.transfer_failures.push(format!("{function}: {why}"));
+        self.feed(Event::TransferFailed, now).await
     }
 
     async fn on_dialog(&mut self, state: DialogState) -> Option<End> {
@@ -549,9 +572,9 @@ impl Call<'_> {
                         Some(End::new(Outcome::Transferred, "referred"))
                     }
                     Some(ReferProgress::Failed(code)) if self.refer_deadline.is_some() => {
-                        info!(code, "referred call failed");
                         self.refer_deadline = None;
-                        self.feed(Event::TransferFailed, now).await
+                        self.transfer_failed(format!("referred call failed {code}"), now)
+                            .await
                     }
                     _ => None,
                 }

@@ -18,6 +18,7 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, Request, StatusCode, Transport};
 use rsipstack::transaction::endpoint::EndpointOption;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{TcpListenerConnection, TransportLayer};
@@ -152,6 +153,43 @@ impl SipEndpoint {
             uri.params.push(rsipstack::sip::Param::Transport(transport));
         }
         uri
+    }
+
+    /// Sends OPTIONS to `target` outside any dialog and waits at most `timeout` for a response: its status
+    /// code, or why there was none. Used to probe whether a support function's target is alive.
+    pub async fn options(&self, target: &str, timeout: std::time::Duration) -> Result<u16, String> {
+        let uri = rsipstack::sip::Uri::try_from(target).map_err(|e| format!("bad target: {e}"))?;
+        let inner = &self.endpoint.inner;
+        let via = inner.get_via(None, None).map_err(|e| e.to_string())?;
+        let from = rsipstack::sip::typed::From {
+            display_name: None,
+            uri: self.contact(Transport::Udp),
+            params: vec![],
+        }
+        .with_tag(rsipstack::transaction::make_tag());
+        let to = rsipstack::sip::typed::To {
+            display_name: None,
+            uri: uri.clone(),
+            params: vec![],
+        };
+        let request = inner.make_request(Method::Options, uri, via, from, to, 1, None);
+        let key = TransactionKey::from_request(&request, TransactionRole::Client)
+            .map_err(|e| e.to_string())?;
+        let mut tx = Transaction::new_client(key, request, inner.clone(), None);
+        tx.send().await.map_err(|e| format!("not sent: {e}"))?;
+        let response = async {
+            while let Some(message) = tx.receive().await {
+                if let rsipstack::sip::SipMessage::Response(response) = message {
+                    return Some(u16::from(response.status_code));
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(timeout, response).await {
+            Ok(Some(code)) => Ok(code),
+            Ok(None) => Err("no response".into()),
+            Err(_) => Err(format!("no response within {}s", timeout.as_secs())),
+        }
     }
 
     /// Waits until the TCP listener (which rsipstack binds when [`serve`](Self::serve) starts) takes connections,

@@ -233,6 +233,16 @@ impl SipPeer {
     }
 
     /// Answers requests of this method with 200 OK as they arrive (they are still put in the inbox).
+    /// Stops answering `method` by itself: from now on those requests wait in the inbox like any other.
+    pub fn stop_auto_answer(&self, method: &str) {
+        self.shared
+            .state
+            .lock()
+            .expect("peer state")
+            .auto_answer
+            .remove(&method.to_ascii_uppercase());
+    }
+
     pub fn auto_answer(&self, method: &str) {
         self.shared
             .state
