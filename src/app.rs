@@ -278,6 +278,24 @@ async fn probe_targets(
     let timeout = probes.policy().timeout;
     let (results_tx, mut results) = mpsc::channel::<(String, String, ProbeResult)>(64);
     loop {
+        for (function, at) in board.take_heard() {
+            if let Some(change) = probes.heard_from(&function, at) {
+                info!(function = %function, target = %change.target, "function target up: it answered a call");
+                let last_probe = board
+                    .snapshot()
+                    .get(&function)
+                    .and_then(|s| s.last_probe.clone());
+                board.publish(
+                    &function,
+                    TargetStatus {
+                        target: change.target,
+                        state: change.to,
+                        last_probe,
+                        last_result: Some("answered a call".into()),
+                    },
+                );
+            }
+        }
         for (function, target) in probes.due(Instant::now()) {
             let sip = sip.clone();
             let results_tx = results_tx.clone();

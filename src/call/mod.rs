@@ -344,11 +344,15 @@ impl Call<'_> {
                 Wake::Timer => self.feed(Event::Timeout, now).await,
                 Wake::Bridged(Ok(leg)) => {
                     self.transfer = None;
+                    self.target_heard();
                     self.transferred(now);
                     Some(self.bridged(*leg).await)
                 }
                 Wake::Bridged(Err(failure)) => {
                     self.transfer = None;
+                    if failure.target_responded() {
+                        self.target_heard();
+                    }
                     self.media.stop_prompt();
                     self.transfer_failed(failure.to_string(), now).await
                 }
@@ -506,6 +510,13 @@ impl Call<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The target of the hand-off under way answered our INVITE: the OPTIONS prober counts that as a probe.
+    fn target_heard(&self) {
+        if let Some(function) = &self.flow.journey().function {
+            self.services.health.functions.heard_from(function);
+        }
     }
 
     /// The hand-off under way failed: logged and kept for the record with its reason, and the flow moves on

@@ -61,6 +61,19 @@ pub enum DialFailure {
     BadTarget(String),
 }
 
+impl DialFailure {
+    /// Whether the target itself answered (busy, refused, rang): it is alive, whatever the outcome.
+    pub fn target_responded(&self) -> bool {
+        matches!(
+            self,
+            DialFailure::Busy(_)
+                | DialFailure::Refused { .. }
+                | DialFailure::NoAnswer(_)
+                | DialFailure::BadAnswer(_)
+        )
+    }
+}
+
 pub struct Dial<'a> {
     pub sip: &'a SipEndpoint,
     pub target: &'a str,

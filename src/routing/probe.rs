@@ -3,12 +3,16 @@
 //! something is there, so the target is up; [`ProbePolicy::down_after`] probes in a row without one mark it
 //! down. A call routed to a target that is down goes to its failure path at once instead of waiting.
 //!
+//! A target that answered one of our INVITEs (any response) within the interval needs no probe: that answer
+//! counts as one. So a busy target is not probed at all, and the first probes go one interval after start:
+//! some function phones (SIPp's UAS scenarios, for one) take any request outside a call as a broken call.
+//!
 //! [`Probes`] is the decision, sans IO: which targets are due, and what a result does to a target's state.
 //! [`TargetBoard`] is where the current states are published for call tasks and `/healthz`. The task that
 //! sends the OPTIONS lives in [`crate::app`].
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -100,7 +104,7 @@ pub struct Change {
 }
 
 impl Probes {
-    /// Every function's target, each first probed at `now`.
+    /// Every function's target, each first probed one interval after `now`.
     pub fn new(
         policy: ProbePolicy,
         functions: impl IntoIterator<Item = (FunctionId, String)>,
@@ -113,7 +117,7 @@ impl Probes {
                 target,
                 state: TargetState::Unknown,
                 failures: 0,
-                next_probe: now,
+                next_probe: now + policy.interval,
                 in_flight: false,
             })
             .collect();
@@ -173,6 +177,27 @@ impl Probes {
         })
     }
 
+    /// A call to `function` got a response from its target at `at`: as good as an answered probe, and the next
+    /// probe waits a whole interval from then. None when no state changed (or a probe is in flight: its own
+    /// result decides).
+    pub fn heard_from(&mut self, function: &str, at: Instant) -> Option<Change> {
+        let interval = self.policy.interval;
+        let target = self
+            .targets
+            .iter_mut()
+            .find(|t| t.function == function && !t.in_flight)?;
+        target.next_probe = target.next_probe.max(at + interval);
+        target.failures = 0;
+        let from = target.state;
+        target.state = TargetState::Up;
+        (from != target.state).then(|| Change {
+            function: target.function.clone(),
+            target: target.target.clone(),
+            from,
+            to: target.state,
+        })
+    }
+
     pub fn state(&self, function: &str) -> TargetState {
         self.targets
             .iter()
@@ -195,6 +220,8 @@ impl ProbeResult {
 #[derive(Debug, Default)]
 pub struct TargetBoard {
     targets: RwLock<BTreeMap<FunctionId, TargetStatus>>,
+    /// Targets that answered a call's INVITE since the prober last looked, and when.
+    heard: Mutex<Vec<(FunctionId, Instant)>>,
 }
 
 impl TargetBoard {
@@ -216,6 +243,23 @@ impl TargetBoard {
     pub fn snapshot(&self) -> BTreeMap<FunctionId, TargetStatus> {
         self.targets.read().map(|t| t.clone()).unwrap_or_default()
     }
+
+    /// A call task got a response from `function`'s target (see [`Probes::heard_from`]).
+    pub fn heard_from(&self, function: &str) {
+        if let Ok(mut heard) = self.heard.lock() {
+            // Bounded by the number of functions: one entry each is all the prober needs.
+            heard.retain(|(f, _)| f != function);
+            heard.push((function.to_string(), Instant::now()));
+        }
+    }
+
+    /// What call tasks heard since the last call, for the prober.
+    pub fn take_heard(&self) -> Vec<(FunctionId, Instant)> {
+        self.heard
+            .lock()
+            .map(|mut heard| std::mem::take(&mut *heard))
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -234,9 +278,11 @@ mod tests {
     }
 
     #[test]
-    fn every_target_is_probed_at_once_then_each_interval_not_while_in_flight() {
-        let t0 = Instant::now();
-        let mut p = probes(t0);
+    fn every_target_is_probed_each_interval_not_while_in_flight() {
+        let start = Instant::now();
+        let mut p = probes(start);
+        assert!(p.due(start).is_empty(), "no probe at start");
+        let t0 = start + Duration::from_secs(10);
         assert_eq!(p.due(t0).len(), 2);
         assert!(p.due(t0 + Duration::from_secs(30)).is_empty(), "in flight");
         assert_eq!(p.next_due(), None);
@@ -249,7 +295,7 @@ mod tests {
 
     #[test]
     fn any_response_is_up_and_down_takes_failures_in_a_row() {
-        let t0 = Instant::now();
+        let t0 = Instant::now() + Duration::from_secs(10);
         let mut p = probes(t0);
         assert_eq!(p.state("it"), TargetState::Unknown);
         let fail = ProbeResult::Failed("no response within 4s".into());
@@ -276,6 +322,24 @@ mod tests {
     }
 
     #[test]
+    fn a_response_to_a_call_counts_as_a_probe_and_puts_the_next_one_off() {
+        let start = Instant::now();
+        let mut p = probes(start);
+        let at = start + Duration::from_secs(8);
+        let change = p.heard_from("it", at).expect("unknown to up");
+        assert_eq!(change.to, TargetState::Up);
+        assert_eq!(p.heard_from("it", at), None);
+        let due = p.due(start + Duration::from_secs(10));
+        assert_eq!(due, vec![("kt".into(), "sip:kt@127.0.0.1:5072".into())]);
+        assert_eq!(
+            p.due(start + Duration::from_secs(18)).len(),
+            1,
+            "it: a whole interval after the call"
+        );
+        assert_eq!(p.heard_from("it", at), None, "in flight: the probe decides");
+    }
+
+    #[test]
     fn the_board_shows_unknown_for_what_it_was_not_told() {
         let board = TargetBoard::default();
         assert_eq!(board.state("it"), TargetState::Unknown);
@@ -291,5 +355,9 @@ mod tests {
         assert_eq!(board.state("it"), TargetState::Down);
         let json = serde_json::to_value(board.snapshot()).unwrap();
         assert_eq!(json["it"]["state"], "down");
+        board.heard_from("it");
+        board.heard_from("it");
+        assert_eq!(board.take_heard().len(), 1);
+        assert!(board.take_heard().is_empty());
     }
 }
