@@ -87,6 +87,18 @@ struct Target {
     in_flight: bool,
 }
 
+impl Target {
+    /// The change from state `from` to the current one, if it is one.
+    fn change_from(&self, from: TargetState) -> Option<Change> {
+        (from != self.state).then(|| Change {
+            function: self.function.clone(),
+            target: self.target.clone(),
+            from,
+            to: self.state,
+        })
+    }
+}
+
 /// The probing of all function targets: probes due in, results in, state changes out.
 #[derive(Debug)]
 pub struct Probes {
@@ -169,12 +181,7 @@ impl Probes {
                 }
             }
         }
-        (from != target.state).then(|| Change {
-            function: target.function.clone(),
-            target: target.target.clone(),
-            from,
-            to: target.state,
-        })
+        target.change_from(from)
     }
 
     /// A call to `function` got a response from its target at `at`: as good as an answered probe, and the next
@@ -190,12 +197,7 @@ impl Probes {
         target.failures = 0;
         let from = target.state;
         target.state = TargetState::Up;
-        (from != target.state).then(|| Change {
-            function: target.function.clone(),
-            target: target.target.clone(),
-            from,
-            to: target.state,
-        })
+        target.change_from(from)
     }
 
     pub fn state(&self, function: &str) -> TargetState {
