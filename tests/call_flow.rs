@@ -545,6 +545,12 @@ fn busy_function_plays_the_failure_prompt_and_falls_back_to_kundtjanst() {
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
     assert_eq!(record["outcome"], "transferred", "{record:#}");
     assert_eq!(record["function"], "kundtjanst", "{record:#}");
+    assert!(
+        record["end_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("failed hand-offs: it: busy 486")),
+        "the record says why the first hand-off failed: {record:#}"
+    );
     stop_cleanly(daemon);
 }
 
@@ -574,6 +580,12 @@ fn ring_timeout_cancels_the_function_and_hangs_up_as_failed() {
     call.expect_bye(15 * SECOND);
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
     assert_record(&record, "failed", Some("it"), "3", &["root"]);
+    assert!(
+        record["end_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("it: rang out after 2s")),
+        "{record:#}"
+    );
     stop_cleanly(daemon);
 }
 
