@@ -21,6 +21,7 @@ const DEFAULT_RTP_PORTS: &str = "10000-20000";
 const DEFAULT_GRACE: &str = "30s";
 const DEFAULT_MEDIA_TIMEOUT: &str = "60s";
 const DEFAULT_ANSWER_DELAY: &str = "0s";
+const DEFAULT_PROBE_INTERVAL: &str = "20s";
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +34,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the run variant's settings costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Answer calls: play the menu, collect digits, hand calls to their function, record every call.
@@ -121,7 +124,7 @@ enum GraphFormat {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
-    /// answer_delay, agents, digest.
+    /// answer_delay, agents, digest, probe_interval.
     #[arg(long, env = "KNAPPVAL_CONFIG")]
     config: Option<PathBuf>,
     #[arg(long, env = "KNAPPVAL_MENU")]
@@ -155,6 +158,10 @@ struct RunArgs {
     /// Digest algorithms offered to registering phones, preferred first: md5 (default), or sha-256,md5.
     #[arg(long, env = "KNAPPVAL_DIGEST")]
     digest: Option<String>,
+    /// Probe each function's target with SIP OPTIONS this often (default 20s; 0s disables). A target that
+    /// does not answer two probes in a row is down: its calls go straight to the failure path.
+    #[arg(long, env = "KNAPPVAL_PROBE_INTERVAL")]
+    probe_interval: Option<String>,
     /// Log format on stderr: text or json. The level comes from KNAPPVAL_LOG or RUST_LOG (default info).
     #[arg(long, env = "KNAPPVAL_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -175,6 +182,7 @@ struct SettingsFile {
     answer_delay: Option<String>,
     agents: Option<PathBuf>,
     digest: Option<String>,
+    probe_interval: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -472,6 +480,10 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
         .answer_delay
         .or(file.answer_delay)
         .unwrap_or_else(|| DEFAULT_ANSWER_DELAY.into());
+    let probe_interval = args
+        .probe_interval
+        .or(file.probe_interval)
+        .unwrap_or_else(|| DEFAULT_PROBE_INTERVAL.into());
     Ok(Settings {
         menu: args
             .menu
@@ -497,6 +509,7 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
                     .map_err(|e| anyhow::anyhow!("--digest {list:?}: {e}"))
             })
             .transpose()?,
+        probe_interval: parse_duration("probe_interval", &probe_interval)?,
     })
 }
 
@@ -575,6 +588,7 @@ mod tests {
         assert_eq!(s.rtp_ports, 10000..=20000);
         assert_eq!(s.grace_period, Duration::from_secs(30));
         assert_eq!(s.answer_delay, Duration::ZERO);
+        assert_eq!(s.probe_interval, Duration::from_secs(20));
         assert_eq!(s.media_timeout, Duration::from_secs(60));
         let off = settings(run_args(&["--media-timeout", "0s"])).unwrap();
         assert_eq!(

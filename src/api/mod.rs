@@ -21,6 +21,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use crate::records::{ContactQuery, Records, parse_timestamp};
+use crate::routing::probe::TargetBoard;
 use crate::sip::Registrar;
 
 /// Records returned by `/api/v1/contacts` when no `limit` is given.
@@ -45,6 +46,8 @@ pub struct Health {
     /// Set at shutdown: new calls are refused, so a load balancer should stop sending them here.
     pub draining: AtomicBool,
     pub started: Instant,
+    /// Each function target's state from the OPTIONS probes.
+    pub functions: TargetBoard,
 }
 
 impl Health {
@@ -53,6 +56,7 @@ impl Health {
             active_calls: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             started: Instant::now(),
+            functions: TargetBoard::default(),
         }
     }
 }
@@ -201,6 +205,8 @@ async fn healthz(State(state): State<ApiState>) -> Response {
         "active_calls": health.active_calls.load(Ordering::Relaxed),
         "draining": draining,
         "uptime_seconds": health.started.elapsed().as_secs(),
+        // A target that is down does not make knappval unhealthy: its callers get the failure path.
+        "functions": health.functions.snapshot(),
     });
     let status = if draining {
         StatusCode::SERVICE_UNAVAILABLE

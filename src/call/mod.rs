@@ -32,6 +32,7 @@ use crate::menu::model::{Menu, TransferMode};
 use crate::records::{ContactRecord, Records};
 use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
+use crate::routing::probe::TargetState;
 use crate::routing::refer::{self, ReferProgress};
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::sip::{IncomingCall, SipEndpoint, message};
@@ -222,9 +223,18 @@ async fn answer_and_run(
         refer_deadline: None,
         refer_accepted: false,
         answer_in_ack: false,
+        transfer_failures: Vec::new(),
         record,
     };
-    call.run().await
+    let mut end = call.run().await;
+    if !call.transfer_failures.is_empty() {
+        end.reason = format!(
+            "{}; failed hand-offs: {}",
+            end.reason,
+            call.transfer_failures.join(", ")
+        );
+    }
+    end
 }
 
 /// Sends 180 Ringing and lets the call ring for `delay`; false when the caller gave up (CANCEL) meanwhile.
@@ -289,11 +299,15 @@ struct Call<'r> {
     refer_accepted: bool,
     /// We offered in a 200 to a re-INVITE without SDP: the caller's answer comes with the ACK.
     answer_in_ack: bool,
+    /// Why each hand-off that failed did (`it: no response from target within 4s`), for the record.
+    transfer_failures: Vec<String>,
     record: &'r mut ContactRecord,
 }
 
 /// How long a REFER may take, beyond the function's ring timeout, before we take it as failed.
 const REFER_GRACE: Duration = Duration::from_secs(8);
+/// Longest wait for an in-dialog answer to go out before a BYE that must follow it.
+const ANSWER_SENT_WAIT: Duration = Duration::from_secs(2);
 
 impl Call<'_> {
     async fn run(&mut self) -> End {
@@ -334,14 +348,17 @@ impl Call<'_> {
                 Wake::Timer => self.feed(Event::Timeout, now).await,
                 Wake::Bridged(Ok(leg)) => {
                     self.transfer = None;
+                    self.target_heard();
                     self.transferred(now);
                     Some(self.bridged(*leg).await)
                 }
                 Wake::Bridged(Err(failure)) => {
                     self.transfer = None;
-                    info!(%failure, "transfer failed");
+                    if failure.target_responded() {
+                        self.target_heard();
+                    }
                     self.media.stop_prompt();
-                    self.feed(Event::TransferFailed, now).await
+                    self.transfer_failed(failure.to_string(), now).await
                 }
                 Wake::Referred(Ok(())) => {
                     self.transfer = None;
@@ -351,13 +368,12 @@ impl Call<'_> {
                 Wake::Referred(Err(failure)) => {
                     self.transfer = None;
                     self.refer_deadline = None;
-                    info!(%failure, "refer failed");
-                    self.feed(Event::TransferFailed, now).await
+                    self.transfer_failed(failure.to_string(), now).await
                 }
                 Wake::ReferTimedOut => {
                     self.refer_deadline = None;
-                    info!("no final NOTIFY for the REFER in time");
-                    self.feed(Event::TransferFailed, now).await
+                    self.transfer_failed("no final NOTIFY for the REFER in time".into(), now)
+                        .await
                 }
                 Wake::Shutdown => {
                     self.hang_up();
@@ -422,10 +438,9 @@ impl Call<'_> {
                 },
                 Action::StopPrompt => self.media.stop_prompt(),
                 Action::Transfer(function_id) => {
-                    if !self.start_transfer(&function_id) {
-                        // Validation makes this unreachable; if it happens the flow must still move on.
+                    if let Err(why) = self.start_transfer(&function_id) {
                         let now = Instant::now();
-                        if let Some(end) = Box::pin(self.feed(Event::TransferFailed, now)).await {
+                        if let Some(end) = Box::pin(self.transfer_failed(why, now)).await {
                             return Some(end);
                         }
                     }
@@ -445,12 +460,17 @@ impl Call<'_> {
         None
     }
 
-    /// Starts the hand-off beside the menu loop; false when the function does not exist.
-    fn start_transfer(&mut self, function_id: &str) -> bool {
+    /// Starts the hand-off beside the menu loop; Err (why) when it cannot start: the function does not exist
+    /// (validation makes that unreachable) or its target is down by the OPTIONS probes.
+    fn start_transfer(&mut self, function_id: &str) -> Result<(), String> {
         let Some(function) = self.services.menu.functions.get(function_id) else {
             warn!(function = function_id, "transfer to an unknown function");
-            return false;
+            return Err(format!("{function_id}: no such function"));
         };
+        if self.services.health.functions.state(function_id) == TargetState::Down {
+            self.record.transfer_target = Some(function.target.clone());
+            return Err("target down (OPTIONS probes unanswered)".into());
+        }
         let journey = self.flow.journey();
         let handoff = Handoff {
             caller_number: self.record.from.clone(),
@@ -494,7 +514,23 @@ impl Call<'_> {
                 })));
             }
         }
-        true
+        Ok(())
+    }
+
+    /// The target of the hand-off under way answered our INVITE: the OPTIONS prober counts that as a probe.
+    fn target_heard(&self) {
+        if let Some(function) = &self.flow.journey().function {
+            self.services.health.functions.heard_from(function);
+        }
+    }
+
+    /// The hand-off under way failed: logged and kept for the record with its reason, and the flow moves on
+    /// to the function's failure path.
+    async fn transfer_failed(&mut self, why: String, now: Instant) -> Option<End> {
+        let function = self.flow.journey().function.clone().unwrap_or_default();
+        info!(function = %function, reason = %why, "transfer failed");
+        self.transfer_failures.push(format!("{function}: {why}"));
+        self.feed(Event::TransferFailed, now).await
     }
 
     async fn on_dialog(&mut self, state: DialogState) -> Option<End> {
@@ -546,13 +582,15 @@ impl Call<'_> {
                         info!(code, "referred call answered");
                         self.refer_deadline = None;
                         self.transferred(now);
+                        // A strict transferee drops the dialog on a BYE that overtakes our 200 to its NOTIFY.
+                        self.until_answer_sent().await;
                         self.hang_up();
                         Some(End::new(Outcome::Transferred, "referred"))
                     }
                     Some(ReferProgress::Failed(code)) if self.refer_deadline.is_some() => {
-                        info!(code, "referred call failed");
                         self.refer_deadline = None;
-                        self.feed(Event::TransferFailed, now).await
+                        self.transfer_failed(format!("referred call failed {code}"), now)
+                            .await
                     }
                     _ => None,
                 }
@@ -652,6 +690,25 @@ impl Call<'_> {
     fn caller_answer_from_ack(&mut self) {
         self.answer_in_ack = false;
         take_answer_from_ack(&self.dialog, &mut self.media, &mut self.codec);
+    }
+
+    /// Waits until our answer to the in-dialog request just answered is on the wire: `respond` only queues it
+    /// for the request's transaction, which sends it and then reports the dialog Confirmed again. Other
+    /// requests arriving meanwhile get their routine answer; bounded, in case the report never comes.
+    async fn until_answer_sent(&mut self) {
+        let wait = async {
+            loop {
+                match self.events.recv().await {
+                    None | Some(DialogState::Terminated(..) | DialogState::Confirmed(..)) => return,
+                    Some(other) => {
+                        answer_routine(other).await;
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(ANSWER_SENT_WAIT, wait).await.is_err() {
+            debug!("no report that the answer went out; going on");
+        }
     }
 
     fn hang_up(&mut self) {

@@ -135,6 +135,15 @@ pub fn rms(samples: &[i16]) -> f64 {
     (samples.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
 }
 
+/// RMS of a 0 dBm0 sine on the 16-bit scale G.711 decodes to: its peak is 3.17 dB below µ-law full scale
+/// (8159 on the 14-bit scale, 32636 on 16 bits), ITU-T G.711's digital milliwatt.
+pub const DBM0_RMS: f64 = 32636.0 / 1.4405 / std::f64::consts::SQRT_2;
+
+/// The level of `samples` in dBm0 (-inf for silence).
+pub fn dbm0(samples: &[i16]) -> f64 {
+    20.0 * (rms(samples) / DBM0_RMS).log10()
+}
+
 /// Which of `candidates` dominates a frame, if any: most of the energy at that frequency and not near-silent.
 pub fn dominant(samples: &[i16], candidates: &[u32]) -> Option<u32> {
     if rms(samples) < 300.0 {

@@ -13,6 +13,7 @@ pub mod sdp;
 pub mod sip;
 pub mod sipmsg;
 pub mod sipp;
+pub mod transferee;
 
 pub use daemon::{Daemon, Fixture, MenuSpec};
 pub use function::FunctionEndpoint;
