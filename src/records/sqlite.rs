@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use super::record::{ContactRecord, Progress, format_timestamp, parse_timestamp};
@@ -102,10 +102,12 @@ const APPEND_STEP: &str = "UPDATE contact_records SET steps = json_insert(steps,
 const COLUMNS: &str = "id, record_id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
      outcome, transfer_target, transferred_at, end_reason, steps";
 
-/// Contact records in one SQLite file. One connection behind a mutex: SQLite has one writer at a time anyway,
-/// and a record is a single small upsert.
+/// Contact records in one SQLite file. One writing connection behind a mutex (SQLite has one writer at a time
+/// anyway, and the writer task sends one batch at a time), and for a file a second, read-only one for lists:
+/// with WAL, reads never wait for a write, even one stuck in the busy timeout of a locked database.
 pub struct SqliteStore {
     connection: Mutex<Connection>,
+    reader: Option<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -140,7 +142,12 @@ impl SqliteStore {
         connection
             .pragma_update(None, "synchronous", "FULL")
             .map_err(open_error)?;
-        Self::with_connection(connection, path.to_path_buf())
+        let mut store = Self::with_connection(connection, path.to_path_buf())?;
+        let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(open_error)?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        store.reader = Some(Mutex::new(reader));
+        Ok(store)
     }
 
     /// A store that lives in memory only, for tests and `knappval simulate`.
@@ -160,6 +167,7 @@ impl SqliteStore {
         migrate(&mut connection, &path)?;
         Ok(SqliteStore {
             connection: Mutex::new(connection),
+            reader: None,
             path,
         })
     }
@@ -174,6 +182,13 @@ impl SqliteStore {
         self.connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(reader) => reader.lock().unwrap_or_else(PoisonError::into_inner),
+            None => self.connection(),
+        }
     }
 }
 
@@ -326,7 +341,7 @@ impl ContactStore for SqliteStore {
         let limit = query
             .limit
             .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
-        let connection = self.connection();
+        let connection = self.reader();
         let rows: Vec<RawRow> = match query.since {
             Some(since) => {
                 let mut statement = connection.prepare_cached(&format!(
@@ -621,6 +636,30 @@ mod tests {
     }
 
     #[test]
+    fn lists_do_not_wait_for_a_write_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(store_in(&dir));
+        let record = call("c1", datetime!(2026-11-23 10:00 UTC));
+        put(&store, &record);
+        // The writer stuck inside a write (a locked database's busy timeout) holds the writing connection.
+        let writing = store.connection();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                reader
+                    .list(&ContactQuery::default())
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        let listed = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the list waited for the writer");
+        drop(writing);
+        assert_eq!(listed.unwrap(), vec![record]);
+    }
+
+    #[test]
     fn the_write_probe_fails_on_a_read_only_database() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("records.sqlite");
@@ -629,6 +668,7 @@ mod tests {
             Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
         let store = SqliteStore {
             connection: Mutex::new(read_only),
+            reader: None,
             path: path.clone(),
         };
         let error = store.probe_write().unwrap_err();
