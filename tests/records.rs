@@ -29,7 +29,16 @@ fn healthz(daemon: &Daemon) -> (u16, Value) {
 
 /// `knappval run` on `fixture`'s files, expected to refuse to start: its output once it exited (bounded).
 fn refused_start(fixture: &Fixture, as_nobody: bool) -> Output {
-    let mut command = Command::new(bin());
+    let program = if as_nobody {
+        // The build's folder may be closed to other users (a CI checkout under /root): run a copy from the
+        // fixture's folder, which nobody may enter.
+        let copy = fixture.path("knappval");
+        std::fs::copy(bin(), &copy).expect("copy the binary");
+        copy
+    } else {
+        bin().into()
+    };
+    let mut command = Command::new(program);
     command
         .arg("run")
         .arg("--menu")
@@ -46,7 +55,18 @@ fn refused_start(fixture: &Fixture, as_nobody: bool) -> Output {
         use std::os::unix::process::CommandExt;
         command.uid(65534).gid(65534);
     }
-    let mut child = command.spawn().expect("spawn knappval run");
+    // A fresh copy may be "text file busy" for a moment: another test thread's fork can hold its write handle
+    // until that child's exec.
+    let mut attempts = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(26) && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            spawned => break spawned.expect("spawn knappval run"),
+        }
+    };
     let deadline = Instant::now() + 30 * SECOND;
     while child.try_wait().ok().flatten().is_none() {
         if Instant::now() > deadline {
