@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod guard;
 pub mod message;
 pub mod sdp;
+pub mod session_timer;
 
 pub use endpoint::{IncomingCall, SipEndpoint};
 
