@@ -264,6 +264,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_talking_leg_keeps_the_relay_up_for_a_silent_one() {
+        let ports = test_ports();
+        let mut caller_leg = MediaSession::open(LOCALHOST, &ports).await.unwrap();
+        let mut function_leg = MediaSession::open(LOCALHOST, &ports).await.unwrap();
+        let caller = peer_socket().await;
+        let function = peer_socket().await;
+        let now = Instant::now();
+        caller_leg.start(caller.local_addr().unwrap(), Codec::Pcmu, None, now);
+        function_leg.start(function.local_addr().unwrap(), Codec::Pcmu, None, now);
+        caller_leg.set_media_timeout(Duration::from_millis(300));
+        function_leg.set_media_timeout(Duration::from_millis(300));
+        let to_function_leg = function_leg.local_addr();
+
+        // The function talks for five caller timeouts; the caller never sends a packet.
+        let talking = async {
+            let mut stream = RtpStream::with_state(9, 0, 0);
+            for _ in 0..75 {
+                let packet = stream.frame(0, &[0xFF; 160], 160).unwrap().to_vec();
+                function.send_to(&packet, to_function_leg).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::select! {
+            end = relay(&mut caller_leg, &mut function_leg) => panic!("relay ended: {end:?}"),
+            () = talking => {}
+        }
+        // Now both are silent.
+        let end = tokio::time::timeout(
+            Duration::from_secs(5),
+            relay(&mut caller_leg, &mut function_leg),
+        )
+        .await
+        .expect("two silent legs end the relay");
+        assert_eq!(end, RelayEnd::BothSilent);
+    }
+
+    #[tokio::test]
     async fn same_codec_passes_through_and_only_two_silent_legs_end_the_relay() {
         let ports = test_ports();
         let mut caller_leg = MediaSession::open(LOCALHOST, &ports).await.unwrap();
