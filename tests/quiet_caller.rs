@@ -189,10 +189,10 @@ fn hold_in_either_direction_never_times_out_and_resuming_rearms_the_timeout() {
 }
 
 #[test]
-fn rtcp_alone_on_either_port_keeps_a_silent_bridge_up() {
+fn rtcp_on_either_port_or_requests_in_the_dialog_alone_keep_a_silent_bridge_up() {
     let (daemon, it) = quick_timeout_daemon();
     let caller = Caller::udp(daemon.sip);
-    let (call, ok) = silent_call(&caller, &daemon, &[]);
+    let (mut call, ok) = silent_call(&caller, &daemon, &[]);
     let media = media_of(&ok);
     let incoming = function_answers(&it, None);
 
@@ -205,7 +205,14 @@ fn rtcp_alone_on_either_port_keeps_a_silent_bridge_up() {
             assert_no_bye(&call, SECOND, &format!("RTCP to {target}"));
         }
     }
-    assert_dead_bridge_ended(&daemon, &call, &incoming, "the RTCP stopped");
+    // Then only OPTIONS in the caller's dialog, every 2 s for 8 s.
+    let until = Instant::now() + 8 * SECOND;
+    while Instant::now() < until {
+        let options = call.request("OPTIONS", &[], None, 10 * SECOND);
+        assert_eq!(options.status(), Some(200), "{}", options.summary());
+        assert_no_bye(&call, 2 * SECOND, "OPTIONS in the dialog");
+    }
+    assert_dead_bridge_ended(&daemon, &call, &incoming, "RTCP and requests stopped");
 }
 
 #[test]

@@ -340,7 +340,7 @@ impl Call<'_> {
                     self.hang_up();
                     Some(End::new(
                         self.outcome_or(Outcome::Abandoned),
-                        "no RTP from the caller",
+                        "no RTP, RTCP or request from the caller",
                     ))
                 }
                 Wake::SessionExpired => {
