@@ -3,9 +3,10 @@
 //! It answers the INVITE (SDP offer/answer), feeds the flow with what happens (digits from RFC 4733 or INFO,
 //! prompts ending, timers, hang-ups) and carries out what the flow asks (play, stop, transfer, hang up). A
 //! transfer runs beside the menu loop, so a caller who hangs up while the function rings is noticed at once.
-//! Once bridged, it relays media between the legs until one side hangs up. Its contact record is written when
-//! the call starts, then as it goes (answered, each menu event, transfer started, bridged), so that a crash
-//! leaves how far it got, and complete when it ends, whatever way it ends.
+//! Once bridged, it relays media between the legs until one side hangs up, both fall silent, or the caller's
+//! session timer (RFC 4028, [`session_refresh`]) expires. Its contact record is written when the call
+//! starts, then as it goes (answered, each menu event, transfer started, bridged), so that a crash leaves how
+//! far it got, and complete when it ends, whatever way it ends.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -25,8 +26,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+mod session_refresh;
+
+use session_refresh::SessionRefresh;
+
 use crate::api::Health;
-use crate::flow::{Action, Event, Flow, Outcome, WallClock};
+use crate::flow::{Action, Event, Flow, Outcome, StepKind, WallClock};
 use crate::media::prompt::{Prompt, PromptCache};
 use crate::media::{Codec, MediaEvent, MediaSession, RtpPorts};
 use crate::menu::model::{Menu, TransferMode};
@@ -178,7 +183,9 @@ async fn answer_and_run(
     if matches!(dialog.state(), DialogState::Terminated(..)) {
         return End::new(Outcome::Abandoned, "caller cancelled before answer");
     }
-    let headers = vec![Header::ContentType("application/sdp".into())];
+    let session = SessionRefresh::start(&request, &dialog, &answer, Instant::now());
+    let mut headers = vec![Header::ContentType("application/sdp".into())];
+    headers.extend(session.iter().flat_map(SessionRefresh::response_headers));
     if let Err(e) = dialog.accept(Some(headers), Some(answer.into_bytes())) {
         if matches!(dialog.state(), DialogState::Terminated(..)) {
             return End::new(Outcome::Abandoned, "caller cancelled before answer");
@@ -202,7 +209,10 @@ async fn answer_and_run(
         negotiated.telephone_event,
         now,
     );
-    media.set_sending(negotiated.direction.receives());
+    media.set_direction(
+        negotiated.direction.receives(),
+        negotiated.direction.sends(),
+    );
     local.session_version += 1;
     let mut call = Call {
         services: services.clone(),
@@ -221,6 +231,7 @@ async fn answer_and_run(
         refer_accepted: false,
         answer_in_ack: false,
         transfer_failures: Vec::new(),
+        session,
         record,
     };
     let mut end = call.run().await;
@@ -278,6 +289,7 @@ enum Wake {
     Bridged(Result<Box<FunctionLeg>, DialFailure>),
     Referred(Result<(), refer::ReferFailure>),
     ReferTimedOut,
+    SessionExpired,
     Shutdown,
 }
 
@@ -298,6 +310,8 @@ struct Call<'r> {
     answer_in_ack: bool,
     /// Why each hand-off that failed did (`it: no response from target within 4s`), for the record.
     transfer_failures: Vec<String>,
+    /// The caller's session timer, when its INVITE asked for one.
+    session: Option<SessionRefresh>,
     record: &'r mut ContactRecord,
 }
 
@@ -334,12 +348,22 @@ impl Call<'_> {
                     }
                 }
                 Wake::Media(MediaEvent::Digit(digit)) => self.feed(Event::Digit(digit), now).await,
+                // Silence alone does not end the call before the menu has run its course (see silence_is_death).
+                Wake::Media(MediaEvent::MediaTimeout) if !self.silence_is_death() => None,
                 Wake::Media(MediaEvent::MediaTimeout) => {
                     self.feed(Event::CallerHungUp, now).await;
                     self.hang_up();
                     Some(End::new(
                         self.outcome_or(Outcome::Abandoned),
-                        "no RTP from the caller",
+                        "no RTP, RTCP or request from the caller",
+                    ))
+                }
+                Wake::SessionExpired => {
+                    self.feed(Event::CallerHungUp, now).await;
+                    self.hang_up();
+                    Some(End::new(
+                        self.outcome_or(Outcome::Abandoned),
+                        "session timer expired",
                     ))
                 }
                 Wake::Timer => self.feed(Event::Timeout, now).await,
@@ -394,9 +418,25 @@ impl Call<'_> {
             event = self.media.next_event() => Wake::Media(event),
             _ = sleep_until(timer) => Wake::Timer,
             _ = sleep_until(refer_deadline) => Wake::ReferTimedOut,
+            () = session_refresh::expiry(&mut self.session) => Wake::SessionExpired,
             done = poll_transfer(&mut self.transfer) => done,
             _ = self.services.hangup_all.cancelled() => Wake::Shutdown,
         }
+    }
+
+    /// In the menu a caller who sends nothing may still be listening: the menu's own timeouts and fallback take
+    /// them on (a hand-off, or a hang-up). Silence ends the call only once the menu's fallback has run and no
+    /// hand-off is under way, so a fallback that leads back into a menu cannot keep a dead caller forever: the
+    /// bound is the menu's time to its fallback plus one media timeout.
+    fn silence_is_death(&self) -> bool {
+        let handing_off = self.transfer.is_some() || self.refer_deadline.is_some();
+        let fell_back = self
+            .flow
+            .journey()
+            .steps
+            .iter()
+            .any(|step| matches!(step.kind, StepKind::Fallback));
+        !handing_off && fell_back
     }
 
     fn outcome_or(&self, otherwise: Outcome) -> Outcome {
@@ -547,6 +587,8 @@ impl Call<'_> {
 
     async fn on_dialog(&mut self, state: DialogState) -> Option<End> {
         let now = Instant::now();
+        // A request in the dialog (re-INVITE, UPDATE, INFO, OPTIONS) shows the caller is there.
+        self.media.note_life(now);
         match state {
             DialogState::Terminated(_, reason) => {
                 let why = match reason {
@@ -634,8 +676,15 @@ impl Call<'_> {
                 state = self.events.recv() => BridgeWake::Caller(state),
                 state = leg.events.recv() => BridgeWake::Function(state),
                 end = crate::media::relay(&mut self.media, &mut leg.media) => BridgeWake::Relay(end),
+                () = session_refresh::expiry(&mut self.session) => BridgeWake::SessionExpired,
                 _ = self.services.hangup_all.cancelled() => BridgeWake::Shutdown,
             };
+            // A request in a leg's dialog is that leg's life, as its media would be.
+            match &wake {
+                BridgeWake::Caller(Some(_)) => self.media.note_life(Instant::now()),
+                BridgeWake::Function(Some(_)) => leg.media.note_life(Instant::now()),
+                _ => {}
+            }
             match wake {
                 BridgeWake::Caller(None)
                 | BridgeWake::Caller(Some(DialogState::Terminated(..))) => {
@@ -656,18 +705,27 @@ impl Call<'_> {
                 BridgeWake::Function(Some(DialogState::Updated(_, request, handle))) => {
                     let codec = &mut leg.negotiated.codec;
                     // An answer in the function's ACK is not applied (rare from agent phones): noted.
-                    let _ =
-                        answer_reoffer(&request, &handle, &mut leg.media, &mut leg.local, codec)
-                            .await;
+                    let local = &mut leg.local;
+                    let _ = answer_reoffer(&request, &handle, &mut leg.media, local, codec, vec![])
+                        .await;
                 }
                 BridgeWake::Caller(Some(state)) | BridgeWake::Function(Some(state)) => {
                     answer_routine(state).await;
                 }
                 BridgeWake::Relay(end) => {
-                    info!(?end, "media relay ended");
+                    info!(
+                        ?end,
+                        "media relay ended: no media or request from either side"
+                    );
                     self.bye(&leg.dialog);
                     self.bye(&self.dialog);
-                    return End::new(Outcome::Transferred, "media stopped");
+                    return End::new(Outcome::Transferred, "media stopped on both legs");
+                }
+                BridgeWake::SessionExpired => {
+                    info!("the caller's session timer expired");
+                    self.bye(&leg.dialog);
+                    self.bye(&self.dialog);
+                    return End::new(Outcome::Transferred, "session timer expired");
                 }
                 BridgeWake::Shutdown => {
                     self.bye(&leg.dialog);
@@ -690,16 +748,29 @@ impl Call<'_> {
         });
     }
 
-    /// A re-INVITE or UPDATE from the caller, in the menu or bridged.
+    /// A re-INVITE or UPDATE from the caller, in the menu or bridged; also a session refresh.
     async fn caller_reoffer(&mut self, request: &Request, handle: &TransactionHandle) {
-        self.answer_in_ack = answer_reoffer(
+        let mut timer_headers = Vec::new();
+        if let Some(session) = self.session.as_mut() {
+            if session.peer_refreshed(request, Instant::now()) {
+                timer_headers = session.response_headers();
+            } else {
+                self.session = None;
+            }
+        }
+        let reoffer = answer_reoffer(
             request,
             handle,
             &mut self.media,
             &mut self.local,
             &mut self.codec,
+            timer_headers,
         )
         .await;
+        self.answer_in_ack = reoffer.answer_in_ack;
+        if let (Some(session), Some(sdp)) = (self.session.as_mut(), reoffer.sdp_sent) {
+            session.sdp_sent(&sdp);
+        }
     }
 
     /// The ACK that completes an offerless re-INVITE from the caller carries the answer.
@@ -748,38 +819,59 @@ enum BridgeWake {
     Caller(Option<DialogState>),
     Function(Option<DialogState>),
     Relay(crate::media::RelayEnd),
+    SessionExpired,
     Shutdown,
 }
 
-/// A re-INVITE or UPDATE on one leg: hold, resume, a new address. Answered from the same session (same
-/// o= id, next version), and the leg's media follows what was agreed.
-/// Returns true when the re-INVITE had no offer: ours went in the 200 and the answer comes in the ACK.
+/// What answering a re-offer did.
+struct Reoffer {
+    /// The re-INVITE had no offer: ours went in the 200 and the answer comes in the ACK.
+    answer_in_ack: bool,
+    /// The SDP our 2xx carried, if any.
+    sdp_sent: Option<String>,
+}
+
+/// A re-INVITE or UPDATE on one leg: hold, resume, a new address, or only a session refresh (an UPDATE
+/// without a body). Answered from the same session (same o= id, next version), with `extra` headers on a
+/// 2xx, and the leg's media follows what was agreed.
 async fn answer_reoffer(
     request: &Request,
     handle: &TransactionHandle,
     media: &mut MediaSession,
     local: &mut LocalMedia,
     codec: &mut Codec,
-) -> bool {
+    extra: Vec<Header>,
+) -> Reoffer {
+    let mut reoffer = Reoffer {
+        answer_in_ack: false,
+        sdp_sent: None,
+    };
+    if request.body.is_empty() && request.method == rsipstack::sip::Method::Update {
+        respond_with(handle, StatusCode::OK, extra, None).await;
+        return reoffer;
+    }
     if request.body.is_empty() {
         let offer = sdp::offer(local, *codec);
         local.session_version += 1;
-        respond(handle, StatusCode::OK, Some(offer)).await;
-        return true;
+        respond_with(handle, StatusCode::OK, extra, Some(offer.clone())).await;
+        reoffer.answer_in_ack = true;
+        reoffer.sdp_sent = Some(offer);
+        return reoffer;
     }
     match sdp::answer(&request.body, local) {
         Ok((negotiated, answer)) => {
             local.session_version += 1;
             follow(media, codec, &negotiated);
             info!(direction = ?negotiated.direction, "session updated");
-            respond(handle, StatusCode::OK, Some(answer)).await;
+            respond_with(handle, StatusCode::OK, extra, Some(answer.clone())).await;
+            reoffer.sdp_sent = Some(answer);
         }
         Err(e) => {
             info!(error = %e, "re-offer refused; the session stays as it was");
             respond(handle, StatusCode::NotAcceptableHere, None).await;
         }
     }
-    false
+    reoffer
 }
 
 /// A leg's media follows a renegotiated session: new address, codec and telephone-event type, and hold
@@ -791,7 +883,10 @@ fn follow(media: &mut MediaSession, codec: &mut Codec, negotiated: &Negotiated) 
         negotiated.codec,
         negotiated.telephone_event,
     );
-    media.set_sending(negotiated.direction.receives());
+    media.set_direction(
+        negotiated.direction.receives(),
+        negotiated.direction.sends(),
+    );
 }
 
 /// The answer a caller put in the ACK of a re-INVITE without offer (PBXes re-anchor media this way after a
@@ -834,13 +929,20 @@ async fn answer_routine(state: DialogState) -> Option<DialogState> {
 }
 
 async fn respond(handle: &TransactionHandle, status: StatusCode, sdp_body: Option<String>) {
-    let (headers, body) = match sdp_body {
-        Some(body) => (
-            Some(vec![Header::ContentType("application/sdp".into())]),
-            Some(body.into_bytes()),
-        ),
-        None => (None, None),
-    };
+    respond_with(handle, status, Vec::new(), sdp_body).await;
+}
+
+async fn respond_with(
+    handle: &TransactionHandle,
+    status: StatusCode,
+    mut headers: Vec<Header>,
+    sdp_body: Option<String>,
+) {
+    if sdp_body.is_some() {
+        headers.push(Header::ContentType("application/sdp".into()));
+    }
+    let headers = (!headers.is_empty()).then_some(headers);
+    let body = sdp_body.map(String::into_bytes);
     if let Err(e) = handle.respond(status, headers, body).await {
         debug!(error = %e, "in-dialog response failed");
     }

@@ -245,7 +245,10 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
         negotiated.telephone_event,
         std::time::Instant::now(),
     );
-    media.set_sending(negotiated.direction.receives());
+    media.set_direction(
+        negotiated.direction.receives(),
+        negotiated.direction.sends(),
+    );
     Ok(FunctionLeg {
         dialog,
         events,

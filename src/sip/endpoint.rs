@@ -296,6 +296,7 @@ impl SipEndpoint {
                 StatusCode::OK,
                 vec![
                     allow(),
+                    Header::Supported("timer".into()),
                     Header::Accept("application/sdp".into()),
                     Header::AcceptLanguage("sv, en".into()),
                 ],
@@ -378,12 +379,22 @@ impl SipEndpoint {
                 return Err((StatusCode::LoopDetected, vec![]));
             }
         }
-        // RFC 3261 §8.2.2.3: we implement no extensions, so any required one is unsupported.
-        let required = message::required_extensions(invite);
+        // RFC 3261 §8.2.2.3: session timers are the one extension we implement; any other required one is
+        // unsupported.
+        let mut required = message::required_extensions(invite);
+        required.retain(|tag| !tag.eq_ignore_ascii_case("timer"));
         if !required.is_empty() {
             return Err((
                 StatusCode::BadExtension,
                 vec![Header::Unsupported(required.join(", ").into())],
+            ));
+        }
+        if super::session_timer::asked(invite) == super::session_timer::Asked::TooSmall {
+            // RFC 4028 §8.1: the caller retries with our minimum.
+            let min_se = super::session_timer::MIN_SE.as_secs().to_string();
+            return Err((
+                StatusCode::SessionIntervalTooSmall,
+                vec![Header::MinSE(min_se.into())],
             ));
         }
         if let Err(e) = message::session_offer(invite) {
