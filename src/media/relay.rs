@@ -21,6 +21,15 @@ pub enum RelayEnd {
     FunctionTimeout,
 }
 
+impl std::fmt::Display for RelayEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RelayEnd::CallerTimeout => "no RTP from the caller",
+            RelayEnd::FunctionTimeout => "no RTP from the function",
+        })
+    }
+}
+
 /// Forwards media between the legs until a leg's media times out or the future is dropped.
 /// Cancel-safe: packets are handled completely between awaits. Prompts on both legs stop;
 /// after the relay, `next_event` resumes each leg's own paced stream.

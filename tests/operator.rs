@@ -1,0 +1,238 @@
+//! What an operator reads: the daemon's log lines (text and JSON), its fatal errors, `--help`, and the settings it
+//! refuses. Each test runs the real binary.
+
+mod common;
+
+use common::audio::{CALLER_HZ, FUNCTION_HZ, MENU_HZ};
+use common::daemon::{os, path_arg, run_cli};
+use common::sdp::{PCMA, PCMU};
+use common::{Caller, Daemon, Fixture, FunctionEndpoint, MenuSpec, SECOND, wait_until};
+use serde_json::Value;
+use std::time::Instant;
+
+/// Every line of a JSON log, parsed; panics on a line that is not a JSON object.
+fn json_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str::<Value>(l)
+                .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+/// The `fields` of the first JSON log line whose message starts with `message`.
+fn fields_of<'a>(lines: &'a [Value], message: &str) -> &'a Value {
+    lines
+        .iter()
+        .map(|l| &l["fields"])
+        .find(|f| {
+            f["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+        })
+        .unwrap_or_else(|| panic!("no log line {message:?}"))
+}
+
+#[test]
+fn json_log_values_are_written_as_an_operator_writes_them() {
+    let it = FunctionEndpoint::new(&[PCMA]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let fixture = Fixture::new();
+    fixture.write_menu(&MenuSpec::new(&it.uri("it"), &kt.uri("kt")).yaml());
+    let mut daemon = Daemon::start_with(fixture, &["--log-format", "json"]);
+
+    // A call that presses 3 (INFO) and is bridged to `it`, which speaks only PCMA.
+    let caller = Caller::udp(daemon.sip);
+    let (mut call, _answer, t0) = caller.call(&daemon, &[PCMU], CALLER_HZ);
+    caller.rtp.wait_tone(MENU_HZ, 10, t0, 15 * SECOND);
+    assert_eq!(call.info_dtmf_relay('3').status(), Some(200));
+    let mut incoming = it.expect_call(10 * SECOND);
+    it.answer(&mut incoming, FUNCTION_HZ);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 10, Instant::now(), 10 * SECOND);
+    assert_eq!(call.bye().status(), Some(200));
+    incoming.call.expect_bye(10 * SECOND);
+    daemon.wait_record(&call.call_id, 5 * SECOND);
+
+    // A call that hangs up in the menu: no function.
+    let caller = Caller::udp(daemon.sip);
+    let (mut quiet, _answer, t0) = caller.call(&daemon, &[PCMU], CALLER_HZ);
+    caller.rtp.wait_tone(MENU_HZ, 5, t0, 15 * SECOND);
+    assert_eq!(quiet.bye().status(), Some(200));
+    daemon.wait_record(&quiet.call_id, 5 * SECOND);
+    assert!(daemon.stop(15 * SECOND).success());
+
+    let log = daemon.log_text();
+    let lines = json_lines(&log);
+    for line in lines.iter().filter(|l| {
+        l["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("knappval"))
+    }) {
+        let text = line.to_string();
+        for debug_form in [
+            "None", "Some(", "..=", "Bridge", "Refer", "Pcmu", "Pcma", "Caller",
+        ] {
+            assert!(
+                !text.contains(debug_form),
+                "{debug_form:?} in a log line: {text}"
+            );
+        }
+    }
+    let ready = fields_of(&lines, "knappval ready");
+    let rtp = ready["rtp"].as_str().expect("rtp is a string");
+    let (lo, hi) = rtp.split_once('-').expect("rtp is LOW-HIGH");
+    assert!(
+        lo.parse::<u16>().is_ok() && hi.parse::<u16>().is_ok(),
+        "rtp={rtp}"
+    );
+
+    let digit = fields_of(&lines, "digit pressed");
+    assert_eq!(digit["digit"], "3", "{digit}");
+    assert_eq!(digit["menu"], "root", "{digit}");
+
+    let handoff = fields_of(&lines, "handing off");
+    assert_eq!(handoff["function"], "it", "{handoff}");
+    assert_eq!(handoff["mode"], "bridge", "{handoff}");
+    let bridged = fields_of(&lines, "bridged");
+    assert_eq!(bridged["codec_caller"], "PCMU", "{bridged}");
+    assert_eq!(bridged["codec_function"], "PCMA", "{bridged}");
+
+    let ended: Vec<&Value> = lines
+        .iter()
+        .map(|l| &l["fields"])
+        .filter(|f| {
+            f["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("call ended"))
+        })
+        .collect();
+    assert_eq!(ended.len(), 2, "{log}");
+    assert_eq!(ended[0]["function"], "it", "{}", ended[0]);
+    assert!(
+        ended[1].get("function").is_none_or(Value::is_null),
+        "a call without a function logs none: {}",
+        ended[1]
+    );
+    let shutdown = fields_of(&lines, "shutting down");
+    assert_eq!(shutdown["grace"], "2s", "{shutdown}");
+}
+
+#[test]
+fn each_digit_is_logged_with_its_menu_when_pressed() {
+    let it = FunctionEndpoint::new(&[PCMU]);
+    let kt = FunctionEndpoint::new(&[PCMU]);
+    let fixture = Fixture::new();
+    fixture.write_menu(&MenuSpec::new(&it.uri("it"), &kt.uri("kt")).yaml());
+    let mut daemon = Daemon::start_with(fixture, &[]);
+    let caller = Caller::udp(daemon.sip);
+    let (mut call, _answer, t0) = caller.call(&daemon, &[PCMU], CALLER_HZ);
+    caller.rtp.wait_tone(MENU_HZ, 10, t0, 15 * SECOND);
+    // 7 is no option: it is logged all the same, before anything follows from it.
+    assert_eq!(call.info_dtmf_relay('7').status(), Some(200));
+    wait_until(
+        10 * SECOND,
+        || daemon.log_text().contains("digit pressed"),
+        || daemon.log_text(),
+    );
+    let log = daemon.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("digit pressed"))
+        .expect("a digit line");
+    assert!(
+        line.contains(" INFO ") && line.contains("digit=7") && line.contains("menu=root"),
+        "{line}"
+    );
+    assert!(
+        !log.contains("handing off"),
+        "7 leads nowhere, yet it was logged: {log}"
+    );
+    assert_eq!(call.bye().status(), Some(200));
+    daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert!(daemon.stop(15 * SECOND).success());
+}
+
+#[test]
+fn the_log_format_is_text_or_json_and_nothing_else() {
+    let out = run_cli(&[os("run"), os("--log-format"), os("xml")]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'xml'") && err.contains("text") && err.contains("json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_fatal_error_is_printed_once_with_each_cause_once() {
+    // A busy SIP port: the OS error must appear once, in one line.
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let tcp = std::net::TcpListener::bind(busy.local_addr().expect("addr"));
+    let sip = busy.local_addr().expect("addr").to_string();
+    let fixture = Fixture::new();
+    fixture.write_menu(&MenuSpec::new("sip:it@127.0.0.1:5071", "sip:kt@127.0.0.1:5072").yaml());
+    let out = run_cli(&[
+        os("run"),
+        os("--menu"),
+        path_arg(&fixture.menu),
+        os("--prompts"),
+        path_arg(&fixture.prompts),
+        os("--db"),
+        path_arg(&fixture.db),
+        os("--sip"),
+        os(&sip),
+        os("--http"),
+        os("127.0.0.1:0"),
+    ]);
+    drop(tcp);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let os_error = std::io::Error::from(std::io::ErrorKind::AddrInUse).to_string();
+    let os_text = "Address already in use";
+    assert_eq!(
+        err.matches(os_text).count(),
+        1,
+        "{os_error}; stderr:\n{err}"
+    );
+    assert_eq!(err.matches("cannot bind SIP").count(), 1, "stderr:\n{err}");
+    assert!(err.contains(&sip), "names the address: {err}");
+}
+
+#[test]
+fn run_help_names_every_setting_with_its_default() {
+    let out = run_cli(&[os("run"), os("--help")]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (flag, default) in [
+        ("--menu", "menus/kommunsupport.yaml"),
+        ("--prompts", "prompts"),
+        ("--sip", "127.0.0.1:5060"),
+        ("--http", "127.0.0.1:8080"),
+        ("--db", "data/contacts.db"),
+        ("--rtp-ports", "10000-20000"),
+        ("--grace-period", "30s"),
+        ("--media-timeout", "60s"),
+        ("--answer-delay", "0s"),
+        ("--log-format", "text"),
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} missing:\n{help}"));
+        let described = line.split_once("  ").map(|(_, d)| d.trim()).unwrap_or("");
+        assert!(described.len() > 20, "{flag} has no description:\n{help}");
+        assert!(
+            line.contains(&format!("[default: {default}]")),
+            "{flag} shows no default:\n{help}"
+        );
+    }
+    let out = run_cli(&[os("contacts"), os("--help")]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !help.contains("[`"),
+        "a doc link leaked into --help:\n{help}"
+    );
+    assert!(help.contains("--db") && help.contains("SQLite"), "{help}");
+}
