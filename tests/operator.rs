@@ -236,3 +236,96 @@ fn run_help_names_every_setting_with_its_default() {
     );
     assert!(help.contains("--db") && help.contains("SQLite"), "{help}");
 }
+
+fn check(fixture: &Fixture, prompts: &std::path::Path) -> (Option<i32>, String) {
+    let out = run_cli(&[
+        os("check"),
+        os("--menu"),
+        path_arg(&fixture.menu),
+        os("--prompts"),
+        path_arg(prompts),
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// The 1-based line of the first line of `yaml` holding `needle`, after the `skip`-th match.
+fn line_of(yaml: &str, needle: &str, skip: usize) -> usize {
+    yaml.lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(needle))
+        .nth(skip)
+        .map(|(i, _)| i + 1)
+        .unwrap_or_else(|| panic!("{needle:?} not in the menu"))
+}
+
+/// The error line `menu.yaml:LINE:COL: error: ...` that mentions `needle`, as (line, rest).
+fn error_at(text: &str, needle: &str) -> (usize, String) {
+    let line = text
+        .lines()
+        .find(|l| l.contains(": error: ") && l.contains(needle))
+        .unwrap_or_else(|| panic!("no error about {needle:?}:\n{text}"));
+    let (_, rest) = line.split_once("menu.yaml:").expect("file:line:col");
+    let mut parts = rest.splitn(3, ':');
+    let number = parts.next().and_then(|n| n.parse().ok()).expect("line");
+    let column: usize = parts.next().and_then(|n| n.parse().ok()).expect("column");
+    assert!(column > 0, "{line}");
+    (number, line.to_owned())
+}
+
+#[test]
+fn check_lists_every_mistake_at_once_with_file_line_col() {
+    let fixture = Fixture::new();
+    let good = MenuSpec::new("sip:it@127.0.0.1:5071", "sip:kt@127.0.0.1:5072").yaml();
+    // An unknown key, a dangling route, a bad duration and a repeated key, in one file.
+    let broken = good
+        .replace("  retries: 1\n", "  retries: 1\n  retires: 2\n")
+        .replace("\"3\": { route: it }", "\"3\": { route: nope }")
+        .replace("    ring_timeout: 3s\n", "    ring_timeout: 3 secs\n")
+        .replace(
+            "    name: Kundtjänst\n",
+            "    name: Kundtjänst\n    name: Kundtjanst\n",
+        );
+    fixture.write_menu(&broken);
+    let (code, text) = check(&fixture, &fixture.prompts);
+    assert_eq!(code, Some(1), "{text}");
+    for (needle, at) in [
+        ("unknown key 'retires'", line_of(&broken, "retires:", 0)),
+        ("nope", line_of(&broken, "route: nope", 0)),
+        ("3 secs", line_of(&broken, "ring_timeout", 0)),
+    ] {
+        assert_eq!(error_at(&text, needle).0, at, "{needle}:\n{text}");
+    }
+    let first = line_of(&broken, "    name: Kundt", 0);
+    let again = line_of(&broken, "    name: Kundt", 1);
+    let (line, message) = error_at(&text, "given twice");
+    assert_eq!(line, again, "{text}");
+    assert!(
+        message.contains(&format!("first at line {first}")),
+        "names the first copy too: {message}"
+    );
+    assert!(text.contains("4 errors"), "{text}");
+}
+
+#[test]
+fn check_accepts_a_spaced_duration_and_says_a_missing_prompts_folder_once() {
+    let fixture = Fixture::new();
+    let spaced = MenuSpec::new("sip:it@127.0.0.1:5071", "sip:kt@127.0.0.1:5072")
+        .yaml()
+        .replace("  timeout: 2s\n", "  timeout: 5 s\n");
+    fixture.write_menu(&spaced);
+    let (code, text) = check(&fixture, &fixture.prompts);
+    assert_eq!(code, Some(0), "'5 s' is a duration: {text}");
+
+    let (code, text) = check(&fixture, &fixture.path("no-such-folder"));
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.matches(": error: ").count(), 1, "one error:\n{text}");
+    assert!(
+        text.contains("no-such-folder") && text.contains("--prompts"),
+        "names the folder and the fix: {text}"
+    );
+}
