@@ -329,3 +329,70 @@ fn check_accepts_a_spaced_duration_and_says_a_missing_prompts_folder_once() {
         "names the folder and the fix: {text}"
     );
 }
+
+/// The README's try-it commands: SIPp's built-in UAS as IT's phone, the shipped caller scenario pressing 3 by
+/// INFO, and the record it leaves.
+#[test]
+fn the_readme_sipp_caller_presses_3_and_is_bridged_to_it() {
+    use common::sipp::{Sipp, free_udp_port};
+    let ip: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+    let it_port = free_udp_port(ip);
+    let fixture = Fixture::new();
+    let dir = fixture.path("sipp");
+    std::fs::create_dir_all(&dir).expect("sipp dir");
+    let mut spec = MenuSpec::new(&format!("sip:it@127.0.0.1:{it_port}"), "sip:kt@127.0.0.1:9");
+    // The scenario listens 8 s before it presses 3, as the shipped menu's 5 s timeout allows.
+    spec.menu_timeout = "10s";
+    fixture.write_menu(&spec.yaml());
+    let daemon = Daemon::start(fixture);
+    let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut it = Sipp::spawn(
+        "it",
+        &dir,
+        &args(&[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &it_port.to_string(),
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ]),
+    );
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sipp/caller.xml");
+    let mut caller = Sipp::spawn(
+        "caller",
+        &dir,
+        &args(&[
+            "-sf",
+            scenario,
+            "-i",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            &daemon.sip.to_string(),
+        ]),
+    );
+    caller.assert_success(90 * SECOND);
+    it.assert_success(30 * SECOND);
+    let records = daemon.contacts();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(record["digits"], "3", "{record:#}");
+    assert_eq!(record["function"], "it", "{record:#}");
+    assert_eq!(record["outcome"], "transferred", "{record:#}");
+    assert!(
+        daemon
+            .log_text()
+            .contains("digit pressed digit=3 menu=root"),
+        "{}",
+        daemon.log_text()
+    );
+}

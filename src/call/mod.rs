@@ -447,7 +447,7 @@ impl Call<'_> {
     /// Starts the hand-off beside the menu loop; false when the function does not exist.
     fn start_transfer(&mut self, function_id: &str) -> bool {
         let Some(function) = self.services.menu.functions.get(function_id) else {
-            warn!(function = function_id, "transfer to an unknown function");
+            warn!(function = %function_id, "transfer to an unknown function");
             return false;
         };
         let journey = self.flow.journey();

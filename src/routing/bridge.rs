@@ -143,7 +143,7 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
         dialogs: d.sip.dialogs.clone(),
         signalling: d.signalling.clone(),
     };
-    info!(target = d.target, function = %d.handoff.function_id, "calling the function");
+    info!(target = %d.target, function = %d.handoff.function_id, "calling the function");
     let mut outcome = outcome;
     let result = match tokio::time::timeout(d.ring_timeout, &mut outcome).await {
         Ok(joined) => joined,
