@@ -56,10 +56,10 @@ enum Command {
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
         /// Only calls started at or after this time (RFC 3339, e.g. 2026-11-23T08:00:00Z).
-        #[arg(long)]
+        #[arg(long, value_name = "TIME")]
         since: Option<String>,
         /// At most this many records.
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
 }
@@ -101,7 +101,7 @@ struct RunArgs {
     #[arg(long, env = "KNAPPVAL_ANSWER_DELAY", value_name = "DURATION")]
     answer_delay: Option<String>,
     /// Log format on stderr; the level comes from KNAPPVAL_LOG or RUST_LOG (e.g. debug) [default: text]
-    #[arg(long, env = "KNAPPVAL_LOG_FORMAT", value_enum)]
+    #[arg(long, env = "KNAPPVAL_LOG_FORMAT", value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
 }
 
