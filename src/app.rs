@@ -205,7 +205,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )?;
         stdout.flush()?;
     }
-    info!(sip = %sip.local_addr(), http = %http_addr, rtp = ?settings.rtp_ports, "knappval ready");
+    info!(sip = %sip.local_addr(), http = %http_addr, rtp = %format_args!("{}-{}", settings.rtp_ports.start(), settings.rtp_ports.end()), "knappval ready");
 
     let calls = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -219,7 +219,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
 
-    info!(calls = calls.len(), grace = ?settings.grace_period, "shutting down: new calls get 503");
+    info!(calls = calls.len(), grace = %menu::format_duration(settings.grace_period), "shutting down: new calls get 503");
     health.draining.store(true, Ordering::SeqCst);
     sip.stop_accepting();
     calls.close();

@@ -40,12 +40,14 @@ struct Cli {
 enum Command {
     /// Answer calls: play the menu, collect digits, hand calls to their function, record every call.
     Run(Box<RunArgs>),
-    /// Validate a menu and its prompts; exit 1 with file:line:col errors. Warnings (unused prompts, unreachable
-    /// options, deep menus, hours never open) are printed but do not fail.
+    /// Validate a menu and its prompts: list every mistake with file:line:col and its fix, exit 1 if there is
+    /// any.
     Check {
-        #[arg(long, env = "KNAPPVAL_MENU", default_value = DEFAULT_MENU)]
+        /// Menu file (YAML) to check.
+        #[arg(long, env = "KNAPPVAL_MENU", default_value = DEFAULT_MENU, value_name = "FILE")]
         menu: PathBuf,
-        #[arg(long, env = "KNAPPVAL_PROMPTS", default_value = DEFAULT_PROMPTS)]
+        /// Folder with the prompts the menu names, as <id>.wav.
+        #[arg(long, env = "KNAPPVAL_PROMPTS", default_value = DEFAULT_PROMPTS, value_name = "DIR")]
         prompts: PathBuf,
     },
     /// Manage the agents file (who may REGISTER as an agent).
@@ -79,15 +81,17 @@ enum Command {
     },
     /// Export contact records, newest first.
     Contacts {
-        #[arg(long, env = "KNAPPVAL_DB", default_value = DEFAULT_DB)]
+        /// SQLite file the daemon writes its contact records to.
+        #[arg(long, env = "KNAPPVAL_DB", default_value = DEFAULT_DB, value_name = "FILE")]
         db: PathBuf,
+        /// Output format.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
         /// Only calls started at or after this time (RFC 3339, e.g. 2026-11-23T08:00:00Z).
-        #[arg(long)]
+        #[arg(long, value_name = "TIME")]
         since: Option<String>,
         /// At most this many records.
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
 }
@@ -121,36 +125,40 @@ enum GraphFormat {
 }
 
 /// Flags win over environment variables, which win over the settings file, which wins over the defaults.
+// The defaults are written into the help texts rather than given to clap: a clap default would always be set and
+// so hide the settings file's value.
 #[derive(clap::Args)]
 struct RunArgs {
     /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
-    /// answer_delay, agents, digest, probe_interval.
-    #[arg(long, env = "KNAPPVAL_CONFIG")]
+    /// answer_delay, agents, digest, probe_interval, log_format.
+    #[arg(long, env = "KNAPPVAL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    #[arg(long, env = "KNAPPVAL_MENU")]
+    /// Menu file (YAML); check it first with `knappval check` [default: menus/kommunsupport.yaml]
+    #[arg(long, env = "KNAPPVAL_MENU", value_name = "FILE")]
     menu: Option<PathBuf>,
-    #[arg(long, env = "KNAPPVAL_PROMPTS")]
+    /// Folder with the prompts the menu names, as <id>.wav [default: prompts]
+    #[arg(long, env = "KNAPPVAL_PROMPTS", value_name = "DIR")]
     prompts: Option<PathBuf>,
-    /// SIP address (UDP and TCP), e.g. 127.0.0.1:5060 or [::1]:5060; port 0 picks a free port.
-    #[arg(long, env = "KNAPPVAL_SIP")]
+    /// SIP address (UDP and TCP), e.g. [::1]:5060; port 0 picks a free port [default: 127.0.0.1:5060]
+    #[arg(long, env = "KNAPPVAL_SIP", value_name = "ADDR:PORT")]
     sip: Option<String>,
-    /// HTTP address for the API and health check.
-    #[arg(long, env = "KNAPPVAL_HTTP")]
+    /// HTTP address for the records API and /healthz [default: 127.0.0.1:8080]
+    #[arg(long, env = "KNAPPVAL_HTTP", value_name = "ADDR:PORT")]
     http: Option<String>,
-    /// SQLite file for contact records (created with its folder).
-    #[arg(long, env = "KNAPPVAL_DB")]
+    /// SQLite file for contact records, created with its folder [default: data/contacts.db]
+    #[arg(long, env = "KNAPPVAL_DB", value_name = "FILE")]
     db: Option<PathBuf>,
-    /// RTP port range on the SIP address, e.g. 10000-20000.
-    #[arg(long, env = "KNAPPVAL_RTP_PORTS")]
+    /// RTP port range on the SIP address [default: 10000-20000]
+    #[arg(long, env = "KNAPPVAL_RTP_PORTS", value_name = "LOW-HIGH")]
     rtp_ports: Option<String>,
-    /// After SIGTERM, how long calls in progress may go on before they are ended (e.g. 30s).
-    #[arg(long, env = "KNAPPVAL_GRACE_PERIOD")]
+    /// After SIGTERM, how long calls in progress may go on before they are ended [default: 30s]
+    #[arg(long, env = "KNAPPVAL_GRACE_PERIOD", value_name = "DURATION")]
     grace_period: Option<String>,
-    /// How long a caller's RTP may stop before the call is taken as dead (0s disables).
-    #[arg(long, env = "KNAPPVAL_MEDIA_TIMEOUT")]
+    /// How long a caller's RTP may stop before the call is taken as dead; 0s disables [default: 60s]
+    #[arg(long, env = "KNAPPVAL_MEDIA_TIMEOUT", value_name = "DURATION")]
     media_timeout: Option<String>,
-    /// Let the call ring (180) this long before answering (default 0s: answer at once).
-    #[arg(long, env = "KNAPPVAL_ANSWER_DELAY")]
+    /// Let the call ring (180) this long before answering; 0s answers at once [default: 0s]
+    #[arg(long, env = "KNAPPVAL_ANSWER_DELAY", value_name = "DURATION")]
     answer_delay: Option<String>,
     /// Agents file: lets agents' phones REGISTER with digest authentication (see `knappval agents passwd`).
     #[arg(long, env = "KNAPPVAL_AGENTS")]
@@ -162,9 +170,20 @@ struct RunArgs {
     /// does not answer two probes in a row is down: its calls go straight to the failure path.
     #[arg(long, env = "KNAPPVAL_PROBE_INTERVAL")]
     probe_interval: Option<String>,
-    /// Log format on stderr: text or json. The level comes from KNAPPVAL_LOG or RUST_LOG (default info).
-    #[arg(long, env = "KNAPPVAL_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Log format on stderr; the level comes from KNAPPVAL_LOG or RUST_LOG (e.g. debug) [default: text]
+    #[arg(long, env = "KNAPPVAL_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LogFormat {
+    // One human-readable line per event.
+    #[default]
+    Text,
+    // One JSON object per line, for a log collector.
+    Json,
 }
 
 /// The settings file: the same names as the flags, with underscores.
@@ -183,18 +202,30 @@ struct SettingsFile {
     agents: Option<PathBuf>,
     digest: Option<String>,
     probe_interval: Option<String>,
+    log_format: Option<LogFormat>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {
-            init_logging(&args.log_format);
-            match settings(*args).and_then(run) {
+            let flag_format = args.log_format;
+            let result = match settings(*args) {
+                Ok((settings, format)) => {
+                    init_logging(format);
+                    run(settings)
+                }
+                Err(e) => {
+                    // The settings file may be what is wrong, so only the flag or environment choose the format.
+                    init_logging(flag_format.unwrap_or_default());
+                    Err(e)
+                }
+            };
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("knappval: {e:#}");
+                    // Once, in the log's own format: a second copy on stderr would be a second line to parse.
+                    tracing::error!("{}", causes_once(&e));
                     ExitCode::FAILURE
                 }
             }
@@ -262,11 +293,28 @@ fn main() -> ExitCode {
         } => match contacts(&db, format, since, limit) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("knappval: {e:#}");
+                eprintln!("knappval: {}", causes_once(&e));
                 ExitCode::FAILURE
             }
         },
     }
+}
+
+/// The error and its causes, `a: b: c`, each cause once. Many errors already write their cause into their own
+/// message (the OS error text, say) and report it as their source as well; `{:#}` would print it twice.
+fn causes_once(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn run(settings: Settings) -> anyhow::Result<()> {
@@ -449,7 +497,7 @@ fn passwd(agents: &Path, id: &str, name: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn settings(args: RunArgs) -> anyhow::Result<Settings> {
+fn settings(args: RunArgs) -> anyhow::Result<(Settings, LogFormat)> {
     let file = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -484,7 +532,8 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
         .probe_interval
         .or(file.probe_interval)
         .unwrap_or_else(|| DEFAULT_PROBE_INTERVAL.into());
-    Ok(Settings {
+    let log_format = args.log_format.or(file.log_format).unwrap_or_default();
+    let settings = Settings {
         menu: args
             .menu
             .or(file.menu)
@@ -510,7 +559,8 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
             })
             .transpose()?,
         probe_interval: parse_duration("probe_interval", &probe_interval)?,
-    })
+    };
+    Ok((settings, log_format))
 }
 
 fn parse_addr(what: &str, value: &str) -> anyhow::Result<SocketAddr> {
@@ -545,7 +595,7 @@ fn parse_duration(what: &str, value: &str) -> anyhow::Result<Duration> {
     })
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     // rsipstack logs every datagram at info; our own lines tell each call's story.
     let filter = EnvFilter::try_from_env("KNAPPVAL_LOG")
@@ -555,10 +605,9 @@ fn init_logging(format: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if format.eq_ignore_ascii_case("json") {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }
 
@@ -580,7 +629,8 @@ mod tests {
 
     #[test]
     fn defaults_are_the_shipped_menu_on_loopback() {
-        let s = settings(run_args(&[])).unwrap();
+        let (s, format) = settings(run_args(&[])).unwrap();
+        assert_eq!(format, LogFormat::Text);
         assert_eq!(s.menu, PathBuf::from(DEFAULT_MENU));
         assert_eq!(s.sip, "127.0.0.1:5060".parse().unwrap());
         assert_eq!(s.http, "127.0.0.1:8080".parse().unwrap());
@@ -590,7 +640,7 @@ mod tests {
         assert_eq!(s.answer_delay, Duration::ZERO);
         assert_eq!(s.probe_interval, Duration::from_secs(20));
         assert_eq!(s.media_timeout, Duration::from_secs(60));
-        let off = settings(run_args(&["--media-timeout", "0s"])).unwrap();
+        let (off, _) = settings(run_args(&["--media-timeout", "0s"])).unwrap();
         assert_eq!(
             off.media_timeout,
             Duration::ZERO,
@@ -608,7 +658,7 @@ mod tests {
         )
         .unwrap();
         let config = file.to_str().unwrap();
-        let s = settings(run_args(&["--config", config, "--http", "127.0.0.1:9191"])).unwrap();
+        let (s, _) = settings(run_args(&["--config", config, "--http", "127.0.0.1:9191"])).unwrap();
         assert_eq!(s.sip, "[::1]:5070".parse().unwrap());
         assert_eq!(s.http, "127.0.0.1:9191".parse().unwrap(), "the flag wins");
         assert_eq!(s.rtp_ports, 30000..=30999);
@@ -619,7 +669,7 @@ mod tests {
     #[test]
     fn agents_and_digest_from_the_file_or_the_flags() {
         use knappval::sip::digest::Algorithm;
-        let none = settings(run_args(&[])).unwrap();
+        let (none, _) = settings(run_args(&[])).unwrap();
         assert_eq!((none.agents, none.digest), (None, None));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("knappval.yaml");
@@ -629,10 +679,10 @@ mod tests {
         )
         .unwrap();
         let config = file.to_str().unwrap();
-        let s = settings(run_args(&["--config", config])).unwrap();
+        let (s, _) = settings(run_args(&["--config", config])).unwrap();
         assert_eq!(s.agents, Some(PathBuf::from("/etc/knappval/agents.yaml")));
         assert_eq!(s.digest, Some(vec![Algorithm::Sha256, Algorithm::Md5]));
-        let s = settings(run_args(&["--config", config, "--digest", "md5"])).unwrap();
+        let (s, _) = settings(run_args(&["--config", config, "--digest", "md5"])).unwrap();
         assert_eq!(s.digest, Some(vec![Algorithm::Md5]), "the flag wins");
         let err = settings(run_args(&["--digest", "sha-512"]))
             .unwrap_err()
@@ -661,5 +711,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bad.yaml"), "{err}");
+    }
+
+    #[test]
+    fn the_log_format_comes_from_the_settings_file_unless_a_flag_says_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("knappval.yaml");
+        std::fs::write(&file, "log_format: json\n").unwrap();
+        let config = file.to_str().unwrap();
+        let (_, format) = settings(run_args(&["--config", config])).unwrap();
+        assert_eq!(format, LogFormat::Json);
+        let (_, format) =
+            settings(run_args(&["--config", config, "--log-format", "text"])).unwrap();
+        assert_eq!(format, LogFormat::Text);
+        std::fs::write(&file, "log_format: xml\n").unwrap();
+        let err = settings(run_args(&["--config", config]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("text") && err.contains("json"), "{err}");
+    }
+
+    #[test]
+    fn a_cause_already_in_its_parent_message_is_not_repeated() {
+        let os = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot bind SIP: {source}")]
+        struct Bind {
+            source: std::io::Error,
+        }
+        let error = anyhow::Error::new(Bind { source: os }).context("starting");
+        let text = causes_once(&error);
+        assert_eq!(
+            text.matches("address").count() + text.matches("Address").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.starts_with("starting: cannot bind SIP: "), "{text}");
     }
 }

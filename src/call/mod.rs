@@ -90,7 +90,7 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
         // The dialog layer keeps every dialog until told: forgetting this would leak one per call.
         services.sip.dialogs.remove_dialog(&caller_dialog.id());
         record.finish(end.outcome, end.at, end.reason);
-        info!(outcome = %end.outcome, digits = %record.digits, function = ?record.function,
+        info!(outcome = %end.outcome, digits = %record.digits, function = record.function.as_deref().map(display),
               open_dialogs = services.sip.dialogs.len(),
               "call ended: {}", record.end_reason.as_deref().unwrap_or(""));
         services.records.call_ended(record);
@@ -445,6 +445,10 @@ impl Call<'_> {
 
     /// Feeds the flow and carries out its actions; Some when the call is over.
     async fn feed(&mut self, event: Event, now: Instant) -> Option<End> {
+        if let Event::Digit(digit) = event {
+            // Before the flow moves on, so `menu` is the one the digit was pressed in, not the one it leads to.
+            info!(%digit, menu = self.flow.current_menu().map(display), "digit pressed");
+        }
         let actions = self.flow.on(event, now);
         self.sync_record();
         self.apply(actions).await
@@ -512,7 +516,7 @@ impl Call<'_> {
     /// (validation makes that unreachable) or its target is down by the OPTIONS probes.
     fn start_transfer(&mut self, function_id: &str) -> Result<(), String> {
         let Some(function) = self.services.menu.functions.get(function_id) else {
-            warn!(function = function_id, "transfer to an unknown function");
+            warn!(function = %function_id, "transfer to an unknown function");
             return Err(format!("{function_id}: no such function"));
         };
         if self.services.health.functions.state(function_id) == TargetState::Down {
@@ -532,7 +536,7 @@ impl Call<'_> {
             transfer_target: self.record.transfer_target.clone(),
             ..Progress::of(self.record)
         });
-        info!(function = %function.id, target = %function.target, mode = ?function.transfer, "handing off");
+        info!(function = %function.id, target = %function.target, mode = %function.transfer, "handing off");
         match function.transfer {
             TransferMode::Bridge => {
                 self.media.play(self.services.ringback.clone());
@@ -669,7 +673,7 @@ impl Call<'_> {
     }
 
     async fn relay_until_hangup(&mut self, mut leg: FunctionLeg) -> End {
-        info!(codec_caller = ?self.codec, codec_function = ?leg.negotiated.codec, "bridged");
+        info!(codec_caller = %self.codec, codec_function = %leg.negotiated.codec, "bridged");
         self.media.stop_prompt();
         loop {
             let wake = tokio::select! {
@@ -713,10 +717,7 @@ impl Call<'_> {
                     answer_routine(state).await;
                 }
                 BridgeWake::Relay(end) => {
-                    info!(
-                        ?end,
-                        "media relay ended: no media or request from either side"
-                    );
+                    info!(%end, "media relay ended");
                     self.bye(&leg.dialog);
                     self.bye(&self.dialog);
                     return End::new(Outcome::Transferred, "media stopped on both legs");
@@ -862,7 +863,7 @@ async fn answer_reoffer(
         Ok((negotiated, answer)) => {
             local.session_version += 1;
             follow(media, codec, &negotiated);
-            info!(direction = ?negotiated.direction, "session updated");
+            info!(direction = %negotiated.direction, "session updated");
             respond_with(handle, StatusCode::OK, extra, Some(answer.clone())).await;
             reoffer.sdp_sent = Some(answer);
         }
@@ -898,7 +899,7 @@ fn take_answer_from_ack(dialog: &InviteDialog, media: &mut MediaSession, codec: 
     match sdp::parse_answer(&ack.body) {
         Ok(negotiated) => {
             follow(media, codec, &negotiated);
-            info!(direction = ?negotiated.direction, "session updated from the ACK's answer");
+            info!(direction = %negotiated.direction, "session updated from the ACK's answer");
         }
         Err(e) => info!(error = %e, "no usable answer in the ACK; the session stays as it was"),
     }

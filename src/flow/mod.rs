@@ -511,7 +511,10 @@ impl Flow {
 
     /// The current menu vanished from under us; only an unvalidated menu can get here.
     fn broken_menu(&mut self, now: Instant, out: &mut Vec<Action>) {
-        tracing::error!(menu = ?self.stack.last(), "current menu is missing from the menu; ending the call");
+        tracing::error!(
+            menu = self.stack.last().map(tracing::field::display),
+            "current menu is missing from the menu; ending the call"
+        );
         self.hang_up(Outcome::Failed, now, out);
     }
 

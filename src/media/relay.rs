@@ -24,6 +24,14 @@ pub enum RelayEnd {
     BothSilent,
 }
 
+impl std::fmt::Display for RelayEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RelayEnd::BothSilent => "no media or request from either side",
+        })
+    }
+}
+
 /// Forwards media between the legs until both legs' media times out or the future is dropped.
 /// Cancel-safe: packets are handled completely between awaits. Prompts on both legs stop;
 /// after the relay, `next_event` resumes each leg's own paced stream.

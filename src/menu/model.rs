@@ -82,6 +82,16 @@ pub enum TransferMode {
     Refer,
 }
 
+/// As the menu file writes it: `bridge` or `refer`.
+impl std::fmt::Display for TransferMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TransferMode::Bridge => "bridge",
+            TransferMode::Refer => "refer",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureAction {
     /// Try this other function (validated to exist; chains are bounded at run time).

@@ -730,6 +730,25 @@ impl<'a> Validator<'a> {
 
     /// Probes each referenced prompt file once and reports a problem at every place that uses it.
     fn check_prompts(&mut self, probe_prompt: &dyn Fn(&Path) -> Result<(), String>) {
+        if !self.prompts_dir.is_dir()
+            && let Some(first) = self.prompt_uses.first()
+        {
+            // One cause, one error: every prompt would otherwise be reported missing on its own.
+            let ids: BTreeSet<&str> = self.prompt_uses.iter().map(|u| u.id.as_str()).collect();
+            self.report.error(
+                first.pos,
+                format!(
+                    "the prompts folder {} does not exist or is not a folder (this menu names {} {})",
+                    self.prompts_dir.display(),
+                    ids.len(),
+                    if ids.len() == 1 { "prompt" } else { "prompts" }
+                ),
+                "pass --prompts with the folder that holds <id>.wav for each prompt id \
+                 (the shipped ones are in prompts/ of the repository), or create it",
+            );
+            self.prompt_uses.clear();
+            return;
+        }
         let available = self.available_prompts();
         let mut verdicts: BTreeMap<String, Option<(String, String)>> = BTreeMap::new();
         for prompt_use in std::mem::take(&mut self.prompt_uses) {

@@ -166,7 +166,7 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
         dialogs: d.sip.dialogs.clone(),
         signalling: d.signalling.clone(),
     };
-    info!(target = d.target, function = %d.handoff.function_id, "calling the function");
+    info!(target = %d.target, function = %d.handoff.function_id, "calling the function");
     let mut outcome = outcome;
     let mut events = events;
     let started = tokio::time::Instant::now();
