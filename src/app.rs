@@ -43,6 +43,8 @@ pub struct Settings {
     pub media_timeout: Duration,
     /// How long a new call rings (180) before it is answered; zero answers at once.
     pub answer_delay: Duration,
+    /// The zone statistics are bucketed in (local days and hours).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 /// Loads and validates the menu, decoding every prompt exactly once: the same decode serves the validation
@@ -121,6 +123,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let state = ApiState {
             records: records.clone(),
             health: health.clone(),
+            time_zone: settings.time_zone.clone(),
         };
         let stop = stop_http.clone();
         tokio::spawn(async move {

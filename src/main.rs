@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use knappval::app::{self, Settings};
+use knappval::records::stats::{self, DEFAULT_TIME_ZONE, GroupBy, StatsQuery};
 use knappval::records::{ContactQuery, ContactStore, ExportFormat, SqliteStore, parse_timestamp};
 
 const DEFAULT_MENU: &str = "menus/kommunsupport.yaml";
@@ -57,13 +58,50 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Statistics from the contact records: calls, outcomes and menu time per function, outcome or time bucket.
+    Stats(StatsArgs),
+}
+
+#[derive(clap::Args)]
+struct StatsArgs {
+    #[arg(long, env = "KNAPPVAL_DB", default_value = DEFAULT_DB)]
+    db: PathBuf,
+    /// Calls started at or after this time: RFC 3339 (2026-03-29T00:00:00+01:00) or a date (local midnight).
+    #[arg(long)]
+    from: String,
+    /// Calls started before this time, written like --from.
+    #[arg(long)]
+    to: String,
+    /// Rows per function, outcome, hour, weekday_hour, day or week.
+    #[arg(long, default_value = "day")]
+    group_by: String,
+    /// Only the calls routed to this support function.
+    #[arg(long)]
+    function: Option<String>,
+    /// The IANA zone days and hours are counted in.
+    #[arg(long, env = "KNAPPVAL_TIMEZONE", default_value = DEFAULT_TIME_ZONE)]
+    timezone: String,
+    /// Print the menu funnel (what callers did in each menu) instead of the rows.
+    #[arg(long)]
+    menu_funnel: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    format: StatsFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StatsFormat {
+    /// A table for the terminal.
+    Table,
+    Csv,
+    /// The same JSON as the HTTP API.
+    Json,
 }
 
 /// Flags win over environment variables, which win over the settings file, which wins over the defaults.
 #[derive(clap::Args)]
 struct RunArgs {
     /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
-    /// answer_delay.
+    /// answer_delay, timezone.
     #[arg(long, env = "KNAPPVAL_CONFIG")]
     config: Option<PathBuf>,
     #[arg(long, env = "KNAPPVAL_MENU")]
@@ -91,6 +129,9 @@ struct RunArgs {
     /// Let the call ring (180) this long before answering (default 0s: answer at once).
     #[arg(long, env = "KNAPPVAL_ANSWER_DELAY")]
     answer_delay: Option<String>,
+    /// The IANA time zone statistics count local days and hours in (default Europe/Stockholm).
+    #[arg(long, env = "KNAPPVAL_TIMEZONE")]
+    timezone: Option<String>,
     /// Log format on stderr: text or json. The level comes from KNAPPVAL_LOG or RUST_LOG (default info).
     #[arg(long, env = "KNAPPVAL_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -109,6 +150,7 @@ struct SettingsFile {
     grace_period: Option<String>,
     media_timeout: Option<String>,
     answer_delay: Option<String>,
+    timezone: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -149,6 +191,60 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Stats(args) => match print_stats(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("knappval: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn print_stats(args: StatsArgs) -> anyhow::Result<()> {
+    if !args.db.exists() {
+        anyhow::bail!(
+            "no contact record database at {} (start the daemon once, or pass --db)",
+            args.db.display()
+        );
+    }
+    let zone = stats::time_zone(&args.timezone).context("--timezone")?;
+    let from = stats::parse_instant("--from", &args.from, &zone)?;
+    let to = stats::parse_instant("--to", &args.to, &zone)?;
+    let store = SqliteStore::open(&args.db)?;
+    let mut out = std::io::stdout().lock();
+    let written = if args.menu_funnel {
+        if to <= from {
+            anyhow::bail!("--to ({to}) must be later than --from ({from})");
+        }
+        let funnel = store.menu_funnel(from, to)?;
+        match args.format {
+            StatsFormat::Table => writeln!(out, "{}", funnel.table()),
+            StatsFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&funnel)?),
+            StatsFormat::Csv => {
+                knappval::records::write_csv(&mut out, funnel.csv_header(), funnel.csv_rows())
+            }
+        }
+    } else {
+        let group_by: GroupBy = args.group_by.parse().context("--group-by")?;
+        let mut query = StatsQuery::new(from, to, group_by, zone)?;
+        query.function = args.function;
+        let report = store.stats(&query)?;
+        match args.format {
+            StatsFormat::Table => writeln!(out, "{}", report.table()),
+            StatsFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?),
+            StatsFormat::Csv => knappval::records::write_csv(
+                &mut out,
+                stats::STATS_CSV_HEADER,
+                report.rows.iter().map(|row| row.csv_cells()),
+            ),
+        }
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        // `knappval stats | head` is a normal way to end.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -238,6 +334,13 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
         grace_period: parse_duration("grace_period", &grace)?,
         media_timeout: parse_duration("media_timeout", &media_timeout)?,
         answer_delay: parse_duration("answer_delay", &answer_delay)?,
+        time_zone: stats::time_zone(
+            &args
+                .timezone
+                .or(file.timezone)
+                .unwrap_or_else(|| DEFAULT_TIME_ZONE.into()),
+        )
+        .context("--timezone")?,
     })
 }
 

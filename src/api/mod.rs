@@ -1,4 +1,4 @@
-//! HTTP for operators and managers' tools: the contact records and a health check for load balancers.
+//! HTTP for operators and managers' tools: the contact records, statistics and a health check for load balancers.
 //!
 //! Owns the routes, their query parameters and JSON error bodies. Reads contact records through [`Records`] and
 //! the daemon's state through [`Health`] only, never the call tasks' insides; it changes nothing.
@@ -30,6 +30,8 @@ pub const MAX_LIMIT: usize = 10_000;
 pub struct ApiState {
     pub records: Records,
     pub health: Arc<Health>,
+    /// The zone statistics buckets are cut in.
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 /// The daemon's liveness as `/healthz` reports it; the call side updates it.
@@ -58,10 +60,13 @@ impl Default for Health {
     }
 }
 
-/// The routes: `GET /api/v1/contacts`, `GET /healthz`; anything else is a JSON 404.
+/// The routes: `GET /api/v1/contacts`, `GET /api/v1/stats`, `GET /api/v1/stats/menu`, `GET /healthz`; anything
+/// else is a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
+        .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/stats/menu", get(stats::menu))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .with_state(state)
@@ -199,9 +204,10 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
-        help: "the API serves GET /api/v1/contacts and GET /healthz",
+        help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu and /healthz",
     }
 }
 
+mod stats;
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::flow::Outcome;
+use crate::records::stats::{MenuFunnel, StatsQuery, StatsReport};
 use crate::records::{ContactRecord, ContactStore, SqliteStore, StoreError};
 
 /// Long enough for a loaded shared machine; only reached when something hangs.
@@ -31,6 +32,7 @@ impl TestServer {
         let state = ApiState {
             records: Records::new(store),
             health: Arc::new(Health::new()),
+            time_zone: crate::records::stats::time_zone("Europe/Stockholm").unwrap(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state.clone(), async move {
@@ -255,11 +257,25 @@ impl ContactStore for Unreadable {
         Ok(0)
     }
     fn list(&self, _: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError> {
-        Err(StoreError::CorruptRow {
-            row_id: 7,
-            column: "outcome",
-            reason: "unknown outcome".into(),
-        })
+        Err(unreadable())
+    }
+    fn stats(&self, _: &StatsQuery) -> Result<StatsReport, StoreError> {
+        Err(unreadable())
+    }
+    fn menu_funnel(
+        &self,
+        _: jiff::Timestamp,
+        _: jiff::Timestamp,
+    ) -> Result<MenuFunnel, StoreError> {
+        Err(unreadable())
+    }
+}
+
+fn unreadable() -> StoreError {
+    StoreError::CorruptRow {
+        row_id: 7,
+        column: "outcome",
+        reason: "unknown outcome".into(),
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::record::ContactRecord;
+use super::stats::{MenuFunnel, StatsQuery, StatsReport};
 use super::store::{ContactQuery, ContactStore, StoreError};
 
 /// A cheap, cloneable handle on the contact store.
@@ -52,6 +53,20 @@ impl Records {
         let store = Arc::clone(&self.0);
         run(move || store.list(&query)).await
     }
+
+    pub async fn stats(&self, query: StatsQuery) -> Result<StatsReport, StoreError> {
+        let store = Arc::clone(&self.0);
+        run(move || store.stats(&query)).await
+    }
+
+    pub async fn menu_funnel(
+        &self,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+    ) -> Result<MenuFunnel, StoreError> {
+        let store = Arc::clone(&self.0);
+        run(move || store.menu_funnel(from, to)).await
+    }
 }
 
 async fn run<T: Send + 'static>(
@@ -86,6 +101,16 @@ mod tests {
             Err(StoreError::Worker("disk full".into()))
         }
         fn list(&self, _: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError> {
+            Err(StoreError::Worker("disk full".into()))
+        }
+        fn stats(&self, _: &StatsQuery) -> Result<StatsReport, StoreError> {
+            Err(StoreError::Worker("disk full".into()))
+        }
+        fn menu_funnel(
+            &self,
+            _: jiff::Timestamp,
+            _: jiff::Timestamp,
+        ) -> Result<MenuFunnel, StoreError> {
             Err(StoreError::Worker("disk full".into()))
         }
     }

@@ -9,9 +9,10 @@ mod export;
 mod handle;
 mod record;
 mod sqlite;
+pub mod stats;
 mod store;
 
-pub use export::{ExportFormat, UnknownExportFormat, export};
+pub use export::{ExportFormat, UnknownExportFormat, export, write_csv};
 pub use handle::Records;
 pub use record::{ContactRecord, format_timestamp, parse_timestamp};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};

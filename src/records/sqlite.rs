@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use super::record::{ContactRecord, format_timestamp, parse_timestamp};
+use super::stats::{self, MenuFunnel, StatsQuery, StatsReport};
 use super::store::{ContactQuery, ContactStore, StoreError, UNFINISHED_END_REASON};
 use crate::flow::Outcome;
 
@@ -44,6 +45,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX contact_records_started_at ON contact_records (started_at);
     -- Start-up looks for calls a crash left open; this stays tiny however many records there are.
     CREATE INDEX contact_records_unfinished ON contact_records (id) WHERE outcome IS NULL;",
+    // 2: statistics. menu_ms is computed, never written (see records::stats for its definition); the two
+    // covering indexes hold every column a stats query reads, so a year of calls is counted from the index alone
+    // without touching the rows and their step trails.
+    "ALTER TABLE contact_records ADD COLUMN menu_ms INTEGER GENERATED ALWAYS AS (
+        CASE WHEN answered_at IS NOT NULL THEN max(0, CAST(round(
+            (julianday(coalesce(transferred_at, ended_at)) - julianday(answered_at)) * 86400000.0) AS INTEGER))
+        END) VIRTUAL;
+    CREATE INDEX contact_records_stats ON contact_records (started_at, function_id, outcome, menu_ms);
+    CREATE INDEX contact_records_function_stats ON contact_records (function_id, started_at, outcome, menu_ms);",
 ];
 
 /// The schema version this build writes.
@@ -79,6 +89,9 @@ const COLUMNS: &str = "id, call_id, caller, called, started_at, answered_at, end
 /// and a record is a single small upsert.
 pub struct SqliteStore {
     connection: Mutex<Connection>,
+    /// A second, read-only connection for statistics, so that a long aggregate never holds up a call's write
+    /// (WAL lets it read while the writer commits). None for an in-memory store, which only one connection sees.
+    reader: Option<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -113,7 +126,17 @@ impl SqliteStore {
         connection
             .pragma_update(None, "synchronous", "FULL")
             .map_err(open_error)?;
-        Self::with_connection(connection, path.to_path_buf())
+        let mut store = Self::with_connection(connection, path.to_path_buf())?;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(open_error)?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        store.reader = Some(Mutex::new(reader));
+        Ok(store)
     }
 
     /// A store that lives in memory only, for tests and `knappval simulate`.
@@ -133,6 +156,7 @@ impl SqliteStore {
         migrate(&mut connection, &path)?;
         Ok(SqliteStore {
             connection: Mutex::new(connection),
+            reader: None,
             path,
         })
     }
@@ -147,6 +171,13 @@ impl SqliteStore {
         self.connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(reader) => reader.lock().unwrap_or_else(PoisonError::into_inner),
+            None => self.connection(),
+        }
     }
 
     fn upsert(&self, record: &ContactRecord) -> Result<(), StoreError> {
@@ -265,6 +296,18 @@ impl ContactStore for SqliteStore {
         };
         drop(connection);
         rows.into_iter().map(RawRow::into_record).collect()
+    }
+
+    fn stats(&self, query: &StatsQuery) -> Result<StatsReport, StoreError> {
+        stats::stats(&self.reader(), query)
+    }
+
+    fn menu_funnel(
+        &self,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+    ) -> Result<MenuFunnel, StoreError> {
+        stats::menu_funnel(&self.reader(), from, to)
     }
 }
 
