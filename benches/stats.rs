@@ -71,9 +71,9 @@ fn seed(path: &Path, count: usize) {
     {
         let mut insert = transaction
             .prepare(
-                "INSERT INTO contact_records (call_id, caller, called, started_at, answered_at, ended_at,
+                "INSERT INTO contact_records (record_id, call_id, caller, called, started_at, answered_at, ended_at,
                  duration_ms, digits, path, function_id, outcome, transfer_target, transferred_at, end_reason, steps)
-                 VALUES (?1, ?2, '0771100200', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 VALUES (?15, ?1, ?2, '0771100200', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
             .expect("prepare");
         let mut rng = StdRng::seed_from_u64(9);
@@ -144,6 +144,7 @@ fn seed(path: &Path, count: usize) {
                     transferred.map(iso),
                     reason,
                     format!("[{}]", steps.join(",")),
+                    format!("{i:032x}"),
                 ])
                 .expect("insert");
         }

@@ -1,5 +1,6 @@
-//! The running daemon, assembled: menu and prompts loaded once, the record store opened (and calls a crash left
-//! open closed as failed), SIP and HTTP bound, one task per call, and a clean shutdown.
+//! The running daemon, assembled: menu and prompts loaded once, the record database locked for this process,
+//! opened and proven writable (and calls a crash left open closed as failed), SIP and HTTP bound, one task per
+//! call, and a clean shutdown.
 //!
 //! Shutdown (SIGTERM or Ctrl-C): new calls get 503, calls in progress may finish within the grace period, then
 //! the rest are ended with BYE; every record is written before the process exits 0.
@@ -25,7 +26,7 @@ use crate::call::{self, CallServices};
 use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
 use crate::menu::{self, MenuErrors, model::Menu};
-use crate::records::{Records, SqliteStore};
+use crate::records::{ContactStore, DatabaseLock, Records, SqliteStore};
 use crate::sip::SipEndpoint;
 
 /// Everything `knappval run` needs, after flags, environment and the settings file are merged.
@@ -83,12 +84,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     info!(menu = %settings.menu.display(), name = %menu.name, functions = menu.functions.len(),
           menus = menu.menus.len(), prompts = prompts.len(), "menu loaded");
 
-    let store = SqliteStore::open(&settings.db).with_context(|| {
-        format!(
-            "cannot open the contact record database {}",
-            settings.db.display()
-        )
-    })?;
+    // Before anything is written: a second daemon on this file would close the first one's live calls.
+    let _db_lock = DatabaseLock::acquire(&settings.db)?;
+    let store = SqliteStore::open(&settings.db)?;
+    // A database that cannot take writes would lose every record of this run: refuse to start instead.
+    store.probe_write()?;
     let records = Records::new(Arc::new(store));
     match records.close_unfinished(OffsetDateTime::now_utc()).await {
         Ok(0) => {}
@@ -223,6 +223,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "some BYEs were still unanswered at exit"
         );
     }
+    // Every call has ended and queued its record: write them before the process goes.
+    records.close(Duration::from_secs(10)).await;
     sip.shutdown();
     stop_http.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;

@@ -183,14 +183,25 @@ fn contact_query(params: &ContactsParams) -> Result<ContactQuery, ApiError> {
     })
 }
 
+/// `status` is `ok`, `degraded` (calls are served, but contact records wait in memory because the database
+/// refuses writes: still 200, so that a load balancer keeps sending calls here, while monitoring alerts on the
+/// body) or `draining` (503: send new calls elsewhere).
 async fn healthz(State(state): State<ApiState>) -> Response {
     let health = &state.health;
     let draining = health.draining.load(Ordering::Relaxed);
+    let writer = state.records.status();
+    let last_error = writer.last_error();
+    let status = match (draining, &last_error) {
+        (true, _) => "draining",
+        (false, Some(_)) => "degraded",
+        (false, None) => "ok",
+    };
     let body = serde_json::json!({
-        "status": if draining { "draining" } else { "ok" },
+        "status": status,
         "active_calls": health.active_calls.load(Ordering::Relaxed),
         "draining": draining,
         "uptime_seconds": health.started.elapsed().as_secs(),
+        "records": { "pending": writer.pending(), "last_error": last_error },
     });
     let status = if draining {
         StatusCode::SERVICE_UNAVAILABLE

@@ -4,7 +4,8 @@
 //! prompts ending, timers, hang-ups) and carries out what the flow asks (play, stop, transfer, hang up). A
 //! transfer runs beside the menu loop, so a caller who hangs up while the function rings is noticed at once.
 //! Once bridged, it relays media between the legs until one side hangs up. Its contact record is written when
-//! the call starts (so a crash leaves a trace) and again, complete, when it ends, whatever way it ends.
+//! the call starts, then as it goes (answered, each menu event, transfer started, bridged), so that a crash
+//! leaves how far it got, and complete when it ends, whatever way it ends.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -29,7 +30,7 @@ use crate::flow::{Action, Event, Flow, Outcome};
 use crate::media::prompt::{Prompt, PromptCache};
 use crate::media::{Codec, MediaEvent, MediaSession, RtpPorts};
 use crate::menu::model::{Menu, TransferMode};
-use crate::records::{ContactRecord, Records};
+use crate::records::{ContactRecord, Progress, Records};
 use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
 use crate::routing::refer::{self, ReferProgress};
@@ -76,12 +77,8 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
             message::called_number(&call.request),
             OffsetDateTime::now_utc(),
         );
-        // Written beside the answer, not before it: a slow disk must not delay the caller's 200 OK.
-        let started = {
-            let records = services.records.clone();
-            let record = record.clone();
-            tokio::spawn(async move { records.call_started(record).await })
-        };
+        // Queued for the writer task: a slow disk must not delay the caller's 200 OK.
+        services.records.call_started(&record);
         let caller_dialog = call.dialog.clone();
         let end = answer_and_run(call, &services, &mut record).await;
         // The dialog layer keeps every dialog until told: forgetting this would leak one per call.
@@ -90,11 +87,7 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
         info!(outcome = %end.outcome, digits = %record.digits, function = ?record.function,
               open_dialogs = services.sip.dialogs.len(),
               "call ended: {}", record.end_reason.as_deref().unwrap_or(""));
-        // The start must be on disk before the end, or the end's upsert could be overwritten by it.
-        if let Err(e) = started.await {
-            warn!(error = %e, "writing the call's start failed");
-        }
-        services.records.call_ended(record).await;
+        services.records.call_ended(record);
         services.health.active_calls.fetch_sub(1, Ordering::SeqCst);
     }
     .instrument(span)
@@ -194,6 +187,10 @@ async fn answer_and_run(
     }
     let now = Instant::now();
     record.answered_at = Some(OffsetDateTime::now_utc());
+    services.records.progress(Progress {
+        answered_at: record.answered_at,
+        ..Progress::of(record)
+    });
     media.set_media_timeout(services.media_timeout);
     if let Some(source) = source {
         media.set_signalling_source(source.ip());
@@ -393,12 +390,23 @@ impl Call<'_> {
         self.apply(actions).await
     }
 
+    /// Brings the record up to the flow's journey and queues what changed: only the new steps are serialised.
     fn sync_record(&mut self) {
         let journey = self.flow.journey();
-        self.record.digits = journey.digits.clone();
-        self.record.path = journey.path.clone();
-        self.record.function = journey.function.clone();
-        self.record.steps = serde_json::to_value(&journey.steps).unwrap_or_default();
+        let new_steps = journey
+            .steps
+            .get(self.record.step_count()..)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|step| serde_json::to_value(step).ok())
+            .collect();
+        let function = journey.function.as_ref();
+        if let Some(progress) =
+            self.record
+                .advance(&journey.digits, &journey.path, function, new_steps)
+        {
+            self.services.records.progress(progress);
+        }
     }
 
     async fn apply(&mut self, actions: Vec<Action>) -> Option<End> {
@@ -455,6 +463,10 @@ impl Call<'_> {
             path: journey.path.clone(),
         };
         self.record.transfer_target = Some(function.target.clone());
+        self.services.records.progress(Progress {
+            transfer_target: self.record.transfer_target.clone(),
+            ..Progress::of(self.record)
+        });
         info!(function = %function.id, target = %function.target, mode = ?function.transfer, "handing off");
         match function.transfer {
             TransferMode::Bridge => {
@@ -629,6 +641,10 @@ impl Call<'_> {
         let _ = self.flow.on(Event::TransferSucceeded, now);
         self.sync_record();
         self.record.transferred_at = Some(OffsetDateTime::now_utc());
+        self.services.records.progress(Progress {
+            transferred_at: self.record.transferred_at,
+            ..Progress::of(self.record)
+        });
     }
 
     /// A re-INVITE or UPDATE from the caller, in the menu or bridged.

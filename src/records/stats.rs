@@ -750,7 +750,7 @@ pub(super) fn menu_funnel(
 mod tests {
     use super::*;
     use crate::flow::Outcome;
-    use crate::records::{ContactRecord, ContactStore, SqliteStore};
+    use crate::records::{ContactRecord, ContactStore, RecordUpdate, SqliteStore};
 
     fn at(text: &str) -> time::OffsetDateTime {
         crate::records::parse_timestamp(text).unwrap()
@@ -770,6 +770,12 @@ mod tests {
         function: Option<&'static str>,
         outcome: Option<Outcome>,
         menu_ms: Option<i64>,
+    }
+
+    fn put(store: &SqliteStore, record: &ContactRecord) {
+        store
+            .write(&[RecordUpdate::Whole(Box::new(record.clone()))])
+            .unwrap();
     }
 
     fn seed(store: &SqliteStore, seeds: &[Seed]) {
@@ -794,7 +800,7 @@ mod tests {
             } else if let Some(outcome) = s.outcome {
                 record.finish(outcome, started + time::Duration::seconds(3), "CANCEL");
             }
-            store.call_ended(&record).unwrap();
+            put(store, &record);
         }
     }
 
@@ -1225,19 +1231,13 @@ mod tests {
             {"at_ms": 950, "kind": "entered_menu", "value": "aaa"},
             {"at_ms": 2000, "kind": "caller_hung_up"},
         ]);
-        store.call_ended(&record).unwrap();
+        put(&store, &record);
         let mut broken = ContactRecord::started("c2", "a", "b", at("2026-11-23T10:01:00Z"));
         broken.steps = serde_json::json!([{"kind": "from a future knappval"}]);
-        store.call_ended(&broken).unwrap();
-        let outside = ContactRecord {
-            call_id: "c3".into(),
-            ..record.clone()
-        };
-        let outside = ContactRecord {
-            started_at: at("2026-11-24T10:00:00Z"),
-            ..outside
-        };
-        store.call_ended(&outside).unwrap();
+        put(&store, &broken);
+        let mut outside = ContactRecord::started("c3", "a", "b", at("2026-11-24T10:00:00Z"));
+        outside.steps = record.steps.clone();
+        put(&store, &outside);
         let funnel = store
             .menu_funnel(ts("2026-11-23T00:00:00Z"), ts("2026-11-24T00:00:00Z"))
             .unwrap();
