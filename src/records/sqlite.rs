@@ -16,6 +16,15 @@ use super::stats::{self, MenuFunnel, StatsQuery, StatsReport};
 use super::store::{ContactQuery, ContactStore, RecordUpdate, StoreError, UNFINISHED_END_REASON};
 use crate::flow::Outcome;
 
+/// A record's menu time in milliseconds, from its own columns: answered_at to transferred_at, or to ended_at when
+/// it was not transferred; NULL when it was never answered or has not ended.
+macro_rules! menu_ms {
+    () => {
+        "(CASE WHEN answered_at IS NOT NULL THEN max(0, CAST(round(
+            (julianday(coalesce(transferred_at, ended_at)) - julianday(answered_at)) * 86400000.0) AS INTEGER)) END)"
+    };
+}
+
 /// Schema steps, oldest first; step `n` takes the file from `user_version` n to n + 1. Append, never edit:
 /// files in the field are at every version ever released.
 ///
@@ -58,15 +67,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX contact_records_record_id ON contact_records (record_id);
     DROP INDEX contact_records_call_id;
     CREATE INDEX contact_records_call_id ON contact_records (call_id);",
-    // 3: statistics. menu_ms is computed, never written (see records::stats for its definition); the two
-    // covering indexes hold every column a stats query reads, so a year of calls is counted from the index alone
-    // without touching the rows and their step trails.
-    "ALTER TABLE contact_records ADD COLUMN menu_ms INTEGER GENERATED ALWAYS AS (
-        CASE WHEN answered_at IS NOT NULL THEN max(0, CAST(round(
-            (julianday(coalesce(transferred_at, ended_at)) - julianday(answered_at)) * 86400000.0) AS INTEGER))
-        END) VIRTUAL;
-    CREATE INDEX contact_records_stats ON contact_records (started_at, function_id, outcome, menu_ms);
-    CREATE INDEX contact_records_function_stats ON contact_records (function_id, started_at, outcome, menu_ms);",
+    // 3: statistics. menu_ms (see records::stats for its definition) is kept by triggers, so no writer has to
+    // know it; a plain column rather than a generated one because SQLite reads a generated column from the row
+    // even when an index holds it. The two indexes cover every column a stats query reads, so a year of calls
+    // is counted from an index alone, without touching the rows and their step trails.
+    concat!(
+        "ALTER TABLE contact_records ADD COLUMN menu_ms INTEGER;
+        UPDATE contact_records SET menu_ms = ", menu_ms!(), ";
+        CREATE TRIGGER contact_records_menu_ms_insert AFTER INSERT ON contact_records BEGIN
+            UPDATE contact_records SET menu_ms = ", menu_ms!(), " WHERE id = NEW.id;
+        END;
+        CREATE TRIGGER contact_records_menu_ms_update
+            AFTER UPDATE OF answered_at, transferred_at, ended_at ON contact_records BEGIN
+            UPDATE contact_records SET menu_ms = ", menu_ms!(), " WHERE id = NEW.id;
+        END;
+        CREATE INDEX contact_records_stats ON contact_records (started_at, function_id, outcome, menu_ms);
+        CREATE INDEX contact_records_function_stats ON contact_records (function_id, started_at, outcome, menu_ms);"
+    ),
 ];
 
 /// The schema version this build writes.

@@ -374,25 +374,32 @@ pub(super) fn stats(
 ) -> Result<StatsReport, StoreError> {
     let (buckets, labels) = buckets(query).map_err(StoreError::Stats)?;
     // The calls of the range with their group: a column, or the bucket their start falls in. Buckets go in as
-    // one JSON parameter; SQLite walks the started_at index once per bucket, which touches each call once.
+    // one JSON parameter.
+    // Written out rather than `(?3 IS NULL OR function_id = ?3)`, which would keep SQLite from the
+    // (function_id, started_at) index.
+    let function_filter = if query.function.is_some() {
+        "AND r.function_id = ?3"
+    } else {
+        "AND ?3 IS NULL"
+    };
     let picked = match query.group_by {
         GroupBy::Function | GroupBy::Outcome => format!(
-            "SELECT {column} AS label, outcome, menu_ms FROM contact_records
-             WHERE started_at >= ?1 AND started_at < ?2 AND (?3 IS NULL OR function_id = ?3)",
+            "SELECT r.{column} AS label, r.outcome, r.menu_ms FROM contact_records AS r
+             WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}",
             column = if query.group_by == GroupBy::Function {
                 "function_id"
             } else {
                 "outcome"
             }
         ),
-        _ => {
+        // CROSS JOIN keeps the buckets the outer loop: one index range per bucket, each call touched once.
+        _ => format!(
             "SELECT b.value ->> 0 AS label, r.outcome, r.menu_ms
-              FROM json_each(?4) AS b
-              JOIN contact_records AS r
-                ON r.started_at >= b.value ->> 1 AND r.started_at < b.value ->> 2
-              WHERE r.started_at >= ?1 AND r.started_at < ?2 AND (?3 IS NULL OR r.function_id = ?3)"
-                .to_string()
-        }
+             FROM json_each(?4) AS b
+             CROSS JOIN contact_records AS r
+               ON r.started_at >= b.value ->> 1 AND r.started_at < b.value ->> 2
+             WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}"
+        ),
     };
     let sql = format!(
         "WITH picked AS ({picked}),
