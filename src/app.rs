@@ -52,6 +52,8 @@ pub struct Settings {
     pub digest: Option<Vec<Algorithm>>,
     /// How often function targets are probed with OPTIONS; zero turns probing off.
     pub probe_interval: Duration,
+    /// The zone statistics are bucketed in (local days and hours).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 /// Loads and validates the menu, decoding every prompt exactly once: the same decode serves the validation
@@ -157,6 +159,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             records: records.clone(),
             health: health.clone(),
             registrar: registrar.clone(),
+            time_zone: settings.time_zone.clone(),
         };
         let stop = stop_http.clone();
         tokio::spawn(async move {
