@@ -330,13 +330,7 @@ impl Call<'_> {
             let wake = self.wait().await;
             let now = Instant::now();
             let end = match wake {
-                Wake::Dialog(None) => {
-                    self.feed(Event::CallerHungUp, now).await;
-                    Some(End::new(
-                        self.outcome_or(Outcome::Abandoned),
-                        "caller dialog gone",
-                    ))
-                }
+                Wake::Dialog(None) => Some(self.caller_gone(now).await),
                 Wake::Dialog(Some(state)) => self.on_dialog(state).await,
                 Wake::Media(MediaEvent::PromptEnded) => {
                     if matches!(self.transfer, Some(Transfer::Bridge(_))) {
@@ -619,6 +613,14 @@ impl Call<'_> {
             DialogState::Info(_, request, handle) => {
                 let digit = message::dtmf_from_info(&request);
                 respond(&handle, StatusCode::OK, None).await;
+                // The digit may lead to a REFER or a BYE in this dialog; a strict caller drops the dialog on
+                // either overtaking our 200 to its INFO.
+                if let Some(ended) = self.until_answer_sent().await {
+                    return match ended {
+                        Some(state) => Box::pin(self.on_dialog(state)).await,
+                        None => Some(self.caller_gone(now).await),
+                    };
+                }
                 match digit {
                     Some(digit) => self.feed(Event::Digit(digit), now).await,
                     None => None,
@@ -641,7 +643,8 @@ impl Call<'_> {
                         self.refer_deadline = None;
                         self.transferred(now);
                         // A strict transferee drops the dialog on a BYE that overtakes our 200 to its NOTIFY.
-                        self.until_answer_sent().await;
+                        // Ended meanwhile or not, the BYE goes out (a BYE to a gone dialog does no harm).
+                        let _ = self.until_answer_sent().await;
                         self.hang_up();
                         Some(End::new(Outcome::Transferred, "referred"))
                     }
@@ -783,20 +786,33 @@ impl Call<'_> {
     /// Waits until our answer to the in-dialog request just answered is on the wire: `respond` only queues it
     /// for the request's transaction, which sends it and then reports the dialog Confirmed again. Other
     /// requests arriving meanwhile get their routine answer; bounded, in case the report never comes.
-    async fn until_answer_sent(&mut self) {
+    /// Some when the caller's dialog ended meanwhile (its Terminated state, or None when the channel closed),
+    /// handed back so that the end is not lost.
+    async fn until_answer_sent(&mut self) -> Option<Option<DialogState>> {
         let wait = async {
             loop {
                 match self.events.recv().await {
-                    None | Some(DialogState::Terminated(..) | DialogState::Confirmed(..)) => return,
+                    Some(DialogState::Confirmed(..)) => return None,
+                    None => return Some(None),
+                    Some(ended @ DialogState::Terminated(..)) => return Some(Some(ended)),
                     Some(other) => {
                         answer_routine(other).await;
                     }
                 }
             }
         };
-        if tokio::time::timeout(ANSWER_SENT_WAIT, wait).await.is_err() {
-            debug!("no report that the answer went out; going on");
-        }
+        tokio::time::timeout(ANSWER_SENT_WAIT, wait)
+            .await
+            .unwrap_or_else(|_| {
+                debug!("no report that the answer went out; going on");
+                None
+            })
+    }
+
+    /// The caller's dialog is gone without a BYE we saw (its events closed).
+    async fn caller_gone(&mut self, now: Instant) -> End {
+        self.feed(Event::CallerHungUp, now).await;
+        End::new(self.outcome_or(Outcome::Abandoned), "caller dialog gone")
     }
 
     fn hang_up(&mut self) {
