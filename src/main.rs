@@ -305,7 +305,13 @@ fn causes_once(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let part = cause.to_string();
-        if text.contains(&part) {
+        // SQLite's own error repeats the text with its code in front (`Error code 8: attempt to write a
+        // readonly database`): the text once is enough.
+        let said = part
+            .strip_prefix("Error code ")
+            .and_then(|coded| coded.split_once(": "))
+            .map_or(part.as_str(), |(_, said)| said);
+        if text.contains(&part) || text.contains(said) {
             continue;
         }
         if !text.is_empty() {
@@ -746,5 +752,18 @@ mod tests {
             "{text}"
         );
         assert!(text.starts_with("starting: cannot bind SIP: "), "{text}");
+    }
+
+    #[test]
+    fn sqlite_text_repeated_behind_its_code_is_said_once() {
+        let sqlite = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(8),
+            Some("attempt to write a readonly database".into()),
+        );
+        let error = anyhow::Error::new(sqlite).context("cannot open x.db");
+        assert_eq!(
+            causes_once(&error),
+            "cannot open x.db: attempt to write a readonly database"
+        );
     }
 }
