@@ -56,10 +56,16 @@ fn json_log_values_are_written_as_an_operator_writes_them() {
     incoming.call.expect_bye(10 * SECOND);
     daemon.wait_record(&call.call_id, 5 * SECOND);
 
-    // A call that hangs up in the menu: no function.
+    // A call with a session timer that hangs up in the menu: no function.
     let caller = Caller::udp(daemon.sip);
-    let (mut quiet, _answer, t0) = caller.call(&daemon, &[PCMU], CALLER_HZ);
-    caller.rtp.wait_tone(MENU_HZ, 5, t0, 15 * SECOND);
+    let mut quiet = caller.sip.invite(
+        &daemon.uri(),
+        &caller.caller_uri(),
+        Some(&caller.offer(&[PCMU])),
+        &["Supported: timer".into(), "Session-Expires: 90".into()],
+    );
+    let ok = quiet.start(10 * SECOND);
+    assert_eq!(ok.status(), Some(200), "{}", ok.summary());
     assert_eq!(quiet.bye().status(), Some(200));
     daemon.wait_record(&quiet.call_id, 5 * SECOND);
     assert!(daemon.stop(15 * SECOND).success());
@@ -73,7 +79,7 @@ fn json_log_values_are_written_as_an_operator_writes_them() {
     }) {
         let text = line.to_string();
         for debug_form in [
-            "None", "Some(", "..=", "Bridge", "Refer", "Pcmu", "Pcma", "Caller",
+            "None", "Some(", "..=", "Bridge", "Refer", "Pcmu", "Pcma", "Caller", "Uac",
         ] {
             assert!(
                 !text.contains(debug_form),
@@ -116,6 +122,9 @@ fn json_log_values_are_written_as_an_operator_writes_them() {
         "a call without a function logs none: {}",
         ended[1]
     );
+    let timer = fields_of(&lines, "session timer on");
+    assert_eq!(timer["interval"], "1m30s", "{timer}");
+    assert_eq!(timer["refresher"], "uac", "{timer}");
     let shutdown = fields_of(&lines, "shutting down");
     assert_eq!(shutdown["grace"], "2s", "{shutdown}");
 }
