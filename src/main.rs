@@ -154,7 +154,8 @@ struct RunArgs {
     /// After SIGTERM, how long calls in progress may go on before they are ended [default: 30s]
     #[arg(long, env = "KNAPPVAL_GRACE_PERIOD", value_name = "DURATION")]
     grace_period: Option<String>,
-    /// How long a caller's RTP may stop before the call is taken as dead; 0s disables [default: 60s]
+    /// How long a call may show no sign of life (RTP, RTCP or a SIP request; either side once bridged)
+    /// before it is taken as dead; 0s disables [default: 60s]
     #[arg(long, env = "KNAPPVAL_MEDIA_TIMEOUT", value_name = "DURATION")]
     media_timeout: Option<String>,
     /// Let the call ring (180) this long before answering; 0s answers at once [default: 0s]

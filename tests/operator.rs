@@ -240,6 +240,12 @@ fn run_help_names_every_setting_with_its_default() {
             "{flag} shows no default:\n{help}"
         );
     }
+    // Not only RTP: RTCP and SIP requests are life too (README, "--media-timeout").
+    assert!(
+        help.lines()
+            .any(|l| l.contains("--media-timeout") && l.contains("RTCP")),
+        "{help}"
+    );
     let out = run_cli(&[os("contacts"), os("--help")]);
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(
