@@ -362,23 +362,24 @@ fn the_readme_sipp_caller_presses_3_and_is_bridged_to_it() {
     // The scenario listens 8 s before it presses 3, as the shipped menu's 5 s timeout allows.
     spec.menu_timeout = "10s";
     fixture.write_menu(&spec.yaml());
-    let daemon = Daemon::start(fixture);
+    // A reader takes their time between the commands: OPTIONS probes reach IT's phone before the call does
+    // (here every 2 s instead of 20 s, so that they surely do).
+    let daemon = Daemon::start_with(fixture, &["--probe-interval", "2s"]);
     let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let function = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sipp/function.xml");
+    // The README's command, with a global timeout (the phone runs until stopped): exit 0 if no call failed.
     let mut it = Sipp::spawn(
         "it",
         &dir,
         &args(&[
-            "-sn",
-            "uas",
+            "-sf",
+            function,
             "-i",
             "127.0.0.1",
             "-p",
             &it_port.to_string(),
-            "-m",
-            "1",
             "-timeout",
-            "60s",
-            "-timeout_error",
+            "35s",
         ]),
     );
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sipp/caller.xml");
@@ -399,7 +400,12 @@ fn the_readme_sipp_caller_presses_3_and_is_bridged_to_it() {
         ]),
     );
     caller.assert_success(90 * SECOND);
-    it.assert_success(30 * SECOND);
+    it.assert_success(60 * SECOND);
+    let (_, health) = daemon.get("/healthz");
+    assert!(
+        health.contains(r#""last_result":"200""#),
+        "a probe reached IT's phone and was answered: {health}"
+    );
     let records = daemon.contacts();
     assert_eq!(records.len(), 1, "{records:?}");
     let record = &records[0];
