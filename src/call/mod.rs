@@ -615,16 +615,21 @@ impl Call<'_> {
                 respond(&handle, StatusCode::OK, None).await;
                 // The digit may lead to a REFER or a BYE in this dialog; a strict caller drops the dialog on
                 // either overtaking our 200 to its INFO.
-                if let Some(ended) = self.until_answer_sent().await {
-                    return match ended {
+                let later = self.until_answer_sent().await;
+                let mut end = match digit {
+                    Some(digit) => self.feed(Event::Digit(digit), now).await,
+                    None => None,
+                };
+                for state in later {
+                    if end.is_some() {
+                        break;
+                    }
+                    end = match state {
                         Some(state) => Box::pin(self.on_dialog(state)).await,
                         None => Some(self.caller_gone(now).await),
                     };
                 }
-                match digit {
-                    Some(digit) => self.feed(Event::Digit(digit), now).await,
-                    None => None,
-                }
+                end
             }
             DialogState::Updated(_, request, handle) => {
                 self.caller_reoffer(&request, &handle).await;
@@ -643,7 +648,7 @@ impl Call<'_> {
                         self.refer_deadline = None;
                         self.transferred(now);
                         // A strict transferee drops the dialog on a BYE that overtakes our 200 to its NOTIFY.
-                        // Ended meanwhile or not, the BYE goes out (a BYE to a gone dialog does no harm).
+                        // Whatever came meanwhile, the call is over: the BYE goes out (to a gone dialog, harmless).
                         let _ = self.until_answer_sent().await;
                         self.hang_up();
                         Some(End::new(Outcome::Transferred, "referred"))
@@ -784,29 +789,32 @@ impl Call<'_> {
     }
 
     /// Waits until our answer to the in-dialog request just answered is on the wire: `respond` only queues it
-    /// for the request's transaction, which sends it and then reports the dialog Confirmed again. Other
-    /// requests arriving meanwhile get their routine answer; bounded, in case the report never comes.
-    /// Some when the caller's dialog ended meanwhile (its Terminated state, or None when the channel closed),
-    /// handed back so that the end is not lost.
-    async fn until_answer_sent(&mut self) -> Option<Option<DialogState>> {
+    /// for the request's transaction, which sends it and then reports the dialog Confirmed again; bounded, in
+    /// case the report never comes. Returns, in order, what came meanwhile (requests, the dialog's end; None
+    /// when its events closed), for the caller to handle next.
+    async fn until_answer_sent(&mut self) -> Vec<Option<DialogState>> {
+        let mut later = Vec::new();
         let wait = async {
             loop {
                 match self.events.recv().await {
-                    Some(DialogState::Confirmed(..)) => return None,
-                    None => return Some(None),
-                    Some(ended @ DialogState::Terminated(..)) => return Some(Some(ended)),
-                    Some(other) => {
-                        answer_routine(other).await;
+                    Some(DialogState::Confirmed(..)) => return,
+                    None => {
+                        later.push(None);
+                        return;
                     }
+                    Some(ended @ DialogState::Terminated(..)) => {
+                        later.push(Some(ended));
+                        return;
+                    }
+                    // Another INFO carries a digit, a NOTIFY the REFER's progress: all are handled in turn.
+                    Some(other) => later.push(Some(other)),
                 }
             }
         };
-        tokio::time::timeout(ANSWER_SENT_WAIT, wait)
-            .await
-            .unwrap_or_else(|_| {
-                debug!("no report that the answer went out; going on");
-                None
-            })
+        if tokio::time::timeout(ANSWER_SENT_WAIT, wait).await.is_err() {
+            debug!("no report that the answer went out; going on");
+        }
+        later
     }
 
     /// The caller's dialog is gone without a BYE we saw (its events closed).
