@@ -1,6 +1,7 @@
 //! SIPp as an independent peer on both sides of the daemon: a SIPp caller dials the shared number and presses 3
 //! with RFC 4733 events played from a pcap we generate; a SIPp function phone answers the bridged INVITE and
-//! checks knappval's X- headers and the caller's number. sipp missing is a failure, not a skip.
+//! checks knappval's X- headers and the caller's number; a strict SIPp REFER transferee checks the Refer-To URI
+//! headers and that no REFER or BYE overtakes our answers. sipp missing is a failure, not a skip.
 
 mod common;
 
