@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Outcome;
-use crate::menu::model::{FunctionId, MenuId};
+use crate::menu::model::{FunctionId, MenuId, PromptId};
 
 /// Everything that happened in one call, from answer to outcome.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -19,6 +19,9 @@ pub struct Journey {
     pub path: Vec<MenuId>,
     /// The function the caller was last routed to: handed to, being handed to, or attempted and failed.
     pub function: Option<FunctionId>,
+    /// The announcements played (service ones, then the chosen functions'), by prompt id, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub announcements: Vec<PromptId>,
     /// Set once the call's outcome is decided.
     pub outcome: Option<Outcome>,
     /// The timestamped trail, for time-to-choice and funnel statistics.
@@ -93,6 +96,7 @@ mod tests {
             digits: "2x".into(),
             path: vec!["root".into()],
             function: Some("it".into()),
+            announcements: Vec::new(),
             outcome: Some(Outcome::Transferred),
             steps: vec![
                 Step {

@@ -27,6 +27,7 @@ fn function(id: &str) -> Function {
         target: format!("sip:{id}@127.0.0.1:5071"),
         transfer: TransferMode::Bridge,
         ring_timeout: Duration::from_secs(20),
+        announcement: None,
         transfer_prompt: None,
         failure_prompt: None,
         on_failure: FailureAction::Hangup,
@@ -1114,4 +1115,57 @@ mod hours {
             assert_eq!(call.at(choice_ms).send(Event::Digit('3')), vec![expected]);
         }
     }
+}
+
+#[test]
+fn announcements_play_after_the_greeting_unskippable_and_are_recorded() {
+    let mut call = Call::new(kommun());
+    call.flow.announce(Announcements {
+        service: vec!["email-down".into(), "phones-down".into()],
+        functions: BTreeMap::from([("kundtjanst".into(), vec!["queue-long".into()])]),
+    });
+    assert_eq!(call.send(Event::Answered), [play("welcome")]);
+    assert_eq!(call.send(Event::PromptEnded), [play("email-down")]);
+    // A digit during an announcement is neither a barge-in nor a choice.
+    assert_eq!(call.send(Event::Digit('1')), []);
+    assert_eq!(call.flow.journey().digits, "");
+    assert_eq!(call.send(Event::PromptEnded), [play("phones-down")]);
+    assert_eq!(call.send(Event::PromptEnded), [play("root-prompt")]);
+    assert_eq!(call.send(Event::PromptEnded), []);
+    assert!(call.flow.next_timeout().is_some());
+    // Back in root later: no greeting and no announcements again.
+    assert_eq!(call.send(Event::Digit('0')), [play("root-prompt")]);
+    call.send(Event::PromptEnded);
+    // Kundtjänst: its board announcement, then its transfer prompt, then the hand-off.
+    assert_eq!(call.send(Event::Digit('1')), [play("queue-long")]);
+    assert_eq!(call.send(Event::Digit('5')), []);
+    assert_eq!(call.send(Event::PromptEnded), [play("to-kundtjanst")]);
+    assert_eq!(call.send(Event::PromptEnded), [transfer("kundtjanst")]);
+    assert_eq!(
+        call.flow.journey().announcements,
+        ["email-down", "phones-down", "queue-long"]
+    );
+}
+
+#[test]
+fn a_functions_own_announcement_plays_before_the_boards_and_the_hand_off() {
+    let mut menu = kommun();
+    menu.functions.get_mut("it").unwrap().announcement = Some("raindance".into());
+    let mut call = Call::waiting_in_root(menu.clone());
+    assert_eq!(call.send(Event::Digit('3')), [play("raindance")]);
+    assert_eq!(call.send(Event::PromptEnded), [transfer("it")]);
+    assert_eq!(call.flow.journey().announcements, ["raindance"]);
+
+    // Without announcements nothing changes: greeting, then the menu prompt.
+    let mut call = Call::new(menu);
+    call.flow.announce(Announcements {
+        functions: BTreeMap::from([("it".into(), vec!["it-extra".into()])]),
+        ..Announcements::default()
+    });
+    assert_eq!(call.send(Event::Answered), [play("welcome")]);
+    assert_eq!(call.send(Event::PromptEnded), [play("root-prompt")]);
+    call.send(Event::PromptEnded);
+    assert_eq!(call.send(Event::Digit('3')), [play("raindance")]);
+    assert_eq!(call.send(Event::PromptEnded), [play("it-extra")]);
+    assert_eq!(call.send(Event::PromptEnded), [transfer("it")]);
 }

@@ -44,6 +44,7 @@ impl Menu {
             ids.extend(node.invalid.iter().cloned());
         }
         for function in self.functions.values() {
+            ids.extend(function.announcement.iter().cloned());
             ids.extend(function.transfer_prompt.iter().cloned());
             ids.extend(function.failure_prompt.iter().cloned());
             ids.extend(function.hours.iter().flat_map(Hours::prompt_ids).cloned());
@@ -64,6 +65,9 @@ pub struct Function {
     pub transfer: TransferMode,
     /// How long the target may ring before the hand-off counts as failed.
     pub ring_timeout: Duration,
+    /// Optional announcement played when the caller chooses the function, before its transfer prompt
+    /// ("Raindance är uppgraderat i helgen ...").
+    pub announcement: Option<PromptId>,
     /// Optional prompt played just before the hand-off ("Du kopplas nu till IT Kundservice").
     pub transfer_prompt: Option<PromptId>,
     /// Optional prompt played when the target is busy, failing or does not answer.

@@ -25,7 +25,7 @@ const MAX_RETRIES: u32 = 10;
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// Ids end up in contact records, logs and URLs: keep them to a safe alphabet.
-fn is_valid_id(id: &str) -> bool {
+pub(crate) fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
@@ -264,6 +264,7 @@ impl<'a> Validator<'a> {
             "ring_timeout",
             DEFAULT_RING_TIMEOUT,
         );
+        let announcement = raw.announcement.as_ref().and_then(|p| self.prompt(p));
         let transfer_prompt = raw.transfer_prompt.as_ref().and_then(|p| self.prompt(p));
         let failure_prompt = raw.failure_prompt.as_ref().and_then(|p| self.prompt(p));
         let on_failure = match &raw.on_failure {
@@ -283,6 +284,7 @@ impl<'a> Validator<'a> {
             target,
             transfer,
             ring_timeout,
+            announcement,
             transfer_prompt,
             failure_prompt,
             on_failure,
