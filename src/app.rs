@@ -70,18 +70,21 @@ pub fn load_menu(menu_path: &Path, prompts_dir: &Path) -> Result<(Menu, PromptCa
     let menu = menu::load(menu_path, prompts_dir, &probe)?;
     let mut decoded = decoded.into_inner().unwrap_or_default();
     let mut prompts = PromptCache::default();
-    for id in menu.prompt_ids() {
-        if let Some(samples) = decoded.remove(&prompt_path(prompts_dir, &id)) {
-            prompts.insert(Prompt::from_samples(id, samples));
+    for key in menu.prompt_keys() {
+        if let Some(samples) = decoded.remove(&prompt_path(prompts_dir, &key)) {
+            prompts.insert(Prompt::from_samples(key, samples));
         }
     }
-    load_other_prompts(prompts_dir, &mut prompts);
+    load_other_prompts(prompts_dir, None, &mut prompts);
+    for language in menu.languages.iter().flat_map(|l| l.codes()) {
+        load_other_prompts(&prompts_dir.join(language), Some(language), &mut prompts);
+    }
     Ok((menu, prompts))
 }
 
 /// Every `<id>.wav` in the prompts folder the menu does not name: the announcements an admin may put up.
 /// A file that does not load is logged and left out; the menu does not need it.
-fn load_other_prompts(prompts_dir: &Path, prompts: &mut PromptCache) {
+fn load_other_prompts(prompts_dir: &Path, language: Option<&str>, prompts: &mut PromptCache) {
     let Ok(entries) = std::fs::read_dir(prompts_dir) else {
         return;
     };
@@ -92,12 +95,19 @@ fn load_other_prompts(prompts_dir: &Path, prompts: &mut PromptCache) {
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_suffix(".wav"))
-            .filter(|id| menu::is_prompt_id(id) && prompts.get(id).is_none())
+            .filter(|id| menu::is_prompt_id(id))
         else {
             continue;
         };
+        let key = match language {
+            Some(language) => format!("{language}/{id}"),
+            None => id.to_owned(),
+        };
+        if prompts.get(&key).is_some() {
+            continue;
+        }
         match wav::read_wav_8k(&path) {
-            Ok(samples) => prompts.insert(Prompt::from_samples(id, samples)),
+            Ok(samples) => prompts.insert(Prompt::from_samples(key, samples)),
             Err(e) => {
                 warn!(prompt = %id, error = %e, "prompt file not loaded; it cannot be announced")
             }

@@ -420,17 +420,19 @@ fn simulate(
     // The same load and decode as `run`: prompts play for exactly as long as they will on a call.
     let (menu, prompts) =
         app::load_menu(menu_path, prompts_dir).map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    if let Some(unknown) = announce.iter().find(|id| prompts.get(id).is_none()) {
+    if let Some(unknown) = announce.iter().find(|id| !prompts.knows(id)) {
         anyhow::bail!(
             "--announce {unknown}: no prompt {unknown}.wav in {}; record it there first",
             prompts_dir.display()
         );
     }
+    // With languages, prompts last as long as in the default language.
+    let language = menu.languages.as_ref().map(|l| l.default.as_str());
     let durations = menu
         .prompt_ids()
         .into_iter()
         .chain(announce.iter().cloned())
-        .filter_map(|id| Some((id.clone(), prompts.get(&id)?.duration())))
+        .filter_map(|id| Some((id.clone(), prompts.get_in(language, &id)?.duration())))
         .collect();
     let zone = sim::service_timezone(&menu);
     let at = match at {

@@ -277,7 +277,7 @@ async fn post_announcement(
         body.map_err(|rejection| bad_request(rejection.body_text(), ANNOUNCEMENT_HELP))?;
     let now = OffsetDateTime::now_utc();
     let prompt = new.prompt.trim().to_string();
-    if announcing.prompts.get(&prompt).is_none() {
+    if !announcing.prompts.knows(&prompt) {
         let mut known: Vec<&str> = announcing.prompts.ids().collect();
         known.sort_unstable();
         return Err(unprocessable(

@@ -476,7 +476,10 @@ impl Call<'_> {
         {
             self.services.records.progress(progress);
         }
-        if let Some(progress) = self.record.announced(&journey.announcements) {
+        if let Some(progress) = self
+            .record
+            .announced(&journey.announcements, journey.language.as_deref())
+        {
             self.services.records.progress(progress);
         }
     }
@@ -485,7 +488,11 @@ impl Call<'_> {
         self.sync_record();
         for action in actions {
             match action {
-                Action::Play(prompt_id) => match self.services.prompts.get(&prompt_id) {
+                Action::Play(prompt_id) => match self
+                    .services
+                    .prompts
+                    .get_in(self.flow.language(), &prompt_id)
+                {
                     Some(prompt) => self.media.play(prompt),
                     None => {
                         // Validated at load, so this is a bug; skipping keeps the caller moving rather than silent.

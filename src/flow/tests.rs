@@ -86,6 +86,7 @@ fn kommun() -> Menu {
             .map(|m| (m.id.clone(), m))
             .collect(),
         hours: None,
+        languages: None,
     }
 }
 
@@ -1168,4 +1169,45 @@ fn a_functions_own_announcement_plays_before_the_boards_and_the_hand_off() {
     assert_eq!(call.send(Event::Digit('3')), [play("raindance")]);
     assert_eq!(call.send(Event::PromptEnded), [play("it-extra")]);
     assert_eq!(call.send(Event::PromptEnded), [transfer("it")]);
+}
+
+#[test]
+fn the_language_is_chosen_first_and_defaults_on_silence_or_a_wrong_key() {
+    let mut menu = kommun();
+    menu.languages = Some(crate::menu::model::Languages {
+        prompt: "language-choice".into(),
+        options: BTreeMap::from([('1', "sv".into()), ('2', "en".into())]),
+        default: "sv".into(),
+        timeout: Duration::from_secs(4),
+    });
+    // A key during the choice barges in and chooses.
+    let mut call = Call::new(menu.clone());
+    assert_eq!(call.send(Event::Answered), [play("language-choice")]);
+    assert_eq!(call.flow.language(), None);
+    assert_eq!(
+        call.send(Event::Digit('2')),
+        [Action::StopPrompt, play("welcome")]
+    );
+    assert_eq!(call.flow.language(), Some("en"));
+    assert_eq!(call.flow.journey().digits, "2");
+    assert_eq!(
+        call.kinds()[..2],
+        [StepKind::Language("en".into()), entered(ROOT_MENU)]
+    );
+
+    // Silence: the default once the wait is over.
+    let mut call = Call::new(menu.clone());
+    call.send(Event::Answered);
+    assert_eq!(call.send(Event::PromptEnded), []);
+    assert_eq!(call.flow.next_timeout(), Some(call.start + ms(4000)));
+    assert_eq!(call.time_out(), [play("welcome")]);
+    assert_eq!(call.flow.language(), Some("sv"));
+
+    // A key that is no option: the default too, and the menu goes on.
+    let mut call = Call::new(menu);
+    call.send(Event::Answered);
+    call.send(Event::PromptEnded);
+    assert_eq!(call.send(Event::Digit('7')), [play("welcome")]);
+    assert_eq!(call.flow.language(), Some("sv"));
+    assert_eq!(call.flow.journey().digits, "7");
 }

@@ -47,6 +47,8 @@ pub struct ContactRecord {
     /// The announcements the caller was played (service ones after the greeting, then the chosen function's),
     /// by prompt id, in order.
     pub announcements: Vec<PromptId>,
+    /// The caller's language, with `languages:` in the menu (chosen, or the default).
+    pub language: Option<String>,
 }
 
 impl ContactRecord {
@@ -74,6 +76,7 @@ impl ContactRecord {
             transferred_at: None,
             end_reason: None,
             announcements: Vec::new(),
+            language: None,
         }
     }
 
@@ -121,16 +124,22 @@ impl ContactRecord {
         (!progress.is_empty()).then_some(progress)
     }
 
-    /// Takes the announcements played so far; the change to write, if any.
-    pub fn announced(&mut self, announcements: &[PromptId]) -> Option<Progress> {
-        if self.announcements == announcements {
-            return None;
+    /// Takes the announcements played so far and the caller's language; the change to write, if any.
+    pub fn announced(
+        &mut self,
+        announcements: &[PromptId],
+        language: Option<&str>,
+    ) -> Option<Progress> {
+        let mut progress = Progress::of(self);
+        if self.announcements != announcements {
+            self.announcements = announcements.to_vec();
+            progress.announcements = Some(self.announcements.clone());
         }
-        self.announcements = announcements.to_vec();
-        Some(Progress {
-            announcements: Some(self.announcements.clone()),
-            ..Progress::of(self)
-        })
+        if language.is_some() && self.language.as_deref() != language {
+            self.language = language.map(str::to_owned);
+            progress.language = self.language.clone();
+        }
+        (!progress.is_empty()).then_some(progress)
     }
 
     /// How many steps the record holds.
@@ -172,6 +181,7 @@ pub struct Progress {
     pub transfer_target: Option<String>,
     pub transferred_at: Option<OffsetDateTime>,
     pub announcements: Option<Vec<PromptId>>,
+    pub language: Option<String>,
     /// The index of `steps[0]` in the record's step list: writing a step twice (a batch retried after a commit
     /// that reported failure) leaves one copy.
     pub first_step: usize,
@@ -190,6 +200,7 @@ impl Progress {
             transfer_target: None,
             transferred_at: None,
             announcements: None,
+            language: None,
             first_step: record.step_count(),
             steps: Vec::new(),
         }
@@ -203,6 +214,7 @@ impl Progress {
             && self.transfer_target.is_none()
             && self.transferred_at.is_none()
             && self.announcements.is_none()
+            && self.language.is_none()
             && self.steps.is_empty()
     }
 }
@@ -276,6 +288,7 @@ struct RecordOut<'a> {
     end_reason: Option<&'a str>,
     steps: &'a serde_json::Value,
     announcements: &'a [PromptId],
+    language: Option<&'a str>,
 }
 
 impl Serialize for ContactRecord {
@@ -298,6 +311,7 @@ impl Serialize for ContactRecord {
             end_reason: self.end_reason.as_deref(),
             steps: &self.steps,
             announcements: &self.announcements,
+            language: self.language.as_deref(),
         }
         .serialize(serializer)
     }
@@ -337,6 +351,8 @@ struct RecordIn {
     /// Absent in exports made before announcements.
     #[serde(default)]
     announcements: Vec<PromptId>,
+    #[serde(default)]
+    language: Option<String>,
 }
 
 fn empty_steps() -> serde_json::Value {
@@ -376,6 +392,7 @@ impl<'de> Deserialize<'de> for ContactRecord {
             transfer_target: raw.transfer_target,
             end_reason: raw.end_reason,
             announcements: raw.announcements,
+            language: raw.language,
         })
     }
 }
@@ -465,6 +482,7 @@ mod tests {
                 "end_reason": "function BYE",
                 "steps": [{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}],
                 "announcements": ["email-down"],
+                "language": null,
             })
         );
     }

@@ -57,8 +57,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX contact_records_record_id ON contact_records (record_id);
     DROP INDEX contact_records_call_id;
     CREATE INDEX contact_records_call_id ON contact_records (call_id);",
-    // 3: the announcements a call was played (issue 10), a JSON list of prompt ids.
-    "ALTER TABLE contact_records ADD COLUMN announcements TEXT NOT NULL DEFAULT '[]';",
+    // 3: the announcements a call was played (issue 10), a JSON list of prompt ids, and the caller's language.
+    "ALTER TABLE contact_records ADD COLUMN announcements TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE contact_records ADD COLUMN language TEXT;",
 ];
 
 /// The schema version this build writes.
@@ -69,8 +70,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const UPSERT: &str = "INSERT INTO contact_records (
         record_id, call_id, caller, called, started_at, answered_at, ended_at, duration_ms, digits, path,
-        function_id, outcome, transfer_target, transferred_at, end_reason, steps, announcements)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+        function_id, outcome, transfer_target, transferred_at, end_reason, steps, announcements, language)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
     ON CONFLICT (record_id) DO UPDATE SET
         call_id = excluded.call_id,
         caller = excluded.caller,
@@ -87,7 +88,8 @@ const UPSERT: &str = "INSERT INTO contact_records (
         transferred_at = excluded.transferred_at,
         end_reason = excluded.end_reason,
         steps = excluded.steps,
-        announcements = excluded.announcements";
+        announcements = excluded.announcements,
+        language = excluded.language";
 
 /// A call moved on: the columns that changed (NULL keeps the old value).
 const PROGRESS: &str = "UPDATE contact_records SET
@@ -97,14 +99,15 @@ const PROGRESS: &str = "UPDATE contact_records SET
         function_id = coalesce(?5, function_id),
         transfer_target = coalesce(?6, transfer_target),
         transferred_at = coalesce(?7, transferred_at),
-        announcements = coalesce(?8, announcements)
+        announcements = coalesce(?8, announcements),
+        language = coalesce(?9, language)
     WHERE record_id = ?1";
 
 /// Appends one step at its index; a step already there is left alone (json_insert never overwrites).
 const APPEND_STEP: &str = "UPDATE contact_records SET steps = json_insert(steps, '$[' || ?2 || ']', json(?3)) WHERE record_id = ?1";
 
 const COLUMNS: &str = "id, record_id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
-     outcome, transfer_target, transferred_at, end_reason, steps, announcements";
+     outcome, transfer_target, transferred_at, end_reason, steps, announcements, language";
 
 /// Contact records in one SQLite file. One writing connection behind a mutex (SQLite has one writer at a time
 /// anyway, and the writer task sends one batch at a time), and for a file a second, read-only one for lists:
@@ -231,6 +234,7 @@ fn upsert(connection: &Connection, record: &ContactRecord) -> Result<(), StoreEr
         record.end_reason,
         steps,
         announcements,
+        record.language,
     ])?;
     Ok(())
 }
@@ -255,6 +259,7 @@ fn progress(connection: &Connection, progress: &Progress) -> Result<(), StoreErr
         progress.transfer_target,
         progress.transferred_at.map(format_timestamp),
         announcements,
+        progress.language,
     ])?;
     let mut append = connection.prepare_cached(APPEND_STEP)?;
     for (i, step) in progress.steps.iter().enumerate() {
@@ -429,6 +434,7 @@ struct RawRow {
     end_reason: Option<String>,
     steps: String,
     announcements: String,
+    language: Option<String>,
 }
 
 impl RawRow {
@@ -451,6 +457,7 @@ impl RawRow {
             end_reason: row.get(14)?,
             steps: row.get(15)?,
             announcements: row.get(16)?,
+            language: row.get(17)?,
         })
     }
 
@@ -475,6 +482,7 @@ impl RawRow {
                 .map_err(|e| corrupt("steps", e.to_string()))?,
             announcements: serde_json::from_str(&self.announcements)
                 .map_err(|e| corrupt("announcements", e.to_string()))?,
+            language: self.language,
             outcome: self
                 .outcome
                 .map(|name| name.parse::<Outcome>())
@@ -592,13 +600,14 @@ mod tests {
         let mut record = call("c1", datetime!(2026-11-23 10:00 UTC));
         put(&store, &record);
         let played = ["email-down".to_string(), "raindance".to_string()];
-        let progress = record.announced(&played[..1]).unwrap();
+        let progress = record.announced(&played[..1], Some("en")).unwrap();
         store
             .write(&[RecordUpdate::Progress(Box::new(progress))])
             .unwrap();
         assert_eq!(all(&store)[0].announcements, ["email-down"]);
-        assert!(record.announced(&played[..1]).is_none());
-        let progress = record.announced(&played).unwrap();
+        assert!(record.announced(&played[..1], Some("en")).is_none());
+        assert_eq!(all(&store)[0].language.as_deref(), Some("en"));
+        let progress = record.announced(&played, None).unwrap();
         store
             .write(&[RecordUpdate::Progress(Box::new(progress))])
             .unwrap();

@@ -438,6 +438,17 @@ pub fn os(s: &str) -> &std::ffi::OsStr {
     std::ffi::OsStr::new(s)
 }
 
+/// `knappval check` on the fixture's menu and prompts.
+pub fn check(fixture: &Fixture) -> Output {
+    run_cli(&[
+        os("check"),
+        os("--menu"),
+        path_arg(&fixture.menu),
+        os("--prompts"),
+        path_arg(&fixture.prompts),
+    ])
+}
+
 /// `knappval simulate` on the fixture's menu and prompts, with `args`.
 pub fn simulate(fixture: &Fixture, args: &[&str]) -> Output {
     let mut argv = vec![
