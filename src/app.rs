@@ -144,11 +144,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &announce::file_beside(&settings.db),
         OffsetDateTime::now_utc(),
     )?);
-    if !board.active(OffsetDateTime::now_utc()).is_empty() {
-        info!(
-            announcements = board.active(OffsetDateTime::now_utc()).len(),
-            "announcements on"
-        );
+    let announcements = board.active(OffsetDateTime::now_utc()).len();
+    if announcements > 0 {
+        info!(announcements, "announcements on");
     }
     match records.close_unfinished(OffsetDateTime::now_utc()).await {
         Ok(0) => {}
