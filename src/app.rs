@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::api::{self, ApiState, Health};
+use crate::announce::{self, Board};
+use crate::api::{self, Announcing, ApiState, Health};
 use crate::call::{self, CallServices};
 use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
@@ -57,7 +58,8 @@ pub struct Settings {
 }
 
 /// Loads and validates the menu, decoding every prompt exactly once: the same decode serves the validation
-/// (so an unreadable WAV is reported at the line that names it) and the prompt cache.
+/// (so an unreadable WAV is reported at the line that names it) and the prompt cache. The cache also holds
+/// every other WAV in the prompts folder, so that an announcement recorded ahead of time can be put up.
 pub fn load_menu(menu_path: &Path, prompts_dir: &Path) -> Result<(Menu, PromptCache), MenuErrors> {
     let decoded: Mutex<HashMap<PathBuf, Vec<i16>>> = Mutex::new(HashMap::new());
     let probe = |path: &Path| -> Result<(), String> {
@@ -70,12 +72,49 @@ pub fn load_menu(menu_path: &Path, prompts_dir: &Path) -> Result<(Menu, PromptCa
     let menu = menu::load(menu_path, prompts_dir, &probe)?;
     let mut decoded = decoded.into_inner().unwrap_or_default();
     let mut prompts = PromptCache::default();
-    for id in menu.prompt_ids() {
-        if let Some(samples) = decoded.remove(&prompt_path(prompts_dir, &id)) {
-            prompts.insert(Prompt::from_samples(id, samples));
+    for key in menu.prompt_keys() {
+        if let Some(samples) = decoded.remove(&prompt_path(prompts_dir, &key)) {
+            prompts.insert(Prompt::from_samples(key, samples));
         }
     }
+    load_other_prompts(prompts_dir, None, &mut prompts);
+    for language in menu.languages.iter().flat_map(|l| l.codes()) {
+        load_other_prompts(&prompts_dir.join(language), Some(language), &mut prompts);
+    }
     Ok((menu, prompts))
+}
+
+/// Every `<id>.wav` in the prompts folder the menu does not name: the announcements an admin may put up.
+/// A file that does not load is logged and left out; the menu does not need it.
+fn load_other_prompts(prompts_dir: &Path, language: Option<&str>, prompts: &mut PromptCache) {
+    let Ok(entries) = std::fs::read_dir(prompts_dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let Some(id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wav"))
+            .filter(|id| menu::is_prompt_id(id))
+        else {
+            continue;
+        };
+        let key = match language {
+            Some(language) => format!("{language}/{id}"),
+            None => id.to_owned(),
+        };
+        if prompts.get(&key).is_some() {
+            continue;
+        }
+        match wav::read_wav_8k(&path) {
+            Ok(samples) => prompts.insert(Prompt::from_samples(key, samples)),
+            Err(e) => {
+                warn!(prompt = %id, error = %e, "prompt file not loaded; it cannot be announced")
+            }
+        }
+    }
 }
 
 /// Peak amplitude (16-bit sample units) of the ringback tone: about -13 dBm0. G.711's 0 dBm0 sine peaks at
@@ -103,6 +142,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // A database that cannot take writes would lose every record of this run: refuse to start instead.
     store.probe_write()?;
     let records = Records::new(Arc::new(store));
+    let board = Arc::new(Board::open(
+        &announce::file_beside(&settings.db),
+        OffsetDateTime::now_utc(),
+    )?);
+    let announcements = board.active(OffsetDateTime::now_utc()).len();
+    if announcements > 0 {
+        info!(announcements, "announcements on");
+    }
     match records.close_unfinished(OffsetDateTime::now_utc()).await {
         Ok(0) => {}
         Ok(n) => warn!(
@@ -153,6 +200,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
 
     let health = Arc::new(Health::new());
+    let menu = Arc::new(menu);
+    let prompts = Arc::new(prompts);
     let stop_http = CancellationToken::new();
     let http_task = {
         let state = ApiState {
@@ -160,6 +209,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             health: health.clone(),
             registrar: registrar.clone(),
             time_zone: settings.time_zone.clone(),
+            announcements: Some(Announcing {
+                board: board.clone(),
+                prompts: prompts.clone(),
+                menu: menu.clone(),
+            }),
         };
         let stop = stop_http.clone();
         tokio::spawn(async move {
@@ -170,8 +224,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
 
     let services = Arc::new(CallServices {
-        menu: Arc::new(menu),
-        prompts: Arc::new(prompts),
+        menu,
+        prompts,
+        announcements: board,
         ringback: Arc::new(ringback()),
         sip: sip.clone(),
         rtp_ports,

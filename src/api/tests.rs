@@ -34,6 +34,7 @@ impl TestServer {
             health: Arc::new(Health::new()),
             registrar: None,
             time_zone: crate::records::stats::time_zone("Europe/Stockholm").unwrap(),
+            announcements: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state.clone(), async move {

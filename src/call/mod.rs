@@ -30,6 +30,7 @@ mod session_refresh;
 
 use session_refresh::SessionRefresh;
 
+use crate::announce::Board;
 use crate::api::Health;
 use crate::flow::{Action, Event, Flow, Outcome, StepKind, WallClock};
 use crate::media::prompt::{Prompt, PromptCache};
@@ -48,6 +49,8 @@ pub struct CallServices {
     /// The menu version this call runs from start to end (a reload affects new calls only).
     pub menu: Arc<Menu>,
     pub prompts: Arc<PromptCache>,
+    /// The announcements this call plays are those on the board when it is answered.
+    pub announcements: Arc<Board>,
     /// Played to the caller while a bridged function rings.
     pub ringback: Arc<Prompt>,
     pub sip: Arc<SipEndpoint>,
@@ -214,6 +217,12 @@ async fn answer_and_run(
         negotiated.direction.sends(),
     );
     local.session_version += 1;
+    // Opening hours are judged by the wall clock at the answer, carried forward by the monotonic clock.
+    let mut flow = Flow::new(
+        services.menu.clone(),
+        WallClock::new(jiff::Timestamp::now(), now),
+    );
+    flow.announce(services.announcements.for_call(OffsetDateTime::now_utc()));
     let mut call = Call {
         services: services.clone(),
         dialog,
@@ -221,11 +230,7 @@ async fn answer_and_run(
         media,
         local,
         codec: negotiated.codec,
-        // Opening hours are judged by the wall clock at the answer, carried forward by the monotonic clock.
-        flow: Flow::new(
-            services.menu.clone(),
-            WallClock::new(jiff::Timestamp::now(), now),
-        ),
+        flow,
         transfer: None,
         refer_deadline: None,
         refer_accepted: false,
@@ -465,13 +470,23 @@ impl Call<'_> {
         {
             self.services.records.progress(progress);
         }
+        if let Some(progress) = self
+            .record
+            .announced(&journey.announcements, journey.language.as_deref())
+        {
+            self.services.records.progress(progress);
+        }
     }
 
     async fn apply(&mut self, actions: Vec<Action>) -> Option<End> {
         self.sync_record();
         for action in actions {
             match action {
-                Action::Play(prompt_id) => match self.services.prompts.get(&prompt_id) {
+                Action::Play(prompt_id) => match self
+                    .services
+                    .prompts
+                    .get_in(self.flow.language(), &prompt_id)
+                {
                     Some(prompt) => self.media.play(prompt),
                     None => {
                         // Validated at load, so this is a bug; skipping keeps the caller moving rather than silent.

@@ -31,6 +31,11 @@ pub use error::{MenuError, MenuErrors};
 pub use validate::{unreachable_functions, unreachable_menus};
 pub use warnings::{MAX_MENU_DEPTH, warnings};
 
+/// Whether `id` may name a prompt (a file name without `.wav`: letters, digits, '-' and '_').
+pub fn is_prompt_id(id: &str) -> bool {
+    validate::is_valid_id(id)
+}
+
 use error::{Pos, Report};
 
 /// Loads and validates the menu file at `menu_path`; prompt ids resolve to `prompts_dir/<id>.wav`.

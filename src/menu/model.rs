@@ -29,6 +29,35 @@ pub struct Menu {
     pub menus: BTreeMap<MenuId, MenuNode>,
     /// The service's opening hours (`hours:`); None: always open.
     pub hours: Option<Hours>,
+    /// The caller's choice of language (`languages:`); None: one language, prompts straight in the folder.
+    pub languages: Option<Languages>,
+}
+
+/// `languages: { prompt: language-choice, options: { "1": sv, "2": en }, default: sv }`: the caller first hears
+/// the language prompt (`PROMPTS/<prompt>.wav`, spoken in every language) and presses a key; every other prompt
+/// then comes from `PROMPTS/<language>/<id>.wav`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Languages {
+    pub prompt: PromptId,
+    /// Key to language code (the folder name).
+    pub options: BTreeMap<char, String>,
+    /// Taken when the caller presses nothing (within the wait) or a key that is not an option.
+    pub default: String,
+    /// How long to wait for the key once the prompt has ended.
+    pub timeout: Duration,
+}
+
+impl Languages {
+    /// Every language, each once, in key order.
+    pub fn codes(&self) -> Vec<&str> {
+        let mut codes: Vec<&str> = Vec::new();
+        for code in self.options.values() {
+            if !codes.contains(&code.as_str()) {
+                codes.push(code);
+            }
+        }
+        codes
+    }
 }
 
 impl Menu {
@@ -44,12 +73,35 @@ impl Menu {
             ids.extend(node.invalid.iter().cloned());
         }
         for function in self.functions.values() {
+            ids.extend(function.announcement.iter().cloned());
             ids.extend(function.transfer_prompt.iter().cloned());
             ids.extend(function.failure_prompt.iter().cloned());
             ids.extend(function.hours.iter().flat_map(Hours::prompt_ids).cloned());
         }
         ids.extend(self.hours.iter().flat_map(Hours::prompt_ids).cloned());
+        ids.extend(self.languages.iter().map(|l| l.prompt.clone()));
         ids
+    }
+
+    /// The prompt cache's keys for every prompt the menu may play: `<language>/<id>` for each language with
+    /// `languages:` (the language prompt itself stays `<id>`), `<id>` without. Also the path under the prompts
+    /// folder, without `.wav`.
+    pub fn prompt_keys(&self) -> Vec<String> {
+        let ids = self.prompt_ids();
+        match &self.languages {
+            None => ids.into_iter().collect(),
+            Some(languages) => {
+                let mut keys = vec![languages.prompt.clone()];
+                for code in languages.codes() {
+                    keys.extend(
+                        ids.iter()
+                            .filter(|id| **id != languages.prompt)
+                            .map(|id| format!("{code}/{id}")),
+                    );
+                }
+                keys
+            }
+        }
     }
 }
 
@@ -64,6 +116,9 @@ pub struct Function {
     pub transfer: TransferMode,
     /// How long the target may ring before the hand-off counts as failed.
     pub ring_timeout: Duration,
+    /// Optional announcement played when the caller chooses the function, before its transfer prompt
+    /// ("Raindance är uppgraderat i helgen ...").
+    pub announcement: Option<PromptId>,
     /// Optional prompt played just before the hand-off ("Du kopplas nu till IT Kundservice").
     pub transfer_prompt: Option<PromptId>,
     /// Optional prompt played when the target is busy, failing or does not answer.

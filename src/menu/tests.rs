@@ -367,7 +367,7 @@ fn an_unknown_key_is_named_with_the_allowed_ones() {
     assert_eq!(single(&source), (13, 1, "unknown key 'greting'".into()));
     assert_eq!(
         help_of(&source),
-        "allowed here: name, functions, menu, menus, hours"
+        "allowed here: name, functions, menu, menus, hours, languages"
     );
 }
 

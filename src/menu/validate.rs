@@ -12,7 +12,7 @@ use super::duration::{format_duration, parse_duration};
 use super::error::{Pos, Report};
 use super::hours::ClosedAction;
 use super::model::{self, Choice, FailureAction, Function, MenuNode, ROOT_MENU, TransferMode};
-use super::yaml::{RawChoice, RawFile, RawFunction, RawMenu, SpannedMap, closest};
+use super::yaml::{RawChoice, RawFile, RawFunction, RawLanguages, RawMenu, SpannedMap, closest};
 
 mod hours;
 
@@ -25,7 +25,7 @@ const MAX_RETRIES: u32 = 10;
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// Ids end up in contact records, logs and URLs: keep them to a safe alphabet.
-fn is_valid_id(id: &str) -> bool {
+pub(crate) fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
@@ -164,6 +164,7 @@ impl<'a> Validator<'a> {
         }
 
         let hours = file.hours.as_ref().and_then(|h| self.hours(h, None));
+        let languages = file.languages.as_ref().and_then(|l| self.languages(l));
 
         self.check_fallback_cycles();
         if self.probe_prompt_files {
@@ -178,6 +179,90 @@ impl<'a> Validator<'a> {
             functions,
             menus,
             hours,
+            languages,
+        })
+    }
+
+    /// `languages:`. Every prompt named so far is then looked for in each language's folder; the language
+    /// prompt itself (spoken in all of them) straight in the prompts folder.
+    fn languages(&mut self, raw: &Spanned<RawLanguages>) -> Option<model::Languages> {
+        let before = self.report_len();
+        let example = "write it like languages: { prompt: language-choice, options: { \"1\": sv, \"2\": en }, default: sv }";
+        let mut options = BTreeMap::new();
+        match &raw.value.options {
+            Some(map) if !map.value.0.is_empty() => {
+                for (key, code) in &map.value.0 {
+                    let digit = self.digit(key);
+                    let text = code.value.trim();
+                    if !is_valid_id(text) {
+                        self.report.error(
+                            pos(code),
+                            format!("'{text}' is not a language code"),
+                            "a language is the name of its prompts folder, e.g. sv or en",
+                        );
+                        continue;
+                    }
+                    if let Some(digit) = digit {
+                        options.insert(digit, text.to_owned());
+                    }
+                }
+            }
+            _ => self
+                .report
+                .error(pos(raw), "`languages:` has no `options:`", example),
+        }
+        let default = match &raw.value.default {
+            Some(default) => {
+                let text = default.value.trim().to_owned();
+                if !options.is_empty() && !options.values().any(|code| *code == text) {
+                    let codes: BTreeSet<&String> = options.values().collect();
+                    let codes: Vec<&str> = codes.into_iter().map(String::as_str).collect();
+                    self.report.error(
+                        pos(default),
+                        format!("default language '{text}' is not one of the options"),
+                        format!("use one of: {}", codes.join(", ")),
+                    );
+                }
+                text
+            }
+            None => {
+                self.report.error(
+                    pos(raw),
+                    "`languages:` has no `default:` (the language of a caller who presses nothing)",
+                    example,
+                );
+                String::new()
+            }
+        };
+        let timeout = self.duration(raw.value.timeout.as_ref(), "timeout", DEFAULT_MENU_TIMEOUT);
+        // The prompts named so far are the menu's: each must exist in every language.
+        let codes: BTreeSet<String> = options.values().cloned().collect();
+        let uses = std::mem::take(&mut self.prompt_uses);
+        for code in &codes {
+            self.prompt_uses.extend(uses.iter().map(|u| PromptUse {
+                id: format!("{code}/{}", u.id),
+                pos: u.pos,
+            }));
+        }
+        let prompt = match &raw.value.prompt {
+            Some(prompt) => self.prompt(prompt),
+            None => {
+                self.report.error(
+                    pos(raw),
+                    "`languages:` has no `prompt:` (the choice callers hear first)",
+                    example,
+                );
+                None
+            }
+        };
+        if self.report_len() != before {
+            return None;
+        }
+        Some(model::Languages {
+            prompt: prompt?,
+            options,
+            default,
+            timeout,
         })
     }
 
@@ -264,6 +349,7 @@ impl<'a> Validator<'a> {
             "ring_timeout",
             DEFAULT_RING_TIMEOUT,
         );
+        let announcement = raw.announcement.as_ref().and_then(|p| self.prompt(p));
         let transfer_prompt = raw.transfer_prompt.as_ref().and_then(|p| self.prompt(p));
         let failure_prompt = raw.failure_prompt.as_ref().and_then(|p| self.prompt(p));
         let on_failure = match &raw.on_failure {
@@ -283,6 +369,7 @@ impl<'a> Validator<'a> {
             target,
             transfer,
             ring_timeout,
+            announcement,
             transfer_prompt,
             failure_prompt,
             on_failure,
@@ -794,7 +881,14 @@ impl<'a> Validator<'a> {
                     }
                 }
             };
-            return Some((format!("prompt file not found: {}", path.display()), help));
+            let message = match id.split_once('/') {
+                Some((language, prompt)) => format!(
+                    "prompt '{prompt}' is missing in language '{language}': no file {}",
+                    path.display()
+                ),
+                None => format!("prompt file not found: {}", path.display()),
+            };
+            return Some((message, help));
         }
         probe_prompt(&path).err().map(|reason| {
             (

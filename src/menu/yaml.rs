@@ -23,6 +23,16 @@ pub(crate) struct RawFile {
     pub menu: Option<Spanned<RawMenu>>,
     pub menus: Option<Spanned<SpannedMap<Spanned<RawMenu>>>>,
     pub hours: Option<Spanned<RawHours>>,
+    pub languages: Option<Spanned<RawLanguages>>,
+}
+
+/// `languages: { prompt: language-choice, options: { "1": sv, "2": en }, default: sv, timeout: 5s }`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawLanguages {
+    pub prompt: Option<Spanned<String>>,
+    pub options: Option<Spanned<SpannedMap<Spanned<String>>>>,
+    pub default: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +41,7 @@ pub(crate) struct RawFunction {
     pub target: Option<Spanned<String>>,
     pub transfer: Option<Spanned<String>>,
     pub ring_timeout: Option<Spanned<String>>,
+    pub announcement: Option<Spanned<String>>,
     pub transfer_prompt: Option<Spanned<String>>,
     pub failure_prompt: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<RawChoice>>,
@@ -67,12 +78,14 @@ pub(crate) struct RawMenu {
 }
 
 /// The keys each kind of mapping allows, in the order the help text lists them (the fields of the raw structs).
-const FILE_KEYS: &[&str] = &["name", "functions", "menu", "menus", "hours"];
+const FILE_KEYS: &[&str] = &["name", "functions", "menu", "menus", "hours", "languages"];
+const LANGUAGES_KEYS: &[&str] = &["prompt", "options", "default", "timeout"];
 const FUNCTION_KEYS: &[&str] = &[
     "name",
     "target",
     "transfer",
     "ring_timeout",
+    "announcement",
     "transfer_prompt",
     "failure_prompt",
     "on_failure",
@@ -221,6 +234,7 @@ fn check_keys(source: &str, tree: &KeyTree, shape: Shape, report: &mut Report) {
                         "menu" => Some(Shape::Fields(MENU_KEYS)),
                         "name" => Some(Shape::Free),
                         "hours" => Some(field_shape("hours")),
+                        "languages" => Some(Shape::Fields(LANGUAGES_KEYS)),
                         _ => None,
                     },
                     Shape::Ids(fields) => Some(Shape::Fields(fields)),

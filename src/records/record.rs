@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::flow::Outcome;
-use crate::menu::model::{FunctionId, MenuId};
+use crate::menu::model::{FunctionId, MenuId, PromptId};
 
 /// One call as the statistics see it. `outcome` is `None` only while the call is in progress.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +44,11 @@ pub struct ContactRecord {
     pub transferred_at: Option<OffsetDateTime>,
     /// Free text: "caller BYE", "function BYE", "488 no common codec", "shutdown", ...
     pub end_reason: Option<String>,
+    /// The announcements the caller was played (service ones after the greeting, then the chosen function's),
+    /// by prompt id, in order.
+    pub announcements: Vec<PromptId>,
+    /// The caller's language, with `languages:` in the menu (chosen, or the default).
+    pub language: Option<String>,
 }
 
 impl ContactRecord {
@@ -70,6 +75,8 @@ impl ContactRecord {
             transfer_target: None,
             transferred_at: None,
             end_reason: None,
+            announcements: Vec::new(),
+            language: None,
         }
     }
 
@@ -117,6 +124,24 @@ impl ContactRecord {
         (!progress.is_empty()).then_some(progress)
     }
 
+    /// Takes the announcements played so far and the caller's language; the change to write, if any.
+    pub fn announced(
+        &mut self,
+        announcements: &[PromptId],
+        language: Option<&str>,
+    ) -> Option<Progress> {
+        let mut progress = Progress::of(self);
+        if self.announcements != announcements {
+            self.announcements = announcements.to_vec();
+            progress.announcements = Some(self.announcements.clone());
+        }
+        if language.is_some() && self.language.as_deref() != language {
+            self.language = language.map(str::to_owned);
+            progress.language = self.language.clone();
+        }
+        (!progress.is_empty()).then_some(progress)
+    }
+
     /// How many steps the record holds.
     pub fn step_count(&self) -> usize {
         self.steps.as_array().map_or(0, Vec::len)
@@ -155,6 +180,8 @@ pub struct Progress {
     pub function: Option<FunctionId>,
     pub transfer_target: Option<String>,
     pub transferred_at: Option<OffsetDateTime>,
+    pub announcements: Option<Vec<PromptId>>,
+    pub language: Option<String>,
     /// The index of `steps[0]` in the record's step list: writing a step twice (a batch retried after a commit
     /// that reported failure) leaves one copy.
     pub first_step: usize,
@@ -172,6 +199,8 @@ impl Progress {
             function: None,
             transfer_target: None,
             transferred_at: None,
+            announcements: None,
+            language: None,
             first_step: record.step_count(),
             steps: Vec::new(),
         }
@@ -184,6 +213,8 @@ impl Progress {
             && self.function.is_none()
             && self.transfer_target.is_none()
             && self.transferred_at.is_none()
+            && self.announcements.is_none()
+            && self.language.is_none()
             && self.steps.is_empty()
     }
 }
@@ -256,6 +287,8 @@ struct RecordOut<'a> {
     transferred_at: Option<String>,
     end_reason: Option<&'a str>,
     steps: &'a serde_json::Value,
+    announcements: &'a [PromptId],
+    language: Option<&'a str>,
 }
 
 impl Serialize for ContactRecord {
@@ -277,6 +310,8 @@ impl Serialize for ContactRecord {
             transferred_at: self.transferred_at.map(format_timestamp),
             end_reason: self.end_reason.as_deref(),
             steps: &self.steps,
+            announcements: &self.announcements,
+            language: self.language.as_deref(),
         }
         .serialize(serializer)
     }
@@ -313,6 +348,11 @@ struct RecordIn {
     end_reason: Option<String>,
     #[serde(default = "empty_steps")]
     steps: serde_json::Value,
+    /// Absent in exports made before announcements.
+    #[serde(default)]
+    announcements: Vec<PromptId>,
+    #[serde(default)]
+    language: Option<String>,
 }
 
 fn empty_steps() -> serde_json::Value {
@@ -351,6 +391,8 @@ impl<'de> Deserialize<'de> for ContactRecord {
             steps: raw.steps,
             transfer_target: raw.transfer_target,
             end_reason: raw.end_reason,
+            announcements: raw.announcements,
+            language: raw.language,
         })
     }
 }
@@ -391,6 +433,7 @@ mod tests {
         record.transfer_target = Some("sip:it@127.0.0.1:5071".into());
         record.transferred_at = Some(datetime!(2026-11-23 10:15:20.000 UTC));
         record.steps = serde_json::json!([{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}]);
+        record.announcements = vec!["email-down".into()];
         record.finish(
             Outcome::Transferred,
             datetime!(2026-11-23 10:19:02.623 UTC),
@@ -438,6 +481,8 @@ mod tests {
                 "transferred_at": "2026-11-23T10:15:20.000Z",
                 "end_reason": "function BYE",
                 "steps": [{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}],
+                "announcements": ["email-down"],
+                "language": null,
             })
         );
     }

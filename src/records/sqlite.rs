@@ -84,6 +84,9 @@ const MIGRATIONS: &[&str] = &[
         CREATE INDEX contact_records_stats ON contact_records (started_at, function_id, outcome, menu_ms);
         CREATE INDEX contact_records_function_stats ON contact_records (function_id, started_at, outcome, menu_ms);"
     ),
+    // 4: the announcements a call was played (issue 10), a JSON list of prompt ids, and the caller's language.
+    "ALTER TABLE contact_records ADD COLUMN announcements TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE contact_records ADD COLUMN language TEXT;",
 ];
 
 /// The schema version this build writes.
@@ -94,8 +97,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const UPSERT: &str = "INSERT INTO contact_records (
         record_id, call_id, caller, called, started_at, answered_at, ended_at, duration_ms, digits, path,
-        function_id, outcome, transfer_target, transferred_at, end_reason, steps)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+        function_id, outcome, transfer_target, transferred_at, end_reason, steps, announcements, language)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
     ON CONFLICT (record_id) DO UPDATE SET
         call_id = excluded.call_id,
         caller = excluded.caller,
@@ -111,7 +114,9 @@ const UPSERT: &str = "INSERT INTO contact_records (
         transfer_target = excluded.transfer_target,
         transferred_at = excluded.transferred_at,
         end_reason = excluded.end_reason,
-        steps = excluded.steps";
+        steps = excluded.steps,
+        announcements = excluded.announcements,
+        language = excluded.language";
 
 /// A call moved on: the columns that changed (NULL keeps the old value).
 const PROGRESS: &str = "UPDATE contact_records SET
@@ -120,14 +125,16 @@ const PROGRESS: &str = "UPDATE contact_records SET
         path = coalesce(?4, path),
         function_id = coalesce(?5, function_id),
         transfer_target = coalesce(?6, transfer_target),
-        transferred_at = coalesce(?7, transferred_at)
+        transferred_at = coalesce(?7, transferred_at),
+        announcements = coalesce(?8, announcements),
+        language = coalesce(?9, language)
     WHERE record_id = ?1";
 
 /// Appends one step at its index; a step already there is left alone (json_insert never overwrites).
 const APPEND_STEP: &str = "UPDATE contact_records SET steps = json_insert(steps, '$[' || ?2 || ']', json(?3)) WHERE record_id = ?1";
 
 const COLUMNS: &str = "id, record_id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
-     outcome, transfer_target, transferred_at, end_reason, steps";
+     outcome, transfer_target, transferred_at, end_reason, steps, announcements, language";
 
 /// Contact records in one SQLite file. One writing connection behind a mutex (SQLite has one writer at a time
 /// anyway, and the writer task sends one batch at a time), and for a file a second, read-only one for lists and
@@ -239,6 +246,7 @@ fn encode(
 fn upsert(connection: &Connection, record: &ContactRecord) -> Result<(), StoreError> {
     let path = encode(&record.id, "path", &record.path)?;
     let steps = encode(&record.id, "steps", &record.steps)?;
+    let announcements = encode(&record.id, "announcements", &record.announcements)?;
     let mut statement = connection.prepare_cached(UPSERT)?;
     statement.execute(params![
         record.id,
@@ -257,6 +265,8 @@ fn upsert(connection: &Connection, record: &ContactRecord) -> Result<(), StoreEr
         record.transferred_at.map(format_timestamp),
         record.end_reason,
         steps,
+        announcements,
+        record.language,
     ])?;
     Ok(())
 }
@@ -267,6 +277,11 @@ fn progress(connection: &Connection, progress: &Progress) -> Result<(), StoreErr
         .as_ref()
         .map(|path| encode(&progress.id, "path", path))
         .transpose()?;
+    let announcements = progress
+        .announcements
+        .as_ref()
+        .map(|list| encode(&progress.id, "announcements", list))
+        .transpose()?;
     connection.prepare_cached(PROGRESS)?.execute(params![
         progress.id,
         progress.answered_at.map(format_timestamp),
@@ -275,6 +290,8 @@ fn progress(connection: &Connection, progress: &Progress) -> Result<(), StoreErr
         progress.function,
         progress.transfer_target,
         progress.transferred_at.map(format_timestamp),
+        announcements,
+        progress.language,
     ])?;
     let mut append = connection.prepare_cached(APPEND_STEP)?;
     for (i, step) in progress.steps.iter().enumerate() {
@@ -460,6 +477,8 @@ struct RawRow {
     transferred_at: Option<String>,
     end_reason: Option<String>,
     steps: String,
+    announcements: String,
+    language: Option<String>,
 }
 
 impl RawRow {
@@ -481,6 +500,8 @@ impl RawRow {
             transferred_at: row.get(13)?,
             end_reason: row.get(14)?,
             steps: row.get(15)?,
+            announcements: row.get(16)?,
+            language: row.get(17)?,
         })
     }
 
@@ -503,6 +524,9 @@ impl RawRow {
             path: serde_json::from_str(&self.path).map_err(|e| corrupt("path", e.to_string()))?,
             steps: serde_json::from_str(&self.steps)
                 .map_err(|e| corrupt("steps", e.to_string()))?,
+            announcements: serde_json::from_str(&self.announcements)
+                .map_err(|e| corrupt("announcements", e.to_string()))?,
+            language: self.language,
             outcome: self
                 .outcome
                 .map(|name| name.parse::<Outcome>())
@@ -612,6 +636,26 @@ mod tests {
         let reused = call("c1@trunk", datetime!(2026-11-23 11:00 UTC));
         put(&store, &reused);
         assert_eq!(all(&store), vec![reused, finished]);
+    }
+
+    #[test]
+    fn announcements_are_written_as_the_call_plays_them_and_read_back() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut record = call("c1", datetime!(2026-11-23 10:00 UTC));
+        put(&store, &record);
+        let played = ["email-down".to_string(), "raindance".to_string()];
+        let progress = record.announced(&played[..1], Some("en")).unwrap();
+        store
+            .write(&[RecordUpdate::Progress(Box::new(progress))])
+            .unwrap();
+        assert_eq!(all(&store)[0].announcements, ["email-down"]);
+        assert!(record.announced(&played[..1], Some("en")).is_none());
+        assert_eq!(all(&store)[0].language.as_deref(), Some("en"));
+        let progress = record.announced(&played, None).unwrap();
+        store
+            .write(&[RecordUpdate::Progress(Box::new(progress))])
+            .unwrap();
+        assert_eq!(all(&store), vec![record]);
     }
 
     #[test]
