@@ -26,6 +26,7 @@ use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
 use crate::menu::{self, MenuErrors, model::Menu};
 use crate::records::{Records, SqliteStore};
+use crate::routing::queue::{NoRegistrations, QueueHandle};
 use crate::sip::SipEndpoint;
 
 /// Everything `knappval run` needs, after flags, environment and the settings file are merged.
@@ -116,11 +117,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
 
     let health = Arc::new(Health::new());
+    let queues = QueueHandle::start(&menu, Arc::new(NoRegistrations::default()));
     let stop_http = CancellationToken::new();
     let http_task = {
         let state = ApiState {
             records: records.clone(),
             health: health.clone(),
+            queues: queues.clone(),
         };
         let stop = stop_http.clone();
         tokio::spawn(async move {
@@ -143,6 +146,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         media_timeout: settings.media_timeout,
         answer_delay: settings.answer_delay,
         signalling: TaskTracker::new(),
+        queues,
     });
     let (calls_tx, mut calls_rx) = mpsc::channel(256);
     let sip_task = tokio::spawn(sip.clone().serve(calls_tx));

@@ -128,7 +128,7 @@ fn main() -> ExitCode {
         Command::Check { menu, prompts } => {
             // The same decode `run` does, so a menu that passes here also loads there.
             let (report, ok) =
-                knappval::menu::check_report(&menu, &prompts, &knappval::media::probe_wav);
+                knappval::menu::check_report(&menu, &prompts, &knappval::media::probe_wav, None);
             if ok {
                 println!("{report}");
                 ExitCode::SUCCESS

@@ -19,6 +19,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use crate::records::{ContactQuery, Records, parse_timestamp};
+use crate::routing::queue::QueueHandle;
 
 /// Records returned by `/api/v1/contacts` when no `limit` is given.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -30,6 +31,7 @@ pub const MAX_LIMIT: usize = 10_000;
 pub struct ApiState {
     pub records: Records,
     pub health: Arc<Health>,
+    pub queues: QueueHandle,
 }
 
 /// The daemon's liveness as `/healthz` reports it; the call side updates it.
@@ -58,10 +60,11 @@ impl Default for Health {
     }
 }
 
-/// The routes: `GET /api/v1/contacts`, `GET /healthz`; anything else is a JSON 404.
+/// The routes: `GET /api/v1/contacts`, `GET /api/v1/queues`, `GET /healthz`; anything else is a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
+        .route("/api/v1/queues", get(queues))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .with_state(state)
@@ -178,6 +181,42 @@ fn contact_query(params: &ContactsParams) -> Result<ContactQuery, ApiError> {
     })
 }
 
+/// Every queue now: who waits (in line order) and how long, each agent's state, the longest wait.
+async fn queues(State(state): State<ApiState>) -> Response {
+    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let body: Vec<serde_json::Value> = state
+        .queues
+        .view()
+        .await
+        .into_iter()
+        .map(|queue| {
+            let waiting: Vec<serde_json::Value> = queue
+                .waiting
+                .iter()
+                .map(|w| {
+                    serde_json::json!({
+                        "call_id": w.call_id,
+                        "from": w.from,
+                        "waiting_ms": millis(w.waiting),
+                    })
+                })
+                .collect();
+            let agents: Vec<serde_json::Value> = queue
+                .agents
+                .iter()
+                .map(|(id, agent_state)| serde_json::json!({ "id": id, "state": agent_state.as_str() }))
+                .collect();
+            serde_json::json!({
+                "function": queue.function,
+                "waiting": waiting,
+                "agents": agents,
+                "longest_wait_ms": millis(queue.longest_wait),
+            })
+        })
+        .collect();
+    Json(body).into_response()
+}
+
 async fn healthz(State(state): State<ApiState>) -> Response {
     let health = &state.health;
     let draining = health.draining.load(Ordering::Relaxed);
@@ -199,7 +238,7 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
-        help: "the API serves GET /api/v1/contacts and GET /healthz",
+        help: "the API serves GET /api/v1/contacts, GET /api/v1/queues and GET /healthz",
     }
 }
 

@@ -32,9 +32,12 @@ use crate::menu::model::{Menu, TransferMode};
 use crate::records::{ContactRecord, Records};
 use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
+use crate::routing::queue::QueueHandle;
 use crate::routing::refer::{self, ReferProgress};
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::sip::{IncomingCall, SipEndpoint, message};
+
+mod queue;
 
 /// The shared services a call task is given at spawn.
 pub struct CallServices {
@@ -57,6 +60,8 @@ pub struct CallServices {
     pub answer_delay: Duration,
     /// BYEs and CANCELs still in flight after their call ended; shutdown waits for them briefly.
     pub signalling: TaskTracker,
+    /// The functions' queues (`transfer: queue`).
+    pub queues: QueueHandle,
 }
 
 /// Runs one call to its end. Never panics on what the network sends; always writes the record.
@@ -220,7 +225,9 @@ async fn answer_and_run(
         answer_in_ack: false,
         record,
     };
-    call.run().await
+    let mut end = call.run().await;
+    call.end_in_queue(&mut end);
+    end
 }
 
 /// Sends 180 Ringing and lets the call ring for `delay`; false when the caller gave up (CANCEL) meanwhile.
@@ -255,6 +262,7 @@ fn reject(dialog: &InviteDialog, status: StatusCode, why: &str) {
 enum Transfer {
     Bridge(Pin<Box<dyn Future<Output = Result<FunctionLeg, DialFailure>> + Send>>),
     Refer(Pin<Box<dyn Future<Output = Result<(), refer::ReferFailure>> + Send>>),
+    Queue(Box<queue::QueueWait>),
 }
 
 /// What woke the call loop. Lives on the stack for one turn of the loop, so a large variant costs nothing
@@ -267,6 +275,7 @@ enum Wake {
     Bridged(Result<Box<FunctionLeg>, DialFailure>),
     Referred(Result<(), refer::ReferFailure>),
     ReferTimedOut,
+    Queue(queue::QueueWake),
     Shutdown,
 }
 
@@ -314,6 +323,8 @@ impl Call<'_> {
                         // The function is ringing: keep the ringback going.
                         self.media.play(self.services.ringback.clone());
                         None
+                    } else if self.queue_prompt_ended() {
+                        None
                     } else {
                         self.feed(Event::PromptEnded, now).await
                     }
@@ -355,6 +366,7 @@ impl Call<'_> {
                     info!("no final NOTIFY for the REFER in time");
                     self.feed(Event::TransferFailed, now).await
                 }
+                Wake::Queue(wake) => self.on_queue(wake, now).await,
                 Wake::Shutdown => {
                     self.hang_up();
                     Some(End::new(
@@ -454,8 +466,12 @@ impl Call<'_> {
             digits: journey.digits.clone(),
             path: journey.path.clone(),
         };
-        self.record.transfer_target = Some(function.target.clone());
         info!(function = %function.id, target = %function.target, mode = ?function.transfer, "handing off");
+        if function.transfer == TransferMode::Queue {
+            let function = function.clone();
+            return self.enter_queue(&function, handoff);
+        }
+        self.record.transfer_target = Some(function.target.clone());
         match function.transfer {
             TransferMode::Bridge => {
                 self.media.play(self.services.ringback.clone());
@@ -478,6 +494,7 @@ impl Call<'_> {
                     .await
                 })));
             }
+            TransferMode::Queue => return false,
             TransferMode::Refer => {
                 let dialog = self.dialog.clone();
                 let target = function.target.clone();
@@ -779,6 +796,7 @@ async fn poll_transfer(transfer: &mut Option<Transfer>) -> Wake {
     match transfer {
         Some(Transfer::Bridge(dial)) => Wake::Bridged(dial.await.map(Box::new)),
         Some(Transfer::Refer(refer)) => Wake::Referred(refer.await),
+        Some(Transfer::Queue(wait)) => Wake::Queue(wait.next().await),
         None => std::future::pending().await,
     }
 }

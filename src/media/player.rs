@@ -37,6 +37,8 @@ pub struct PromptPlayer {
     current: Option<Arc<Prompt>>,
     position: usize,
     finished: bool,
+    /// The current prompt starts over after its last frame, in the very next frame (hold music).
+    looping: bool,
 }
 
 impl PromptPlayer {
@@ -46,6 +48,7 @@ impl PromptPlayer {
             current: None,
             position: 0,
             finished: false,
+            looping: false,
         }
     }
 
@@ -64,6 +67,14 @@ impl PromptPlayer {
         self.current = Some(prompt);
         self.position = 0;
         self.finished = false;
+        self.looping = false;
+    }
+
+    /// Plays `prompt` over and over until replaced or stopped: its first frame follows its last with no gap
+    /// (the frame schedule is the pacer's, so the wrap costs no time either), and it never reports finishing.
+    pub fn play_looped(&mut self, prompt: Arc<Prompt>) {
+        self.play(prompt);
+        self.looping = self.current.as_ref().is_some_and(|p| p.frame_count() > 0);
     }
 
     /// Stops the prompt without reporting it finished.
@@ -71,6 +82,7 @@ impl PromptPlayer {
         self.current = None;
         self.position = 0;
         self.finished = false;
+        self.looping = false;
     }
 
     pub fn is_playing(&self) -> bool {
@@ -98,7 +110,11 @@ impl PromptPlayer {
         let index = self.position;
         self.position += 1;
         if self.position == prompt.frame_count() {
-            self.finished = true;
+            if self.looping {
+                self.position = 0;
+            } else {
+                self.finished = true;
+            }
         }
         Frame::Prompt {
             bytes: &prompt.frames(self.codec)[index],
@@ -190,6 +206,34 @@ mod tests {
             .map(|i| (i % 1000) as i16 * 10)
             .collect();
         Arc::new(Prompt::from_samples("test", samples))
+    }
+
+    #[test]
+    fn a_looped_prompt_wraps_to_its_first_frame_without_silence_or_an_end() {
+        let prompt = prompt(3);
+        let mut player = PromptPlayer::new(Codec::Pcmu);
+        player.play_looped(prompt.clone());
+        let frames = prompt.frames(Codec::Pcmu);
+        for round in 0..3 {
+            for (index, expected) in frames.iter().enumerate() {
+                match player.next_frame() {
+                    Frame::Prompt { bytes, first } => {
+                        assert_eq!(bytes, expected, "round {round} frame {index}");
+                        assert_eq!(first, index == 0);
+                    }
+                    Frame::Silence => panic!("silence in round {round} at frame {index}"),
+                }
+                assert!(!player.take_finished());
+            }
+        }
+        assert!(player.is_playing());
+        // A prompt played once after the loop ends normally.
+        player.play(prompt);
+        for _ in 0..3 {
+            player.next_frame();
+        }
+        assert!(player.take_finished());
+        assert_eq!(player.next_frame(), Frame::Silence);
     }
 
     #[test]

@@ -235,6 +235,11 @@ impl MediaSession {
         self.player.play(prompt);
     }
 
+    /// Plays `prompt` in a gapless loop (hold music) until replaced or stopped; no `PromptEnded` comes.
+    pub fn play_looped(&mut self, prompt: Arc<Prompt>) {
+        self.player.play_looped(prompt);
+    }
+
     /// Stops the prompt (barge-in); no `PromptEnded` follows for it.
     pub fn stop_prompt(&mut self) {
         self.player.stop();

@@ -33,6 +33,21 @@ pub(crate) struct RawFunction {
     pub transfer_prompt: Option<Spanned<String>>,
     pub failure_prompt: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<RawChoice>>,
+    pub queue: Option<Spanned<RawQueue>>,
+}
+
+/// A function's `queue:` (with `transfer: queue`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueue {
+    pub agents: Option<Spanned<Vec<Spanned<String>>>>,
+    pub strategy: Option<Spanned<String>>,
+    pub ring_timeout: Option<Spanned<String>>,
+    pub wrap_up: Option<Spanned<String>>,
+    pub max_wait: Option<Spanned<String>>,
+    pub overflow: Option<Spanned<RawChoice>>,
+    pub music: Option<Spanned<String>>,
+    pub announce_position: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

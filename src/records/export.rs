@@ -48,7 +48,7 @@ impl FromStr for ExportFormat {
 
 /// The CSV columns, in order. Steps are left out: a JSON blob per cell breaks spreadsheets' cell limits and
 /// helps no pivot table; JSONL carries them.
-pub const CSV_HEADER: [&str; 14] = [
+pub const CSV_HEADER: [&str; 17] = [
     "call_id",
     "from",
     "to",
@@ -63,6 +63,9 @@ pub const CSV_HEADER: [&str; 14] = [
     "transfer_target",
     "transferred_at",
     "end_reason",
+    "queue_entered_at",
+    "queue_wait_ms",
+    "answered_by",
 ];
 
 /// Writes `records` in `format` to `out`, in the order given.
@@ -104,6 +107,12 @@ pub fn export(
                     record.transfer_target.clone().unwrap_or_default(),
                     time(record.transferred_at),
                     record.end_reason.clone().unwrap_or_default(),
+                    time(record.queue_entered_at),
+                    record
+                        .queue_wait_ms
+                        .map(|ms| ms.to_string())
+                        .unwrap_or_default(),
+                    record.answered_by.clone().unwrap_or_default(),
                 ];
                 write_csv_row(out, cells.iter().map(String::as_str))?;
             }
@@ -174,6 +183,8 @@ mod tests {
         );
         done.path = vec!["root".into()];
         done.function = Some("kundtjanst".into());
+        done.queue_entered_at = Some(datetime!(2026-11-23 10:15:04 UTC));
+        done.queue_wait_ms = Some(5500);
         done.finish(
             Outcome::Abandoned,
             datetime!(2026-11-23 10:15:09.5 UTC),
@@ -207,10 +218,10 @@ mod tests {
         assert_eq!(
             text,
             "call_id,from,to,started_at,answered_at,ended_at,duration_ms,digits,path,function,outcome,\
-             transfer_target,transferred_at,end_reason\r\n\
-             c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,\r\n\
+             transfer_target,transferred_at,end_reason,queue_entered_at,queue_wait_ms,answered_by\r\n\
+             c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,,,,\r\n\
              c1@trunk,+46701234567,0771100200,2026-11-23T10:15:00.000Z,,2026-11-23T10:15:09.500Z,9500,,root,\
-             kundtjanst,abandoned,,,caller BYE\r\n"
+             kundtjanst,abandoned,,,caller BYE,2026-11-23T10:15:04.000Z,5500,\r\n"
         );
     }
 

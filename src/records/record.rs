@@ -41,6 +41,12 @@ pub struct ContactRecord {
     pub transferred_at: Option<OffsetDateTime>,
     /// Free text: "caller BYE", "function BYE", "488 no common codec", "shutdown", ...
     pub end_reason: Option<String>,
+    /// When the caller entered the first queue of the call (`None`: never queued).
+    pub queue_entered_at: Option<OffsetDateTime>,
+    /// From entering the first queue to an agent's answer, the caller hanging up or the overflow.
+    pub queue_wait_ms: Option<i64>,
+    /// The agent id (or fixed URI) who answered from a queue.
+    pub answered_by: Option<String>,
 }
 
 impl ContactRecord {
@@ -66,6 +72,9 @@ impl ContactRecord {
             transfer_target: None,
             transferred_at: None,
             end_reason: None,
+            queue_entered_at: None,
+            queue_wait_ms: None,
+            answered_by: None,
         }
     }
 
@@ -134,6 +143,9 @@ struct RecordOut<'a> {
     transfer_target: Option<&'a str>,
     transferred_at: Option<String>,
     end_reason: Option<&'a str>,
+    queue_entered_at: Option<String>,
+    queue_wait_ms: Option<i64>,
+    answered_by: Option<&'a str>,
     steps: &'a serde_json::Value,
 }
 
@@ -154,6 +166,9 @@ impl Serialize for ContactRecord {
             transfer_target: self.transfer_target.as_deref(),
             transferred_at: self.transferred_at.map(format_timestamp),
             end_reason: self.end_reason.as_deref(),
+            queue_entered_at: self.queue_entered_at.map(format_timestamp),
+            queue_wait_ms: self.queue_wait_ms,
+            answered_by: self.answered_by.as_deref(),
             steps: &self.steps,
         }
         .serialize(serializer)
@@ -186,6 +201,12 @@ struct RecordIn {
     transferred_at: Option<String>,
     #[serde(default)]
     end_reason: Option<String>,
+    #[serde(default)]
+    queue_entered_at: Option<String>,
+    #[serde(default)]
+    queue_wait_ms: Option<i64>,
+    #[serde(default)]
+    answered_by: Option<String>,
     #[serde(default = "empty_steps")]
     steps: serde_json::Value,
 }
@@ -215,6 +236,9 @@ impl<'de> Deserialize<'de> for ContactRecord {
             answered_at: optional_time("answered_at", raw.answered_at)?,
             ended_at: optional_time("ended_at", raw.ended_at)?,
             transferred_at: optional_time("transferred_at", raw.transferred_at)?,
+            queue_entered_at: optional_time("queue_entered_at", raw.queue_entered_at)?,
+            queue_wait_ms: raw.queue_wait_ms,
+            answered_by: raw.answered_by,
             call_id: raw.call_id,
             from: raw.from,
             to: raw.to,
@@ -309,6 +333,9 @@ mod tests {
                 "transfer_target": "sip:it@127.0.0.1:5071",
                 "transferred_at": "2026-11-23T10:15:20.000Z",
                 "end_reason": "function BYE",
+                "queue_entered_at": null,
+                "queue_wait_ms": null,
+                "answered_by": null,
                 "steps": [{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}],
             })
         );

@@ -44,6 +44,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX contact_records_started_at ON contact_records (started_at);
     -- Start-up looks for calls a crash left open; this stays tiny however many records there are.
     CREATE INDEX contact_records_unfinished ON contact_records (id) WHERE outcome IS NULL;",
+    // 2: queues: when the caller entered the first queue, how long they waited, and who answered.
+    "ALTER TABLE contact_records ADD COLUMN queue_entered_at TEXT;
+    ALTER TABLE contact_records ADD COLUMN queue_wait_ms INTEGER;
+    ALTER TABLE contact_records ADD COLUMN answered_by TEXT;",
 ];
 
 /// The schema version this build writes.
@@ -54,8 +58,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const UPSERT: &str = "INSERT INTO contact_records (
         call_id, caller, called, started_at, answered_at, ended_at, duration_ms, digits, path, function_id,
-        outcome, transfer_target, transferred_at, end_reason, steps)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+        outcome, transfer_target, transferred_at, end_reason, steps, queue_entered_at, queue_wait_ms, answered_by)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
     ON CONFLICT (call_id) DO UPDATE SET
         caller = excluded.caller,
         called = excluded.called,
@@ -70,10 +74,13 @@ const UPSERT: &str = "INSERT INTO contact_records (
         transfer_target = excluded.transfer_target,
         transferred_at = excluded.transferred_at,
         end_reason = excluded.end_reason,
-        steps = excluded.steps";
+        steps = excluded.steps,
+        queue_entered_at = excluded.queue_entered_at,
+        queue_wait_ms = excluded.queue_wait_ms,
+        answered_by = excluded.answered_by";
 
 const COLUMNS: &str = "id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
-     outcome, transfer_target, transferred_at, end_reason, steps";
+     outcome, transfer_target, transferred_at, end_reason, steps, queue_entered_at, queue_wait_ms, answered_by";
 
 /// Contact records in one SQLite file. One connection behind a mutex: SQLite has one writer at a time anyway,
 /// and a record is a single small upsert.
@@ -177,6 +184,9 @@ impl SqliteStore {
             record.transferred_at.map(format_timestamp),
             record.end_reason,
             steps,
+            record.queue_entered_at.map(format_timestamp),
+            record.queue_wait_ms,
+            record.answered_by,
         ])?;
         Ok(())
     }
@@ -317,6 +327,9 @@ struct RawRow {
     transferred_at: Option<String>,
     end_reason: Option<String>,
     steps: String,
+    queue_entered_at: Option<String>,
+    queue_wait_ms: Option<i64>,
+    answered_by: Option<String>,
 }
 
 impl RawRow {
@@ -337,6 +350,9 @@ impl RawRow {
             transferred_at: row.get(12)?,
             end_reason: row.get(13)?,
             steps: row.get(14)?,
+            queue_entered_at: row.get(15)?,
+            queue_wait_ms: row.get(16)?,
+            answered_by: row.get(17)?,
         })
     }
 
@@ -356,6 +372,9 @@ impl RawRow {
             answered_at: optional_time("answered_at", self.answered_at)?,
             ended_at: optional_time("ended_at", self.ended_at)?,
             transferred_at: optional_time("transferred_at", self.transferred_at)?,
+            queue_entered_at: optional_time("queue_entered_at", self.queue_entered_at)?,
+            queue_wait_ms: self.queue_wait_ms,
+            answered_by: self.answered_by,
             path: serde_json::from_str(&self.path).map_err(|e| corrupt("path", e.to_string()))?,
             steps: serde_json::from_str(&self.steps)
                 .map_err(|e| corrupt("steps", e.to_string()))?,
@@ -425,6 +444,41 @@ mod tests {
             .pragma_query_value(None, "synchronous", |row| row.get(0))
             .unwrap();
         assert_eq!(synchronous, 2);
+    }
+
+    #[test]
+    fn a_file_of_the_first_schema_gains_the_queue_columns_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection.execute_batch(MIGRATIONS[0]).unwrap();
+            connection.pragma_update(None, "user_version", 1).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO contact_records (call_id, caller, called, started_at) \
+                     VALUES ('old@trunk', '070', '0771', '2026-11-23T10:00:00.000Z')",
+                    [],
+                )
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let old = all(&store);
+        assert_eq!(old.len(), 1);
+        assert_eq!(
+            (
+                old[0].queue_entered_at,
+                old[0].queue_wait_ms,
+                old[0].answered_by.clone()
+            ),
+            (None, None, None)
+        );
+        let mut queued = ended(call("q@trunk", datetime!(2026-11-23 10:15:00 UTC)));
+        queued.queue_entered_at = Some(datetime!(2026-11-23 10:15:10 UTC));
+        queued.queue_wait_ms = Some(8_250);
+        queued.answered_by = Some("it-anna".into());
+        store.call_ended(&queued).unwrap();
+        assert_eq!(all(&store)[0], queued);
     }
 
     #[test]
