@@ -1,0 +1,641 @@
+//! Support-function queues through the daemon: callers wait with music (heard and decoded at the caller), agents'
+//! phones are offered the calls first in, first out, ring timeouts move an offer on, `max_wait` overflows, a
+//! caller who gives up CANCELs the ringing agent, and each call's record says how long it waited and who answered.
+//! Agents here are fixed `sip:` URIs pointing at test UAS phones on loopback.
+
+mod common;
+
+use common::audio::{self, BUSY_HZ, CALLER_HZ, FUNCTION_HZ, GREETING_HZ, Segment};
+use common::daemon::{export_jsonl, os, path_arg, run_cli};
+use common::sdp::{PCMA, PCMU};
+use common::{Caller, Daemon, Fixture, FunctionEndpoint, RtpPeer, SECOND, event_pt, wait_until};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// The test hold music: one second of a tone, looped by the daemon.
+const MUSIC_HZ: u32 = 2900;
+/// "Du är nummer" and "i kön" in the test prompts.
+const POSITION_HZ: u32 = 3300;
+/// The number prompts: `number-<n>` is this tone for n × 100 ms, so the place said can be read off its length.
+const NUMBER_HZ: u32 = 3700;
+/// The shipped hold music's melody (C5, E5, G5): its signature.
+const SHIPPED_MUSIC_HZ: [u32; 3] = [523, 659, 784];
+const QUEUE_TONES: [u32; 7] = [
+    MUSIC_HZ,
+    POSITION_HZ,
+    NUMBER_HZ,
+    GREETING_HZ,
+    BUSY_HZ,
+    FUNCTION_HZ,
+    1000,
+];
+
+/// The queue's keys as a test sets them; `agents` are YAML list items.
+struct QueueSpec {
+    agents: Vec<String>,
+    strategy: &'static str,
+    ring_timeout: &'static str,
+    wrap_up: &'static str,
+    max_wait: &'static str,
+    overflow: &'static str,
+    music: &'static str,
+    announce_position: Option<&'static str>,
+}
+
+impl QueueSpec {
+    fn new(agents: &[String]) -> QueueSpec {
+        QueueSpec {
+            agents: agents.to_vec(),
+            strategy: "longest-idle",
+            ring_timeout: "10s",
+            wrap_up: "0s",
+            max_wait: "10m",
+            overflow: "{ route: kundtjanst }",
+            music: "test-music",
+            announce_position: None,
+        }
+    }
+
+    /// The menu: "1" goes to the `it` queue (transfer prompt `welcome` first); `kundtjanst` bridges to `kt`.
+    fn yaml(&self, kt: &str) -> String {
+        let agents: Vec<String> = self.agents.iter().map(|a| format!("\"{a}\"")).collect();
+        let announce = self
+            .announce_position
+            .map(|every| format!("      announce_position: {every}\n"))
+            .unwrap_or_default();
+        format!(
+            r#"name: Kö-test
+functions:
+  it:
+    name: IT Kundservice
+    transfer: queue
+    transfer_prompt: welcome
+    failure_prompt: busy
+    queue:
+      agents: [{}]
+      strategy: {}
+      ring_timeout: {}
+      wrap_up: {}
+      max_wait: {}
+      overflow: {}
+      music: {}
+{announce}  kundtjanst:
+    name: Kundtjänst
+    target: "{kt}"
+menu:
+  prompt: main-menu
+  timeout: 5s
+  options:
+    "1": {{ route: it }}
+"#,
+            agents.join(", "),
+            self.strategy,
+            self.ring_timeout,
+            self.wrap_up,
+            self.max_wait,
+            self.overflow,
+            self.music,
+        )
+    }
+}
+
+/// The standard test prompts plus the queue's: test music, the shipped hold music, and position words as tones.
+fn queue_fixture() -> Fixture {
+    let fixture = Fixture::new();
+    let prompts = &fixture.prompts;
+    let tone = |name: &str, freq: u32, seconds: f64| {
+        audio::write_tone_wav(
+            &prompts.join(format!("{name}.wav")),
+            f64::from(freq),
+            seconds,
+            8000,
+            1,
+        )
+        .expect("write a queue test prompt");
+    };
+    tone("test-music", MUSIC_HZ, 1.0);
+    tone("queue-position", POSITION_HZ, 0.4);
+    tone("queue-in-line", POSITION_HZ, 0.3);
+    tone("queue-position-many", POSITION_HZ, 1.0);
+    for n in 1..=20 {
+        tone(&format!("number-{n}"), NUMBER_HZ, 0.1 * n as f64);
+    }
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/hold-music.wav");
+    std::fs::copy(shipped, prompts.join("hold-music.wav")).expect("copy the shipped hold music");
+    fixture
+}
+
+fn start(spec: &QueueSpec, kt: &FunctionEndpoint) -> Daemon {
+    let fixture = queue_fixture();
+    fixture.write_menu(&spec.yaml(&kt.uri("kt")));
+    Daemon::start(fixture)
+}
+
+/// A caller who dials in and presses 1 for the IT queue. Returns the call and when the digit went.
+fn call_the_queue(daemon: &Daemon, number: &str) -> (Caller, common::Call, Instant) {
+    let mut caller = Caller::udp(daemon.sip);
+    caller.number = number.to_string();
+    let (call, answer, _) = caller.call(daemon, &[PCMU, PCMA], CALLER_HZ);
+    caller
+        .rtp
+        .send_digit('1', event_pt(&answer), Duration::from_millis(100));
+    (caller, call, Instant::now())
+}
+
+/// What the caller heard since `since`, judged against the queue's tones.
+fn heard(rtp: &RtpPeer, since: Instant, tones: &[u32]) -> Vec<Segment> {
+    let frames: Vec<Option<u32>> = rtp
+        .packets()
+        .iter()
+        .filter(|p| p.at >= since)
+        .filter_map(|p| audio::decode(p.pt, &p.payload))
+        .map(|samples| audio::dominant(&samples, tones))
+        .collect();
+    audio::segments(&frames)
+}
+
+fn wait_heard(
+    rtp: &RtpPeer,
+    since: Instant,
+    tones: &[u32],
+    timeout: Duration,
+    done: impl Fn(&[Segment]) -> bool,
+) -> Vec<Segment> {
+    wait_until(
+        timeout,
+        || done(&heard(rtp, since, tones)),
+        || format!("heard {}", audio::describe(&heard(rtp, since, tones))),
+    );
+    heard(rtp, since, tones)
+}
+
+fn queues(daemon: &Daemon) -> Vec<Value> {
+    let (status, body) = daemon.get("/api/v1/queues");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_else(|| panic!("/api/v1/queues is not a JSON array: {body}"))
+}
+
+fn header<'a>(incoming: &'a common::IncomingCall, name: &str) -> &'a str {
+    incoming.header(name).map(str::trim).unwrap_or_default()
+}
+
+fn assert_queued_record(record: &Value, outcome: &str, answered_by: Option<&str>) {
+    assert_eq!(record["outcome"], outcome, "{record:#}");
+    assert!(
+        record["queue_entered_at"].is_string(),
+        "queue_entered_at: {record:#}"
+    );
+    assert!(
+        record["queue_wait_ms"].as_u64().is_some(),
+        "queue_wait_ms: {record:#}"
+    );
+    match answered_by {
+        Some(agent) => assert_eq!(record["answered_by"], agent, "{record:#}"),
+        None => assert!(record["answered_by"].is_null(), "{record:#}"),
+    }
+}
+
+#[test]
+fn a_fixed_uri_agent_is_offered_the_call_with_the_callers_number_and_the_caller_is_bridged() {
+    let agent = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let daemon = start(&QueueSpec::new(&[agent.uri("it-desk")]), &kt);
+    let (caller, call, pressed) = call_the_queue(&daemon, "0701112233");
+
+    let mut offer = agent.expect_call(10 * SECOND);
+    assert!(
+        header(&offer, "from").contains("0701112233"),
+        "From: {}",
+        header(&offer, "from")
+    );
+    assert_eq!(header(&offer, "X-Knappval-Function"), "it");
+    assert_eq!(header(&offer, "X-Knappval-Digits"), "1");
+    assert_eq!(header(&offer, "X-Knappval-Call-ID"), call.call_id);
+    // Ring a while: the caller keeps hearing the music, after the transfer prompt.
+    offer.send_provisional(180, "Ringing");
+    wait_heard(&caller.rtp, pressed, &QUEUE_TONES, 10 * SECOND, |h| {
+        audio::find_run(h, GREETING_HZ, 20, 0)
+            .is_some_and(|g| audio::find_run(h, MUSIC_HZ, 60, g + 1).is_some())
+    });
+    agent.answer(&mut offer, FUNCTION_HZ);
+    let bridged = Instant::now();
+    // The music stops at once: what follows is the agent's voice.
+    caller.rtp.wait_tone(FUNCTION_HZ, 25, bridged, 10 * SECOND);
+    let after = heard(&caller.rtp, bridged, &QUEUE_TONES);
+    let first_agent = audio::find_run(&after, FUNCTION_HZ, 25, 0).expect("agent heard");
+    let music_before: usize = after[..first_agent]
+        .iter()
+        .filter(|s| s.tone == Some(MUSIC_HZ))
+        .map(|s| s.frames)
+        .sum();
+    assert!(
+        music_before <= 25,
+        "music went on after the answer: {}",
+        audio::describe(&after)
+    );
+    agent.rtp.wait_tone(CALLER_HZ, 25, bridged, 10 * SECOND);
+
+    assert_eq!(offer.call.bye().status(), Some(200));
+    call.expect_bye(10 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_queued_record(&record, "transferred", Some(&agent.uri("it-desk")));
+    assert_eq!(record["function"], "it");
+    assert_eq!(record["transfer_target"], agent.uri("it-desk"));
+}
+
+#[test]
+fn three_callers_and_two_agents_are_served_first_in_first_out() {
+    let anna = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let bo = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let daemon = start(&QueueSpec::new(&[anna.uri("anna"), bo.uri("bo")]), &kt);
+
+    let mut callers = Vec::new();
+    for number in ["0701000001", "0701000002", "0701000003"] {
+        let (caller, call, _) = call_the_queue(&daemon, number);
+        // Each in the line before the next dials.
+        wait_until(
+            10 * SECOND,
+            || {
+                queues(&daemon)[0]["waiting"]
+                    .as_array()
+                    .is_some_and(|w| w.iter().any(|x| x["call_id"] == call.call_id))
+            },
+            || format!("{number} not in line: {:?}", queues(&daemon)),
+        );
+        callers.push((caller, call));
+    }
+    // Longest idle, equal: Anna (listed first) gets caller 1, Bo caller 2; caller 3 waits for the next free agent.
+    let mut to_anna = anna.expect_call(10 * SECOND);
+    let mut to_bo = bo.expect_call(10 * SECOND);
+    assert_eq!(header(&to_anna, "X-Knappval-Call-ID"), callers[0].1.call_id);
+    assert_eq!(header(&to_bo, "X-Knappval-Call-ID"), callers[1].1.call_id);
+    let line = queues(&daemon);
+    assert_eq!(
+        line[0]["waiting"].as_array().map(Vec::len),
+        Some(3),
+        "{line:?}"
+    );
+    bo.answer(&mut to_bo, FUNCTION_HZ);
+    anna.answer(&mut to_anna, FUNCTION_HZ);
+    wait_until(
+        10 * SECOND,
+        || queues(&daemon)[0]["waiting"].as_array().map(Vec::len) == Some(1),
+        || format!("{:?}", queues(&daemon)),
+    );
+    let line = &queues(&daemon)[0];
+    assert_eq!(
+        line["waiting"][0]["call_id"], callers[2].1.call_id,
+        "{line:#}"
+    );
+    assert_eq!(line["waiting"][0]["from"], "0701000003");
+    let states: Vec<&str> = line["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["state"].as_str())
+        .collect();
+    assert_eq!(states, ["talking", "talking"]);
+    // Caller 3 hears music meanwhile.
+    let t = Instant::now();
+    wait_heard(&callers[2].0.rtp, t, &QUEUE_TONES, 10 * SECOND, |h| {
+        audio::longest(h, MUSIC_HZ) >= 50
+    });
+
+    // Bo hangs up first: with no wrap-up, Bo is offered caller 3 at once.
+    assert_eq!(to_bo.call.bye().status(), Some(200));
+    callers[1].1.expect_bye(10 * SECOND);
+    let mut again = bo.expect_call(10 * SECOND);
+    assert_eq!(header(&again, "X-Knappval-Call-ID"), callers[2].1.call_id);
+    bo.answer(&mut again, FUNCTION_HZ);
+    callers[2]
+        .0
+        .rtp
+        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
+    for incoming in [&mut to_anna, &mut again] {
+        assert_eq!(incoming.call.bye().status(), Some(200));
+    }
+    callers[0].1.expect_bye(10 * SECOND);
+    callers[2].1.expect_bye(10 * SECOND);
+
+    let records: Vec<Value> = callers
+        .iter()
+        .map(|(_, call)| daemon.wait_record(&call.call_id, 5 * SECOND))
+        .collect();
+    for record in &records {
+        assert_queued_record(
+            record,
+            "transferred",
+            None.or(record["answered_by"].as_str()),
+        );
+    }
+    assert_eq!(records[0]["answered_by"], anna.uri("anna"));
+    assert_eq!(records[1]["answered_by"], bo.uri("bo"));
+    assert_eq!(records[2]["answered_by"], bo.uri("bo"));
+    let entered: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["queue_entered_at"].as_str())
+        .collect();
+    assert!(
+        entered[0] < entered[1] && entered[1] < entered[2],
+        "{entered:?}"
+    );
+    assert!(records[2]["transferred_at"].as_str() > records[0]["transferred_at"].as_str());
+    for (i, record) in records.iter().enumerate() {
+        let wait = record["queue_wait_ms"].as_u64().unwrap_or(0);
+        assert!(wait < 60_000, "caller {i} waited {wait} ms: {record:#}");
+    }
+}
+
+#[test]
+fn an_unanswered_offer_is_cancelled_at_ring_timeout_and_the_next_agent_is_offered() {
+    let anna = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let bo = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let mut spec = QueueSpec::new(&[anna.uri("anna"), bo.uri("bo")]);
+    spec.ring_timeout = "2s";
+    let daemon = start(&spec, &kt);
+    let (caller, call, _) = call_the_queue(&daemon, "0702000000");
+
+    let to_anna = anna.expect_call(10 * SECOND);
+    to_anna.send_provisional(180, "Ringing");
+    let rang = Instant::now();
+    let cancel = to_anna.call.expect_request("CANCEL", 10 * SECOND);
+    let rang_for = rang.elapsed();
+    assert!(
+        rang_for >= Duration::from_millis(1500),
+        "CANCEL after {rang_for:?}, ring_timeout is 2s"
+    );
+    to_anna.call.respond(&cancel, 200, "OK");
+    to_anna.reject(487, "Request Terminated", 5 * SECOND);
+
+    let mut to_bo = bo.expect_call(10 * SECOND);
+    assert_eq!(header(&to_bo, "X-Knappval-Call-ID"), call.call_id);
+    bo.answer(&mut to_bo, FUNCTION_HZ);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
+    assert_eq!(to_bo.call.bye().status(), Some(200));
+    call.expect_bye(10 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_queued_record(&record, "transferred", Some(&bo.uri("bo")));
+}
+
+#[test]
+fn with_every_agent_busy_the_caller_hears_the_shipped_music_and_their_place_in_line() {
+    let anna = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let mut spec = QueueSpec::new(&[anna.uri("anna")]);
+    spec.music = "hold-music";
+    spec.announce_position = Some("7s");
+    let daemon = start(&spec, &kt);
+    // Anna is busy with the first caller.
+    let (_first, first_call, _) = call_the_queue(&daemon, "0703000001");
+    let mut busy = anna.expect_call(10 * SECOND);
+    anna.answer(&mut busy, FUNCTION_HZ);
+
+    let (second, second_call, pressed) = call_the_queue(&daemon, "0703000002");
+    let mut tones = SHIPPED_MUSIC_HZ.to_vec();
+    tones.extend([POSITION_HZ, NUMBER_HZ, GREETING_HZ]);
+    // Transfer prompt, the melody's three notes, "du är nummer" + "ett" (100 ms) + "i kön", then the music again.
+    let h = wait_heard(&second.rtp, pressed, &tones, 20 * SECOND, |h| {
+        audio::find_run(h, POSITION_HZ, 10, 0)
+            .and_then(|p| audio::find_run(h, NUMBER_HZ, 3, p + 1))
+            .and_then(|n| audio::find_run(h, POSITION_HZ, 10, n + 1))
+            .is_some_and(|end| {
+                h[end + 1..]
+                    .iter()
+                    .any(|s| SHIPPED_MUSIC_HZ.iter().any(|f| s.tone == Some(*f)) && s.frames >= 20)
+            })
+    });
+    let greeting = audio::find_run(&h, GREETING_HZ, 20, 0).expect("transfer prompt first");
+    for note in SHIPPED_MUSIC_HZ {
+        assert!(
+            audio::find_run(&h, note, 40, greeting + 1).is_some(),
+            "note {note} Hz of the melody; heard {}",
+            audio::describe(&h)
+        );
+    }
+    let prefix = audio::find_run(&h, POSITION_HZ, 10, greeting + 1).unwrap();
+    let number = audio::find_run(&h, NUMBER_HZ, 3, prefix + 1).unwrap();
+    assert!(
+        (4..=6).contains(&h[number].frames),
+        "number-1 is 100 ms (5 frames); heard {}",
+        audio::describe(&h)
+    );
+    let music_frames: usize = h[greeting + 1..prefix]
+        .iter()
+        .filter(|s| s.tone.is_some_and(|t| SHIPPED_MUSIC_HZ.contains(&t)))
+        .map(|s| s.frames)
+        .sum();
+    assert!(
+        music_frames >= 120,
+        "about 4 s of music before the announcement; heard {}",
+        audio::describe(&h)
+    );
+    let line = &queues(&daemon)[0];
+    assert_eq!(line["waiting"][0]["call_id"], second_call.call_id);
+    assert!(
+        line["longest_wait_ms"].as_u64().unwrap_or(0) >= 4000,
+        "{line:#}"
+    );
+    assert_eq!(line["agents"][0]["state"], "talking");
+    drop(busy);
+    drop(first_call);
+}
+
+#[test]
+fn hold_music_loops_without_a_gap_in_sound_or_in_the_rtp_stream() {
+    let nobody = FunctionEndpoint::new(&[PCMU]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    // The only agent never answers and is rung rarely: the caller just waits.
+    let mut spec = QueueSpec::new(&[nobody.uri("nobody")]);
+    spec.ring_timeout = "30s";
+    let daemon = start(&spec, &kt);
+    let (caller, _call, _) = call_the_queue(&daemon, "0704000000");
+    let _ = nobody.expect_call(10 * SECOND);
+    let t = Instant::now();
+    // Four loops of the 1 s music: one unbroken run of its tone, every packet in sequence, 160 samples apart.
+    let h = wait_heard(&caller.rtp, t, &QUEUE_TONES, 15 * SECOND, |h| {
+        audio::longest(h, MUSIC_HZ) >= 200
+    });
+    let run = audio::find_run(&h, MUSIC_HZ, 200, 0).expect("a long run of music");
+    assert!(
+        h[run + 1..]
+            .iter()
+            .all(|s| s.tone == Some(MUSIC_HZ) || s.frames == 0),
+        "heard {}",
+        audio::describe(&h)
+    );
+    let packets: Vec<_> = caller
+        .rtp
+        .packets()
+        .into_iter()
+        .filter(|p| p.at >= t)
+        .collect();
+    for pair in packets.windows(2) {
+        assert_eq!(
+            pair[1].seq,
+            pair[0].seq.wrapping_add(1),
+            "a packet missing in the music"
+        );
+        assert_eq!(
+            pair[1].ts,
+            pair[0].ts.wrapping_add(160),
+            "a jump in the RTP clock at seq {}",
+            pair[1].seq
+        );
+    }
+    // Each frame of the loop is the tone: the wrap does not insert a frame of silence.
+    let silent = packets
+        .iter()
+        .filter_map(|p| audio::decode(p.pt, &p.payload))
+        .filter(|samples| audio::rms(samples) < 1000.0)
+        .count();
+    assert_eq!(silent, 0, "silent frames in the looped music");
+}
+
+#[test]
+fn max_wait_plays_the_failure_prompt_and_overflows_to_the_overflow_function() {
+    let nobody = FunctionEndpoint::new(&[PCMU]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let mut spec = QueueSpec::new(&[nobody.uri("nobody")]);
+    spec.max_wait = "3s";
+    spec.ring_timeout = "30s";
+    let daemon = start(&spec, &kt);
+    let (caller, call, pressed) = call_the_queue(&daemon, "0705000000");
+    let offer = nobody.expect_call(10 * SECOND);
+    offer.send_provisional(180, "Ringing");
+    // At max_wait the ringing agent is CANCELled, the caller hears the failure prompt and goes to Kundtjänst.
+    let cancel = offer.call.expect_request("CANCEL", 10 * SECOND);
+    offer.call.respond(&cancel, 200, "OK");
+    let mut overflow = kt.expect_call(10 * SECOND);
+    assert!(
+        pressed.elapsed() >= Duration::from_millis(2500),
+        "overflow after {:?}",
+        pressed.elapsed()
+    );
+    assert_eq!(header(&overflow, "X-Knappval-Function"), "kundtjanst");
+    let h = heard(&caller.rtp, pressed, &QUEUE_TONES);
+    let music = audio::find_run(&h, MUSIC_HZ, 50, 0)
+        .unwrap_or_else(|| panic!("no music; heard {}", audio::describe(&h)));
+    assert!(
+        audio::find_run(&h, BUSY_HZ, 20, music + 1).is_some(),
+        "failure prompt after the music; heard {}",
+        audio::describe(&h)
+    );
+    kt.answer(&mut overflow, FUNCTION_HZ);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
+    assert_eq!(overflow.call.bye().status(), Some(200));
+    call.expect_bye(10 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_queued_record(&record, "transferred", None);
+    assert_eq!(record["function"], "kundtjanst");
+    assert!(
+        record["queue_wait_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms >= 2500),
+        "{record:#}"
+    );
+}
+
+#[test]
+fn a_caller_who_hangs_up_while_the_agent_rings_cancels_the_offer_and_is_recorded_abandoned() {
+    let anna = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let daemon = start(&QueueSpec::new(&[anna.uri("anna")]), &kt);
+    let (_caller, mut call, _) = call_the_queue(&daemon, "0706000000");
+    let offer = anna.expect_call(10 * SECOND);
+    offer.send_provisional(180, "Ringing");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(call.bye().status(), Some(200));
+    let cancel = offer.call.expect_request("CANCEL", 10 * SECOND);
+    offer.call.respond(&cancel, 200, "OK");
+    offer.reject(487, "Request Terminated", 5 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_queued_record(&record, "abandoned", None);
+    assert!(
+        record["end_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("waiting in queue it")),
+        "{record:#}"
+    );
+    wait_until(
+        5 * SECOND,
+        || {
+            queues(&daemon)[0]["agents"][0]["state"] == "idle"
+                && queues(&daemon)[0]["waiting"] == serde_json::json!([])
+        },
+        || format!("{:?}", queues(&daemon)),
+    );
+}
+
+#[test]
+fn sigterm_gives_every_waiting_caller_a_record_that_says_so() {
+    let nobody = FunctionEndpoint::new(&[PCMU]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let mut spec = QueueSpec::new(&[nobody.uri("nobody")]);
+    spec.ring_timeout = "30s";
+    let mut daemon = start(&spec, &kt);
+    let mut calls = Vec::new();
+    for number in ["0707000001", "0707000002"] {
+        let (caller, call, _) = call_the_queue(&daemon, number);
+        calls.push((caller, call));
+    }
+    wait_until(
+        10 * SECOND,
+        || queues(&daemon)[0]["waiting"].as_array().map(Vec::len) == Some(2),
+        || format!("{:?}", queues(&daemon)),
+    );
+    let db = daemon.fixture.db.clone();
+    let status = daemon.stop(20 * SECOND);
+    assert!(status.success(), "{status}");
+    let exported = export_jsonl(&db);
+    for (_, call) in &calls {
+        let record = exported
+            .iter()
+            .find(|r| r["call_id"] == call.call_id)
+            .unwrap_or_else(|| panic!("no record for {}: {exported:?}", call.call_id));
+        assert_queued_record(record, "failed", None);
+        assert_eq!(
+            record["end_reason"], "daemon shut down while waiting in queue it",
+            "{record:#}"
+        );
+    }
+}
+
+#[test]
+fn check_points_at_bad_queue_durations_and_strategies() {
+    let kt = FunctionEndpoint::new(&[PCMU]);
+    let mut spec = QueueSpec::new(&["sip:desk@127.0.0.1".to_string()]);
+    spec.ring_timeout = "15 sec";
+    spec.strategy = "longest-idel";
+    let fixture = queue_fixture();
+    fixture.write_menu(&spec.yaml(&kt.uri("kt")));
+    let output = run_cli(&[
+        os("check"),
+        os("--menu"),
+        path_arg(&fixture.menu),
+        os("--prompts"),
+        path_arg(&fixture.prompts),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let menu = fixture.menu.display().to_string();
+    assert!(
+        stderr.contains(&format!(
+            "{menu}:10:17: error: unknown queue strategy 'longest-idel'"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean 'longest-idle'"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{menu}:11:21: error:")),
+        "{stderr}"
+    );
+}
