@@ -24,10 +24,12 @@ use crate::api::{self, ApiState, Health};
 use crate::call::{self, CallServices};
 use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
-use crate::menu::{self, MenuErrors, model::Menu};
+use crate::menu::model::{Menu, QueueAgent};
+use crate::menu::{self, MenuErrors};
 use crate::records::{Records, SqliteStore};
-use crate::routing::queue::{NoRegistrations, QueueHandle};
-use crate::sip::SipEndpoint;
+use crate::routing::queue::{AgentContacts, NoRegistrations, QueueHandle};
+use crate::sip::digest::Algorithm;
+use crate::sip::{Registrar, SipEndpoint};
 
 /// Everything `knappval run` needs, after flags, environment and the settings file are merged.
 #[derive(Debug, Clone)]
@@ -44,6 +46,10 @@ pub struct Settings {
     pub media_timeout: Duration,
     /// How long a new call rings (180) before it is answered; zero answers at once.
     pub answer_delay: Duration,
+    /// The agents file: with it, agents' phones can REGISTER; without it REGISTER is answered 405.
+    pub agents: Option<PathBuf>,
+    /// The digest algorithms offered (`--digest`), overriding the agents file's `algorithms:`.
+    pub digest: Option<Vec<Algorithm>>,
 }
 
 /// Loads and validates the menu, decoding every prompt exactly once: the same decode serves the validation
@@ -98,6 +104,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("cannot close unfinished contact records"),
     }
 
+    let registrar = match &settings.agents {
+        Some(path) => {
+            let agents = crate::agents::load(path, settings.digest.as_deref())
+                .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+            let offered: Vec<&str> = agents.algorithms.iter().map(|a| a.token()).collect();
+            info!(file = %path.display(), agents = agents.agents.len(), realm = %agents.realm,
+                  digest = %offered.join(","), "agents loaded");
+            Some(Registrar::new(agents))
+        }
+        None if settings.digest.is_some() => {
+            anyhow::bail!(
+                "--digest needs --agents FILE: the digest is how agents in that file register"
+            )
+        }
+        None => None,
+    };
+
     if settings.sip.ip().is_unspecified() {
         anyhow::bail!(
             "--sip {}: knappval announces its SIP and RTP address to callers (Contact, SDP), so it needs one \
@@ -106,6 +129,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let sip = SipEndpoint::bind(settings.sip).await?;
+    let stop_expiry = CancellationToken::new();
+    if let Some(registrar) = &registrar {
+        sip.set_registrar(registrar.clone());
+        tokio::spawn(registrar.clone().run_expiry(stop_expiry.clone()));
+    }
     let http = tokio::net::TcpListener::bind(settings.http)
         .await
         .with_context(|| format!("cannot bind HTTP on {}", settings.http))?;
@@ -117,13 +145,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
 
     let health = Arc::new(Health::new());
-    let queues = QueueHandle::start(&menu, Arc::new(NoRegistrations::default()));
+    if let Some(registrar) = &registrar {
+        for function in menu.functions.values() {
+            let agents = function.queue.iter().flat_map(|queue| &queue.agents);
+            for agent in agents {
+                if let QueueAgent::Registered(id) = agent
+                    && !registrar.knows(id)
+                {
+                    warn!(function = %function.id, agent = %id,
+                          "queue agent is not in the agents file and can never be offered a call; \
+                           `knappval check --agents` lists these");
+                }
+            }
+        }
+    }
+    let registrations: Arc<dyn AgentContacts> = match &registrar {
+        Some(registrar) => Arc::new(registrar.clone()),
+        None => Arc::new(NoRegistrations::default()),
+    };
+    let queues = QueueHandle::start(&menu, registrations);
     let stop_http = CancellationToken::new();
     let http_task = {
         let state = ApiState {
             records: records.clone(),
             health: health.clone(),
             queues: queues.clone(),
+            registrar: registrar.clone(),
         };
         let stop = stop_http.clone();
         tokio::spawn(async move {
@@ -225,6 +272,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     sip.shutdown();
+    stop_expiry.cancel();
     stop_http.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), sip_task).await;

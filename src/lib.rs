@@ -5,6 +5,7 @@
 //! `routing` hands it to a support function, `records` writes the contact record, `api` serves them.
 //! This file wires nothing; `app` assembles the running daemon.
 
+pub mod agents;
 pub mod api;
 pub mod app;
 pub mod call;

@@ -36,13 +36,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Answer calls: play the menu, collect digits, hand calls to their function, record every call.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate a menu and its prompts; exit 1 with file:line:col errors.
     Check {
         #[arg(long, env = "KNAPPVAL_MENU", default_value = DEFAULT_MENU)]
         menu: PathBuf,
         #[arg(long, env = "KNAPPVAL_PROMPTS", default_value = DEFAULT_PROMPTS)]
         prompts: PathBuf,
+        /// Agents file: queue agents given by id must be in it.
+        #[arg(long, env = "KNAPPVAL_AGENTS")]
+        agents: Option<PathBuf>,
+    },
+    /// Manage the agents file (who may REGISTER as an agent).
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
     },
     /// Export contact records, newest first.
     Contacts {
@@ -59,11 +67,26 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Create or update agent ID with the password on the first line of stdin (stored as HA1 digests only).
+    /// Creates the agents file (mode 0600) if it does not exist; keeps the other agents and comments.
+    Passwd {
+        #[arg(long, env = "KNAPPVAL_AGENTS")]
+        agents: PathBuf,
+        /// The agent's display name (kept from the file when not given).
+        #[arg(long)]
+        name: Option<String>,
+        /// The agent id: the user part of the address the phone registers, e.g. it-anna.
+        id: String,
+    },
+}
+
 /// Flags win over environment variables, which win over the settings file, which wins over the defaults.
 #[derive(clap::Args)]
 struct RunArgs {
     /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
-    /// answer_delay.
+    /// answer_delay, agents, digest.
     #[arg(long, env = "KNAPPVAL_CONFIG")]
     config: Option<PathBuf>,
     #[arg(long, env = "KNAPPVAL_MENU")]
@@ -91,6 +114,12 @@ struct RunArgs {
     /// Let the call ring (180) this long before answering (default 0s: answer at once).
     #[arg(long, env = "KNAPPVAL_ANSWER_DELAY")]
     answer_delay: Option<String>,
+    /// Agents file: lets agents' phones REGISTER with digest authentication (see `knappval agents passwd`).
+    #[arg(long, env = "KNAPPVAL_AGENTS")]
+    agents: Option<PathBuf>,
+    /// Digest algorithms offered to registering phones, preferred first: md5 (default), or sha-256,md5.
+    #[arg(long, env = "KNAPPVAL_DIGEST")]
+    digest: Option<String>,
     /// Log format on stderr: text or json. The level comes from KNAPPVAL_LOG or RUST_LOG (default info).
     #[arg(long, env = "KNAPPVAL_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -109,6 +138,8 @@ struct SettingsFile {
     grace_period: Option<String>,
     media_timeout: Option<String>,
     answer_delay: Option<String>,
+    agents: Option<PathBuf>,
+    digest: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -116,7 +147,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => {
             init_logging(&args.log_format);
-            match settings(args).and_then(run) {
+            match settings(*args).and_then(run) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -125,10 +156,29 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { menu, prompts } => {
+        Command::Check {
+            menu,
+            prompts,
+            agents,
+        } => {
+            let known_agents = match agents
+                .as_deref()
+                .map(|path| knappval::agents::load(path, None))
+            {
+                None => None,
+                Some(Ok(file)) => Some(file.agents.into_keys().collect()),
+                Some(Err(errors)) => {
+                    eprintln!("{errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
             // The same decode `run` does, so a menu that passes here also loads there.
-            let (report, ok) =
-                knappval::menu::check_report(&menu, &prompts, &knappval::media::probe_wav, None);
+            let (report, ok) = knappval::menu::check_report(
+                &menu,
+                &prompts,
+                &knappval::media::probe_wav,
+                known_agents.as_ref(),
+            );
             if ok {
                 println!("{report}");
                 ExitCode::SUCCESS
@@ -137,6 +187,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Agents {
+            command: AgentsCommand::Passwd { agents, name, id },
+        } => match passwd(&agents, &id, name.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("knappval: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Contacts {
             db,
             format,
@@ -191,6 +250,22 @@ fn contacts(
     }
 }
 
+fn passwd(agents: &Path, id: &str, name: Option<&str>) -> anyhow::Result<()> {
+    use knappval::agents::PasswdOutcome;
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    let what = match knappval::agents::set_password(agents, id, password, name)? {
+        PasswdOutcome::CreatedFile => "created the file with agent",
+        PasswdOutcome::AddedAgent => "added agent",
+        PasswdOutcome::UpdatedAgent => "updated agent",
+    };
+    println!("{}: {what} '{id}'", agents.display());
+    Ok(())
+}
+
 fn settings(args: RunArgs) -> anyhow::Result<Settings> {
     let file = match &args.config {
         Some(path) => {
@@ -238,6 +313,15 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
         grace_period: parse_duration("grace_period", &grace)?,
         media_timeout: parse_duration("media_timeout", &media_timeout)?,
         answer_delay: parse_duration("answer_delay", &answer_delay)?,
+        agents: args.agents.or(file.agents),
+        digest: args
+            .digest
+            .or(file.digest)
+            .map(|list| {
+                knappval::sip::digest::parse_algorithms(&list)
+                    .map_err(|e| anyhow::anyhow!("--digest {list:?}: {e}"))
+            })
+            .transpose()?,
     })
 }
 
@@ -301,7 +385,7 @@ mod tests {
             .expect("valid command line")
             .command
         {
-            Command::Run(args) => args,
+            Command::Run(args) => *args,
             _ => unreachable!("parsed as run"),
         }
     }

@@ -1,7 +1,9 @@
-//! HTTP for operators and managers' tools: the contact records and a health check for load balancers.
+//! HTTP for operators and managers' tools: the contact records, the agents' registrations, and a health check
+//! for load balancers.
 //!
-//! Owns the routes, their query parameters and JSON error bodies. Reads contact records through [`Records`] and
-//! the daemon's state through [`Health`] only, never the call tasks' insides; it changes nothing.
+//! Owns the routes, their query parameters and JSON error bodies. Reads contact records through [`Records`],
+//! registrations through [`Registrar`] and the daemon's state through [`Health`] only, never the call tasks'
+//! insides; it changes nothing.
 
 use std::future::Future;
 use std::io;
@@ -20,6 +22,7 @@ use serde::Deserialize;
 
 use crate::records::{ContactQuery, Records, parse_timestamp};
 use crate::routing::queue::QueueHandle;
+use crate::sip::Registrar;
 
 /// Records returned by `/api/v1/contacts` when no `limit` is given.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -32,6 +35,8 @@ pub struct ApiState {
     pub records: Records,
     pub health: Arc<Health>,
     pub queues: QueueHandle,
+    /// The agents' registrations, when the daemon runs with `--agents`.
+    pub registrar: Option<Registrar>,
 }
 
 /// The daemon's liveness as `/healthz` reports it; the call side updates it.
@@ -60,11 +65,13 @@ impl Default for Health {
     }
 }
 
-/// The routes: `GET /api/v1/contacts`, `GET /api/v1/queues`, `GET /healthz`; anything else is a JSON 404.
+/// The routes: `GET /api/v1/contacts`, `GET /api/v1/queues`, `GET /api/v1/agents`, `GET /healthz`; anything
+/// else is a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
         .route("/api/v1/queues", get(queues))
+        .route("/api/v1/agents", get(agents))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .with_state(state)
@@ -217,6 +224,15 @@ async fn queues(State(state): State<ApiState>) -> Response {
     Json(body).into_response()
 }
 
+/// Every agent in the agents file with its current contacts, by id; `[]` without `--agents`.
+async fn agents(State(state): State<ApiState>) -> Response {
+    let agents = state
+        .registrar
+        .map(|registrar| registrar.agents(Instant::now()))
+        .unwrap_or_default();
+    Json(agents).into_response()
+}
+
 async fn healthz(State(state): State<ApiState>) -> Response {
     let health = &state.health;
     let draining = health.draining.load(Ordering::Relaxed);
@@ -238,7 +254,7 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
-        help: "the API serves GET /api/v1/contacts, GET /api/v1/queues and GET /healthz",
+        help: "the API serves GET /api/v1/contacts, GET /api/v1/queues, GET /api/v1/agents and GET /healthz",
     }
 }
 

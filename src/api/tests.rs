@@ -35,6 +35,7 @@ impl TestServer {
                 &menu_with_a_queue(),
                 Arc::new(crate::routing::queue::NoRegistrations::default()),
             ),
+            registrar: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state.clone(), async move {

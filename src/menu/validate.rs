@@ -27,15 +27,6 @@ const MAX_RETRIES: u32 = 10;
 /// Anything longer is a typo (`5m` for `5s`) or a unit mix-up, not a telephone timeout.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
-/// Agent ids are the user part of the address the agent's phone registers (`sip:<id>@knappval`).
-fn is_valid_agent_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 /// Ids end up in contact records, logs and URLs: keep them to a safe alphabet.
 fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -458,7 +449,7 @@ impl<'a> Validator<'a> {
             let uri = self.target(entry);
             return (!uri.is_empty()).then_some(QueueAgent::Fixed(uri));
         }
-        if !is_valid_agent_id(text) {
+        if !crate::agents::is_valid_agent_id(text) {
             self.report.error(
                 pos(entry),
                 format!("'{text}' is neither an agent id nor a sip: URI"),

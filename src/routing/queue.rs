@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::menu::model::{FunctionId, Queue, QueueAgent, Strategy};
 
 pub mod service;
-pub use service::{AgentContacts, NoRegistrations, Order, QueueHandle, RegistrationChange, Ticket};
+pub use service::{AgentContacts, NoRegistrations, Order, QueueHandle, Ticket};
 
 /// A waiting caller, as the queue service numbers them.
 pub type CallerKey = u64;

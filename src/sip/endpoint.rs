@@ -5,12 +5,13 @@
 //! transaction (100 Trying, the final response and its retransmissions, the ACK, a CANCEL) is driven by the
 //! dialog layer in a task of its own. In-dialog requests (BYE, INFO, re-INVITE, REFER, NOTIFY, ...) are routed
 //! to their dialog, whose owner (the call task) sees them on its dialog-state channel. Out-of-dialog OPTIONS is
-//! answered here; requests for dialogs we do not have get 481; methods we do not serve get 405.
+//! answered here; REGISTER goes to the [`Registrar`] when the daemon has one (`--agents`) and gets 405
+//! otherwise; requests for dialogs we do not have get 481; methods we do not serve get 405.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rsipstack::dialog::dialog::{Dialog, DialogStateReceiver};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -27,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::guard::GuardedUdpSocket;
 use super::message;
+use super::registrar::{Outcome, Registrar};
 
 /// A call that has arrived and not yet been answered. The call task owns it from here on.
 pub struct IncomingCall {
@@ -64,6 +66,11 @@ pub struct SipEndpoint {
     /// reaching us by another path (an SBC failover, a fork that loops back) is answered 482, not taken as a
     /// second call (RFC 3261 §8.2.2.2).
     invites_in_progress: Arc<Mutex<HashSet<InviteKey>>>,
+    /// Agents' REGISTERs go here; without one (no `--agents`) REGISTER is answered 405.
+    registrar: OnceLock<Registrar>,
+    /// Whether a REGISTER without a registrar has been logged: a phone retrying every minute should not fill
+    /// the log.
+    register_refusal_logged: AtomicBool,
     cancel: CancellationToken,
 }
 
@@ -121,12 +128,29 @@ impl SipEndpoint {
             local,
             accepting: AtomicBool::new(true),
             invites_in_progress: Arc::default(),
+            registrar: OnceLock::new(),
+            register_refusal_logged: AtomicBool::new(false),
             cancel,
         }))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// From now on REGISTERs go to `registrar`. Set once, before [`serve`](Self::serve); a second call is ignored.
+    pub fn set_registrar(&self, registrar: Registrar) {
+        if self.registrar.set(registrar).is_err() {
+            warn!("a registrar was already set; keeping the first");
+        }
+    }
+
+    /// The Allow header: our methods, with REGISTER when agents can register.
+    fn allow(&self) -> Header {
+        match self.registrar.get() {
+            Some(_) => Header::Allow(format!("{}, REGISTER", super::ALLOWED_METHODS).into()),
+            None => Header::Allow(super::ALLOWED_METHODS.into()),
+        }
     }
 
     /// Our Contact for a dialog on `transport` (RFC 3261 §8.1.1.8: where the peer sends in-dialog requests).
@@ -215,7 +239,7 @@ impl SipEndpoint {
                 return;
             }
         }
-        let allow = || Header::Allow(super::ALLOWED_METHODS.into());
+        let allow = || self.allow();
         let (status, headers) = match method {
             Method::Invite if in_dialog => (StatusCode::CallTransactionDoesNotExist, vec![]),
             Method::Invite => match self.admit(&tx.original) {
@@ -238,11 +262,56 @@ impl SipEndpoint {
             | Method::Update
             | Method::PRack
             | Method::Cancel => (StatusCode::CallTransactionDoesNotExist, vec![]),
-            Method::Register | Method::Subscribe | Method::Publish | Method::Message => {
+            Method::Register => return self.register(tx),
+            Method::Subscribe | Method::Publish | Method::Message => {
                 (StatusCode::MethodNotAllowed, vec![allow()])
             }
         };
         reply_later(tx, status, headers);
+    }
+
+    /// An agent's REGISTER: the registrar decides, this logs (never the credentials) and answers.
+    fn register(&self, tx: Transaction) {
+        let Some(registrar) = self.registrar.get() else {
+            if !self.register_refusal_logged.swap(true, Ordering::Relaxed) {
+                info!(
+                    "REGISTER answered 405: no agents file (start with --agents FILE to let agents register); \
+                     logged once"
+                );
+            }
+            return reply_later(tx, StatusCode::MethodNotAllowed, vec![self.allow()]);
+        };
+        let answer = registrar.register(&tx.original, std::time::Instant::now());
+        let source = tx
+            .connection
+            .as_ref()
+            .and_then(|c| c.get_remote_addr())
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        match &answer.outcome {
+            Outcome::Challenged | Outcome::Stale | Outcome::ForeignNonce => {
+                debug!(%source, outcome = ?answer.outcome, "REGISTER challenged")
+            }
+            Outcome::Registered { agent, contacts } => {
+                info!(%agent, contacts, %source, "REGISTER accepted")
+            }
+            Outcome::WrongPassword { agent } => {
+                warn!(%agent, %source, "REGISTER refused 403: wrong password")
+            }
+            Outcome::UnknownAgent { agent } => warn!(
+                %agent, %source,
+                "REGISTER refused 403: no such agent in the agents file, or another agent's credentials"
+            ),
+            Outcome::Replayed { agent } => warn!(
+                %agent, %source,
+                "REGISTER refused 401: nonce-count used before (a replayed request?)"
+            ),
+            Outcome::Refused { agent, reason } => {
+                info!(%agent, %source, status = %answer.status, %reason, "REGISTER refused")
+            }
+            Outcome::BadRequest { reason } => info!(%source, %reason, "REGISTER refused 400"),
+        }
+        reply_later(tx, answer.status, answer.headers);
     }
 
     /// Whether a new INVITE can become a call, or the final response that says why not.

@@ -4,12 +4,15 @@
 //!
 //! Knows nothing about menus, functions or records: the call task (`crate::call`) decides what a call does.
 
+pub mod digest;
 pub mod endpoint;
 pub mod guard;
 pub mod message;
+pub mod registrar;
 pub mod sdp;
 
 pub use endpoint::{IncomingCall, SipEndpoint};
+pub use registrar::{Registrar, RegistrationChange};
 
 /// The methods knappval answers, for Allow headers (RFC 3261 §20.5).
 pub const ALLOWED_METHODS: &str =

@@ -3,6 +3,7 @@
 //! crate-wide `dead_code` allowance below.
 #![allow(dead_code, unused_imports)]
 
+pub mod agent;
 pub mod audio;
 pub mod daemon;
 pub mod function;

@@ -16,15 +16,10 @@ use tracing::{debug, info, warn};
 
 use super::{Acd, Action, CallerKey, Event, OfferId, QueueView};
 use crate::menu::model::{FunctionId, Menu, QueueAgent};
+use crate::sip::{Registrar, RegistrationChange};
 
-/// A registered agent's phone came or went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistrationChange {
-    pub agent: String,
-    pub registered: bool,
-}
-
-/// Where agents' registered contacts come from (the registrar).
+/// Where agents' registered contacts come from: the registrar, or nobody when the daemon runs without an
+/// agents file.
 pub trait AgentContacts: Send + Sync {
     /// The agent's unexpired contacts at `now`, as SIP URIs; empty when not registered.
     fn contacts(&self, agent: &str, now: Instant) -> Vec<String>;
@@ -38,6 +33,18 @@ pub struct NoRegistrations(broadcast::Sender<RegistrationChange>);
 impl Default for NoRegistrations {
     fn default() -> Self {
         NoRegistrations(broadcast::channel(1).0)
+    }
+}
+
+impl AgentContacts for Registrar {
+    fn contacts(&self, agent: &str, now: Instant) -> Vec<String> {
+        Registrar::contacts(self, agent, now)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+    fn subscribe(&self) -> broadcast::Receiver<RegistrationChange> {
+        Registrar::subscribe(self)
     }
 }
 
