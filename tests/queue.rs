@@ -1,9 +1,12 @@
 //! Support-function queues through the daemon: callers wait with music (heard and decoded at the caller), agents'
 //! phones are offered the calls first in, first out, ring timeouts move an offer on, `max_wait` overflows, a
 //! caller who gives up CANCELs the ringing agent, and each call's record says how long it waited and who answered.
-//! Agents here are fixed `sip:` URIs pointing at test UAS phones on loopback.
+//! Agents are fixed `sip:` URIs pointing at test UAS phones on loopback, or agents' phones that REGISTER with
+//! digest authentication (the test phone of `common::agent`) and are rung at the contact they registered.
 
 mod common;
+
+use common::agent::{AgentPhone, write_agents_file};
 
 use common::audio::{self, BUSY_HZ, CALLER_HZ, FUNCTION_HZ, GREETING_HZ, Segment};
 use common::daemon::{export_jsonl, os, path_arg, run_cli};
@@ -129,6 +132,50 @@ fn start(spec: &QueueSpec, kt: &FunctionEndpoint) -> Daemon {
     let fixture = queue_fixture();
     fixture.write_menu(&spec.yaml(&kt.uri("kt")));
     Daemon::start(fixture)
+}
+
+const ANNA: (&str, &str) = ("it-anna", "Sommar2026!");
+const BO: (&str, &str) = ("it-bo", "vinter-bo");
+
+/// The daemon with an agents file of Anna and Bo (registrations may be as short as 1 s).
+fn start_with_agents(spec: &QueueSpec, kt: &FunctionEndpoint) -> Daemon {
+    let fixture = queue_fixture();
+    fixture.write_menu(&spec.yaml(&kt.uri("kt")));
+    let agents = fixture.path("agents.yaml");
+    write_agents_file(&agents, "min_expires: 1s\n", &[ANNA, BO]);
+    let agents = agents.to_str().expect("utf-8 temp path").to_owned();
+    Daemon::start_with(fixture, &["--agents", &agents])
+}
+
+/// An agent's phone that registers for `expires` seconds and can then answer offers at its contact.
+fn registered_phone(
+    daemon: &Daemon,
+    (id, password): (&str, &str),
+    expires: u32,
+) -> (AgentPhone, FunctionEndpoint) {
+    let mut phone = AgentPhone::new(daemon.sip, id, password);
+    let response = phone.register(expires);
+    assert_eq!(
+        response.status(),
+        Some(200),
+        "REGISTER of {id}: {}",
+        response.summary()
+    );
+    let answering = FunctionEndpoint {
+        sip: phone.sip.clone(),
+        rtp: RtpPeer::loopback(),
+        codecs: vec![PCMU, PCMA],
+    };
+    (phone, answering)
+}
+
+fn agent_state(daemon: &Daemon, id: &str) -> String {
+    queues(daemon)[0]["agents"]
+        .as_array()
+        .and_then(|agents| agents.iter().find(|a| a["id"] == id))
+        .and_then(|a| a["state"].as_str())
+        .unwrap_or("not listed")
+        .to_owned()
 }
 
 /// A caller who dials in and presses 1 for the IT queue. Returns the call and when the digit went.
@@ -636,6 +683,136 @@ fn check_points_at_bad_queue_durations_and_strategies() {
     assert!(stderr.contains("did you mean 'longest-idle'"), "{stderr}");
     assert!(
         stderr.contains(&format!("{menu}:11:21: error:")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_agent_who_registers_with_digest_auth_is_offered_the_call_at_the_registered_contact() {
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let daemon = start_with_agents(&QueueSpec::new(&[ANNA.0.to_string()]), &kt);
+    assert_eq!(agent_state(&daemon, ANNA.0), "unregistered");
+    // Nobody is offered the call while Anna is away: the caller waits with music.
+    let (caller, call, pressed) = call_the_queue(&daemon, "0708000001");
+    wait_heard(&caller.rtp, pressed, &QUEUE_TONES, 10 * SECOND, |h| {
+        audio::longest(h, MUSIC_HZ) >= 50
+    });
+
+    let (phone, anna) = registered_phone(&daemon, ANNA, 600);
+    let mut offer = anna.expect_call(10 * SECOND);
+    let request_uri = match &offer.invite.msg.start {
+        common::sipmsg::StartLine::Request { uri, .. } => uri.clone(),
+        other => panic!("not a request: {other:?}"),
+    };
+    assert_eq!(
+        request_uri,
+        phone.contact(),
+        "INVITE to the registered contact"
+    );
+    assert!(header(&offer, "from").contains("0708000001"));
+    assert_eq!(header(&offer, "X-Knappval-Function"), "it");
+    assert_eq!(agent_state(&daemon, ANNA.0), "ringing");
+    anna.answer(&mut offer, FUNCTION_HZ);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
+    assert_eq!(agent_state(&daemon, ANNA.0), "talking");
+    assert_eq!(offer.call.bye().status(), Some(200));
+    call.expect_bye(10 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_queued_record(&record, "transferred", Some(ANNA.0));
+    assert_eq!(record["transfer_target"], phone.contact());
+    // No wrap-up in this queue: Anna is free at once.
+    wait_until(
+        5 * SECOND,
+        || agent_state(&daemon, ANNA.0) == "idle",
+        || agent_state(&daemon, ANNA.0),
+    );
+}
+
+#[test]
+fn an_expired_registration_stops_the_offers_to_that_agent() {
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let daemon = start_with_agents(
+        &QueueSpec::new(&[ANNA.0.to_string(), BO.0.to_string()]),
+        &kt,
+    );
+    let (_anna_phone, anna) = registered_phone(&daemon, ANNA, 1);
+    let (_bo_phone, bo) = registered_phone(&daemon, BO, 600);
+    wait_until(
+        10 * SECOND,
+        || agent_state(&daemon, ANNA.0) == "unregistered",
+        || {
+            format!(
+                "Anna's 1 s registration still counts: {:?}",
+                queues(&daemon)
+            )
+        },
+    );
+    assert_eq!(agent_state(&daemon, BO.0), "idle");
+    // Anna was free longest, but only Bo is offered the call.
+    let (caller, call, _) = call_the_queue(&daemon, "0708000002");
+    let mut offer = bo.expect_call(10 * SECOND);
+    assert!(
+        anna.sip
+            .take(Duration::from_secs(2), |m| m.is_request("INVITE"))
+            .is_none(),
+        "an INVITE reached the expired contact"
+    );
+    bo.answer(&mut offer, FUNCTION_HZ);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
+    assert_eq!(offer.call.bye().status(), Some(200));
+    call.expect_bye(10 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_queued_record(&record, "transferred", Some(BO.0));
+}
+
+#[test]
+fn check_with_the_agents_file_names_unknown_agents() {
+    let kt = FunctionEndpoint::new(&[PCMU]);
+    let spec = QueueSpec::new(&[
+        ANNA.0.to_string(),
+        "it-boo".to_string(),
+        "sip:desk@127.0.0.1".to_string(),
+    ]);
+    let fixture = queue_fixture();
+    fixture.write_menu(&spec.yaml(&kt.uri("kt")));
+    let agents = fixture.path("agents.yaml");
+    write_agents_file(&agents, "", &[ANNA, BO]);
+    let check = |with_agents: bool| {
+        let mut args = vec![
+            os("check"),
+            os("--menu"),
+            path_arg(&fixture.menu),
+            os("--prompts"),
+            path_arg(&fixture.prompts),
+        ];
+        if with_agents {
+            args.extend([os("--agents"), path_arg(&agents)]);
+        }
+        run_cli(&args)
+    };
+    // Without the agents file any well-formed id passes; with it, the unknown one is named at its place.
+    assert!(
+        check(false).status.success(),
+        "{}",
+        String::from_utf8_lossy(&check(false).stderr)
+    );
+    let output = check(true);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let menu = fixture.menu.display().to_string();
+    assert!(
+        stderr.contains(&format!(
+            "{menu}:9:27: error: agent 'it-boo' is not in the agents file"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean 'it-bo'"), "{stderr}");
+    assert!(
+        !stderr.contains("it-anna") && !stderr.contains("desk"),
         "{stderr}"
     );
 }
