@@ -11,6 +11,7 @@ use common::agent::{AgentPhone, write_agents_file};
 use common::audio::{self, BUSY_HZ, CALLER_HZ, FUNCTION_HZ, GREETING_HZ, Segment};
 use common::daemon::{export_jsonl, os, path_arg, run_cli};
 use common::sdp::{PCMA, PCMU};
+use common::sipp::{Sipp, free_udp_port, render_scenario};
 use common::{Caller, Daemon, Fixture, FunctionEndpoint, RtpPeer, SECOND, event_pt, wait_until};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -814,5 +815,108 @@ fn check_with_the_agents_file_names_unknown_agents() {
     assert!(
         !stderr.contains("it-anna") && !stderr.contains("desk"),
         "{stderr}"
+    );
+}
+
+/// Two SIPp agents' phones: each registers with SIPp's own MD5 digest answer, then answers the offers it gets on
+/// the registered contact (500 ms of ringing, 2 s of talk, then BYE). Three callers: answered in the order they
+/// entered the queue.
+#[test]
+fn sipp_agents_register_and_answer_three_callers_first_in_first_out() {
+    common::sipp::sipp_binary();
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let daemon = start_with_agents(
+        &QueueSpec::new(&[ANNA.0.to_string(), BO.0.to_string()]),
+        &kt,
+    );
+    let dir = daemon.fixture.dir.path().to_path_buf();
+    let answer = render_scenario(
+        "agent_answer.xml",
+        &dir,
+        &[
+            ("FUNCTION", "it".into()),
+            ("RING_MS", "500".into()),
+            ("TALK_MS", "2000".into()),
+        ],
+    );
+    let mut agents = Vec::new();
+    for (id, password) in [ANNA, BO] {
+        let online = render_scenario(
+            "agent_register_stay.xml",
+            &dir,
+            &[
+                ("AGENT", id.into()),
+                ("PASSWORD", password.into()),
+                ("ONLINE_MS", "14000".into()),
+            ],
+        );
+        let renamed = dir.join(format!("{id}.xml"));
+        std::fs::rename(&online, &renamed).expect("rename the scenario");
+        let port = free_udp_port(daemon.sip.ip());
+        let args = [
+            &daemon.sip.to_string(),
+            "-sf",
+            &renamed.to_string_lossy(),
+            "-oocsf",
+            &answer.to_string_lossy(),
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-mp",
+            &free_udp_port(daemon.sip.ip()).to_string(),
+            "-m",
+            "1",
+            "-timeout",
+            "40s",
+            "-timeout_error",
+        ]
+        .map(String::from);
+        agents.push(Sipp::spawn(id, &dir, &args));
+    }
+    wait_until(
+        10 * SECOND,
+        || agent_state(&daemon, ANNA.0) == "idle" && agent_state(&daemon, BO.0) == "idle",
+        || format!("agents not registered: {:?}", queues(&daemon)),
+    );
+    let mut calls = Vec::new();
+    for number in ["0709000001", "0709000002", "0709000003"] {
+        let (caller, call, _) = call_the_queue(&daemon, number);
+        wait_until(
+            10 * SECOND,
+            || daemon.get("/api/v1/queues").1.contains(&call.call_id),
+            || format!("{number} not in line: {:?}", queues(&daemon)),
+        );
+        calls.push((caller, call));
+    }
+    let records: Vec<Value> = calls
+        .iter()
+        .map(|(_, call)| {
+            call.expect_bye(20 * SECOND);
+            daemon.wait_record(&call.call_id, 5 * SECOND)
+        })
+        .collect();
+    for mut agent in agents {
+        agent.assert_success(Duration::from_secs(40));
+    }
+    for record in &records {
+        let agent = record["answered_by"].as_str().unwrap_or_default();
+        assert!([ANNA.0, BO.0].contains(&agent), "{record:#}");
+        assert_queued_record(record, "transferred", Some(agent));
+    }
+    let answered: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["transferred_at"].as_str())
+        .collect();
+    assert!(
+        answered[0] <= answered[2] && answered[1] <= answered[2],
+        "caller 3 was answered before an earlier caller: {answered:?}"
+    );
+    assert!(
+        records[2]["queue_wait_ms"].as_u64() >= Some(1500),
+        "caller 3 waited for a free agent: {:#}",
+        records[2]
     );
 }
