@@ -348,7 +348,13 @@ def contacts(args):
     counts = {}
     for record in records:
         counts[record.get("outcome") or "open"] = counts.get(record.get("outcome") or "open", 0) + 1
-    json.dump({"records": len(records), "by_outcome": counts}, sys.stdout)
+    waits = sorted(r["queue_wait_ms"] for r in records if r.get("queue_wait_ms") is not None)
+    queue_wait = None
+    if waits:
+        queue_wait = {"queued": len(waits), "p50": percentile(waits, 50), "p90": percentile(waits, 90),
+                      "max": waits[-1], "answered_by_agents": len({r["answered_by"] for r in records
+                                                                   if r.get("answered_by")})}
+    json.dump({"records": len(records), "by_outcome": counts, "queue_wait_ms": queue_wait}, sys.stdout)
     print()
 
 
