@@ -920,3 +920,58 @@ fn sipp_agents_register_and_answer_three_callers_first_in_first_out() {
         records[2]
     );
 }
+
+#[test]
+fn an_offer_forks_to_every_registered_contact_and_the_first_answer_cancels_the_others() {
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let daemon = start_with_agents(&QueueSpec::new(&[ANNA.0.to_string()]), &kt);
+    // Anna's desk phone and her softphone.
+    let (_desk, desk) = registered_phone(&daemon, ANNA, 600);
+    let (soft_phone, soft) = registered_phone(&daemon, ANNA, 600);
+    let (caller, call, _) = call_the_queue(&daemon, "0708000003");
+    let to_desk = desk.expect_call(10 * SECOND);
+    let mut to_soft = soft.expect_call(10 * SECOND);
+    to_desk.send_provisional(180, "Ringing");
+    soft.answer(&mut to_soft, FUNCTION_HZ);
+    let cancel = to_desk.call.expect_request("CANCEL", 10 * SECOND);
+    to_desk.call.respond(&cancel, 200, "OK");
+    to_desk.reject(487, "Request Terminated", 5 * SECOND);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
+    assert_eq!(to_soft.call.bye().status(), Some(200));
+    call.expect_bye(10 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_queued_record(&record, "transferred", Some(ANNA.0));
+    assert_eq!(record["transfer_target"], soft_phone.contact());
+}
+
+#[test]
+fn an_agent_who_unregisters_while_ringing_is_cancelled_and_the_next_agent_offered() {
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let daemon = start_with_agents(
+        &QueueSpec::new(&[ANNA.0.to_string(), BO.0.to_string()]),
+        &kt,
+    );
+    let (mut anna_phone, anna) = registered_phone(&daemon, ANNA, 600);
+    let (_bo_phone, bo) = registered_phone(&daemon, BO, 600);
+    let (caller, call, _) = call_the_queue(&daemon, "0708000004");
+    let to_anna = anna.expect_call(10 * SECOND);
+    to_anna.send_provisional(180, "Ringing");
+    // Anna logs her phone out while it rings.
+    let response = anna_phone.register(0);
+    assert_eq!(response.status(), Some(200), "{}", response.summary());
+    let cancel = to_anna.call.expect_request("CANCEL", 10 * SECOND);
+    to_anna.call.respond(&cancel, 200, "OK");
+    to_anna.reject(487, "Request Terminated", 5 * SECOND);
+    let mut to_bo = bo.expect_call(10 * SECOND);
+    assert_eq!(agent_state(&daemon, ANNA.0), "unregistered");
+    bo.answer(&mut to_bo, FUNCTION_HZ);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
+    assert_eq!(to_bo.call.bye().status(), Some(200));
+    call.expect_bye(10 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_queued_record(&record, "transferred", Some(BO.0));
+}
