@@ -448,7 +448,8 @@ fn with_every_agent_busy_the_caller_hears_the_shipped_music_and_their_place_in_l
     let (second, second_call, pressed) = call_the_queue(&daemon, "0703000002");
     let mut tones = SHIPPED_MUSIC_HZ.to_vec();
     tones.extend([POSITION_HZ, NUMBER_HZ, GREETING_HZ]);
-    // Transfer prompt, the melody's three notes, "du är nummer" + "ett" (100 ms) + "i kön", then the music again.
+    // Transfer prompt, the melody (C5 E5 G5 E5, 2 s each), at 7 s "du är nummer" + "ett" (100 ms) + "i kön",
+    // then the melody again from where it paused.
     let h = wait_heard(&second.rtp, pressed, &tones, 20 * SECOND, |h| {
         audio::find_run(h, POSITION_HZ, 10, 0)
             .and_then(|p| audio::find_run(h, NUMBER_HZ, 3, p + 1))
@@ -480,8 +481,20 @@ fn with_every_agent_busy_the_caller_hears_the_shipped_music_and_their_place_in_l
         .map(|s| s.frames)
         .sum();
     assert!(
-        music_frames >= 120,
-        "about 4 s of music before the announcement; heard {}",
+        music_frames >= 300,
+        "about 7 s of music before the announcement; heard {}",
+        audio::describe(&h)
+    );
+    // The announcement paused the melody in its fourth note (E5, 6-8 s): it goes on there, not from the start.
+    let suffix = audio::find_run(&h, POSITION_HZ, 10, number + 1).unwrap();
+    let resumed = h[suffix + 1..]
+        .iter()
+        .find(|s| s.frames >= 5 && s.tone.is_some())
+        .and_then(|s| s.tone);
+    assert_eq!(
+        resumed,
+        Some(659),
+        "music after the announcement; heard {}",
         audio::describe(&h)
     );
     let line = &queues(&daemon)[0];

@@ -124,7 +124,7 @@ impl Call<'_> {
             }
             QueueWake::Order(Order::Announce { position }) => {
                 if let Some(announcement) = self.position_announcement(position) {
-                    self.media.play(announcement);
+                    self.media.play_over_loop(announcement);
                 }
                 None
             }
@@ -166,12 +166,15 @@ impl Call<'_> {
         }
     }
 
-    /// While waiting, a prompt that ends is a position announcement: the music comes back.
+    /// While waiting, a prompt that ends is a position announcement; the music went on by itself (the player
+    /// resumes it), and is started again only if something stopped it.
     pub(super) fn queue_prompt_ended(&mut self) -> bool {
         let Some(Transfer::Queue(wait)) = &self.transfer else {
             return false;
         };
-        self.media.play_looped(wait.music.clone());
+        if !self.media.is_playing() {
+            self.media.play_looped(wait.music.clone());
+        }
         true
     }
 
