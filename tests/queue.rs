@@ -988,3 +988,66 @@ fn an_agent_who_unregisters_while_ringing_is_cancelled_and_the_next_agent_offere
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
     assert_queued_record(&record, "transferred", Some(BO.0));
 }
+
+#[test]
+fn ring_all_rings_every_free_agent_and_the_first_answer_cancels_the_others() {
+    let anna = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let bo = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let mut spec = QueueSpec::new(&[anna.uri("anna"), bo.uri("bo")]);
+    spec.strategy = "ring-all";
+    let daemon = start(&spec, &kt);
+    let (caller, call, _) = call_the_queue(&daemon, "0710000000");
+    let to_anna = anna.expect_call(10 * SECOND);
+    let mut to_bo = bo.expect_call(10 * SECOND);
+    to_anna.send_provisional(180, "Ringing");
+    bo.answer(&mut to_bo, FUNCTION_HZ);
+    let cancel = to_anna.call.expect_request("CANCEL", 10 * SECOND);
+    to_anna.call.respond(&cancel, 200, "OK");
+    to_anna.reject(487, "Request Terminated", 5 * SECOND);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
+    assert_eq!(to_bo.call.bye().status(), Some(200));
+    call.expect_bye(10 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_queued_record(&record, "transferred", Some(&bo.uri("bo")));
+}
+
+#[test]
+fn after_a_call_the_agent_wraps_up_before_the_next_offer() {
+    let anna = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let mut spec = QueueSpec::new(&[anna.uri("anna")]);
+    spec.wrap_up = "3s";
+    let daemon = start(&spec, &kt);
+    let (_first, first_call, _) = call_the_queue(&daemon, "0711000001");
+    let mut offer = anna.expect_call(10 * SECOND);
+    anna.answer(&mut offer, FUNCTION_HZ);
+    let (_second, second_call, _) = call_the_queue(&daemon, "0711000002");
+    wait_until(
+        10 * SECOND,
+        || {
+            daemon
+                .get("/api/v1/queues")
+                .1
+                .contains(&second_call.call_id)
+        },
+        || format!("{:?}", queues(&daemon)),
+    );
+    assert_eq!(offer.call.bye().status(), Some(200));
+    let ended = Instant::now();
+    first_call.expect_bye(10 * SECOND);
+    wait_until(
+        5 * SECOND,
+        || agent_state(&daemon, &anna.uri("anna")) == "wrap_up",
+        || format!("{:?}", queues(&daemon)),
+    );
+    let next = anna.expect_call(15 * SECOND);
+    let rested = ended.elapsed();
+    assert!(
+        rested >= Duration::from_millis(2500),
+        "offered again after {rested:?} of a 3 s wrap-up"
+    );
+    assert_eq!(header(&next, "X-Knappval-Call-ID"), second_call.call_id);
+}

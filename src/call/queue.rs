@@ -151,8 +151,9 @@ impl Call<'_> {
                 let Some(Transfer::Queue(wait)) = self.transfer.take() else {
                     return None;
                 };
-                // The other offers' dials are dropped here: CANCEL.
-                let QueueWait { ticket, .. } = *wait;
+                let QueueWait { ticket, dials, .. } = *wait;
+                // The other offers (ring-all) are CANCELled now, not when the bridged call ends.
+                drop(dials);
                 let on_call = ticket.answered(offer, &agent);
                 self.set_queue_wait();
                 self.record.answered_by = Some(agent.clone());
