@@ -230,6 +230,30 @@ fn header<'a>(incoming: &'a common::IncomingCall, name: &str) -> &'a str {
     incoming.header(name).map(str::trim).unwrap_or_default()
 }
 
+/// The agent's phone takes the daemon's CANCEL of a ringing offer: 200 for the CANCEL, 487 for the INVITE.
+fn expect_cancel(offer: &common::IncomingCall) {
+    let cancel = offer.call.expect_request("CANCEL", 10 * SECOND);
+    offer.call.respond(&cancel, 200, "OK");
+    offer.reject(487, "Request Terminated", 5 * SECOND);
+}
+
+/// The agent answers the offer, the caller hears the agent, the agent hangs up; the caller's finished record.
+fn answer_talk_hang_up(
+    daemon: &Daemon,
+    agent: &FunctionEndpoint,
+    offer: &mut common::IncomingCall,
+    caller: &Caller,
+    call: &common::Call,
+) -> Value {
+    agent.answer(offer, FUNCTION_HZ);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
+    assert_eq!(offer.call.bye().status(), Some(200));
+    call.expect_bye(10 * SECOND);
+    daemon.wait_record(&call.call_id, 5 * SECOND)
+}
+
 fn assert_queued_record(record: &Value, outcome: &str, answered_by: Option<&str>) {
     assert_eq!(record["outcome"], outcome, "{record:#}");
     assert!(
@@ -422,13 +446,7 @@ fn an_unanswered_offer_is_cancelled_at_ring_timeout_and_the_next_agent_is_offere
 
     let mut to_bo = bo.expect_call(10 * SECOND);
     assert_eq!(header(&to_bo, "X-Knappval-Call-ID"), call.call_id);
-    bo.answer(&mut to_bo, FUNCTION_HZ);
-    caller
-        .rtp
-        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
-    assert_eq!(to_bo.call.bye().status(), Some(200));
-    call.expect_bye(10 * SECOND);
-    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    let record = answer_talk_hang_up(&daemon, &bo, &mut to_bo, &caller, &call);
     assert_queued_record(&record, "transferred", Some(&bo.uri("bo")));
 }
 
@@ -571,8 +589,7 @@ fn max_wait_plays_the_failure_prompt_and_overflows_to_the_overflow_function() {
     let offer = nobody.expect_call(10 * SECOND);
     offer.send_provisional(180, "Ringing");
     // At max_wait the ringing agent is CANCELled, the caller hears the failure prompt and goes to Kundtjänst.
-    let cancel = offer.call.expect_request("CANCEL", 10 * SECOND);
-    offer.call.respond(&cancel, 200, "OK");
+    expect_cancel(&offer);
     let mut overflow = kt.expect_call(10 * SECOND);
     assert!(
         pressed.elapsed() >= Duration::from_millis(2500),
@@ -588,13 +605,7 @@ fn max_wait_plays_the_failure_prompt_and_overflows_to_the_overflow_function() {
         "failure prompt after the music; heard {}",
         audio::describe(&h)
     );
-    kt.answer(&mut overflow, FUNCTION_HZ);
-    caller
-        .rtp
-        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
-    assert_eq!(overflow.call.bye().status(), Some(200));
-    call.expect_bye(10 * SECOND);
-    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    let record = answer_talk_hang_up(&daemon, &kt, &mut overflow, &caller, &call);
     assert_queued_record(&record, "transferred", None);
     assert_eq!(record["function"], "kundtjanst");
     assert!(
@@ -615,9 +626,7 @@ fn a_caller_who_hangs_up_while_the_agent_rings_cancels_the_offer_and_is_recorded
     offer.send_provisional(180, "Ringing");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(call.bye().status(), Some(200));
-    let cancel = offer.call.expect_request("CANCEL", 10 * SECOND);
-    offer.call.respond(&cancel, 200, "OK");
-    offer.reject(487, "Request Terminated", 5 * SECOND);
+    expect_cancel(&offer);
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
     assert_queued_record(&record, "abandoned", None);
     assert!(
@@ -773,13 +782,7 @@ fn an_expired_registration_stops_the_offers_to_that_agent() {
             .is_none(),
         "an INVITE reached the expired contact"
     );
-    bo.answer(&mut offer, FUNCTION_HZ);
-    caller
-        .rtp
-        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
-    assert_eq!(offer.call.bye().status(), Some(200));
-    call.expect_bye(10 * SECOND);
-    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    let record = answer_talk_hang_up(&daemon, &bo, &mut offer, &caller, &call);
     assert_queued_record(&record, "transferred", Some(BO.0));
 }
 
@@ -946,9 +949,7 @@ fn an_offer_forks_to_every_registered_contact_and_the_first_answer_cancels_the_o
     let mut to_soft = soft.expect_call(10 * SECOND);
     to_desk.send_provisional(180, "Ringing");
     soft.answer(&mut to_soft, FUNCTION_HZ);
-    let cancel = to_desk.call.expect_request("CANCEL", 10 * SECOND);
-    to_desk.call.respond(&cancel, 200, "OK");
-    to_desk.reject(487, "Request Terminated", 5 * SECOND);
+    expect_cancel(&to_desk);
     caller
         .rtp
         .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
@@ -974,18 +975,10 @@ fn an_agent_who_unregisters_while_ringing_is_cancelled_and_the_next_agent_offere
     // Anna logs her phone out while it rings.
     let response = anna_phone.register(0);
     assert_eq!(response.status(), Some(200), "{}", response.summary());
-    let cancel = to_anna.call.expect_request("CANCEL", 10 * SECOND);
-    to_anna.call.respond(&cancel, 200, "OK");
-    to_anna.reject(487, "Request Terminated", 5 * SECOND);
+    expect_cancel(&to_anna);
     let mut to_bo = bo.expect_call(10 * SECOND);
     assert_eq!(agent_state(&daemon, ANNA.0), "unregistered");
-    bo.answer(&mut to_bo, FUNCTION_HZ);
-    caller
-        .rtp
-        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
-    assert_eq!(to_bo.call.bye().status(), Some(200));
-    call.expect_bye(10 * SECOND);
-    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    let record = answer_talk_hang_up(&daemon, &bo, &mut to_bo, &caller, &call);
     assert_queued_record(&record, "transferred", Some(BO.0));
 }
 
@@ -1002,9 +995,7 @@ fn ring_all_rings_every_free_agent_and_the_first_answer_cancels_the_others() {
     let mut to_bo = bo.expect_call(10 * SECOND);
     to_anna.send_provisional(180, "Ringing");
     bo.answer(&mut to_bo, FUNCTION_HZ);
-    let cancel = to_anna.call.expect_request("CANCEL", 10 * SECOND);
-    to_anna.call.respond(&cancel, 200, "OK");
-    to_anna.reject(487, "Request Terminated", 5 * SECOND);
+    expect_cancel(&to_anna);
     caller
         .rtp
         .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
