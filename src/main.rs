@@ -428,6 +428,30 @@ mod tests {
     }
 
     #[test]
+    fn agents_and_digest_from_the_file_or_the_flags() {
+        use knappval::sip::digest::Algorithm;
+        let none = settings(run_args(&[])).unwrap();
+        assert_eq!((none.agents, none.digest), (None, None));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("knappval.yaml");
+        std::fs::write(
+            &file,
+            "agents: /etc/knappval/agents.yaml\ndigest: sha-256,md5\n",
+        )
+        .unwrap();
+        let config = file.to_str().unwrap();
+        let s = settings(run_args(&["--config", config])).unwrap();
+        assert_eq!(s.agents, Some(PathBuf::from("/etc/knappval/agents.yaml")));
+        assert_eq!(s.digest, Some(vec![Algorithm::Sha256, Algorithm::Md5]));
+        let s = settings(run_args(&["--config", config, "--digest", "md5"])).unwrap();
+        assert_eq!(s.digest, Some(vec![Algorithm::Md5]), "the flag wins");
+        let err = settings(run_args(&["--digest", "sha-512"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--digest") && err.contains("sha-256"), "{err}");
+    }
+
+    #[test]
     fn bad_values_say_what_to_write() {
         let err = settings(run_args(&["--sip", "localhost"]))
             .unwrap_err()

@@ -105,6 +105,29 @@ fn an_agent_registers_with_md5_by_default_and_is_listed() {
     );
     assert_eq!(phone.register(0).status(), Some(200));
     assert_eq!(listed_contacts(&daemon, ANNA.0), [desk.contact()]);
+    // `Contact: *` with `Expires: 0` removes every contact of the agent.
+    let all = ["Contact: *".to_owned(), "Expires: 0".to_owned()];
+    let response = phone.register_with(&all, "MD5");
+    assert_eq!(response.status(), Some(200), "{}", response.summary());
+    assert!(response.header("contact").is_none(), "no contacts left");
+    assert!(listed_contacts(&daemon, ANNA.0).is_empty());
+}
+
+#[test]
+fn an_agent_gets_at_most_ten_contacts() {
+    let daemon = daemon_with_agents("", &[]);
+    let mut phones: Vec<AgentPhone> = (0..11)
+        .map(|_| AgentPhone::new(daemon.sip, ANNA.0, ANNA.1))
+        .collect();
+    for phone in &mut phones[..10] {
+        assert_eq!(phone.register(600).status(), Some(200));
+    }
+    let response = phones[10].register(600);
+    assert_eq!(response.status(), Some(403), "{}", response.summary());
+    assert_eq!(listed_contacts(&daemon, ANNA.0).len(), 10);
+    // One phone leaves; now there is room.
+    assert_eq!(phones[0].register(0).status(), Some(200));
+    assert_eq!(phones[10].register(600).status(), Some(200));
 }
 
 #[test]
@@ -145,6 +168,51 @@ fn a_wrong_password_or_unknown_agent_gets_403_and_registers_nothing() {
         !log.contains("response="),
         "the credentials are not logged:\n{log}"
     );
+}
+
+#[test]
+fn an_agent_registers_over_tcp() {
+    let daemon = daemon_with_agents("", &[]);
+    let mut phone = AgentPhone::tcp(daemon.sip, BO.0, BO.1);
+    assert!(
+        phone.contact().ends_with(";transport=tcp"),
+        "{}",
+        phone.contact()
+    );
+    let response = phone.register(600);
+    assert_eq!(response.status(), Some(200), "{}", response.summary());
+    let listed = listed_contacts(&daemon, BO.0);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(
+        listed[0].eq_ignore_ascii_case(&phone.contact()),
+        "{listed:?} vs {}",
+        phone.contact()
+    );
+}
+
+#[test]
+fn unreadable_credentials_get_400() {
+    let daemon = daemon_with_agents("", &[]);
+    let mut phone = AgentPhone::new(daemon.sip, ANNA.0, ANNA.1);
+    for authorization in [
+        "Authorization: Digest username=\"it-anna\", realm=\"knappval\"",
+        "Authorization: Digest username=\"it-anna\", realm=\"knappval\", nonce=\"x\", uri=\"sip:a\", \
+         response=\"0\", qop=auth, nc=zz, cnonce=\"c\"",
+        "Authorization: Digest realm=\"knappval\", username=\"unclosed",
+    ] {
+        let request = phone.request(&[
+            format!("Contact: <{}>", phone.contact()),
+            authorization.into(),
+        ]);
+        let response = phone.send(&request);
+        assert_eq!(
+            response.status(),
+            Some(400),
+            "{authorization}: {}",
+            response.summary()
+        );
+    }
+    assert!(listed_contacts(&daemon, ANNA.0).is_empty());
 }
 
 #[test]
@@ -281,12 +349,8 @@ fn without_an_agents_file_register_is_not_allowed() {
     assert!(agents_api(&daemon).is_empty());
 }
 
-#[test]
-fn a_broken_agents_file_stops_the_start_with_file_line_col() {
-    let fixture = Fixture::new();
-    fixture.write_menu(&MenuSpec::new("sip:it@127.0.0.1:9", "sip:kt@127.0.0.1:9").yaml());
-    let agents = fixture.path("agents.yaml");
-    std::fs::write(&agents, "agents:\n  it-anna: { password: hemligt }\n").unwrap();
+/// `knappval run` on a fixture with `extra` flags, expected to refuse to start; returns its stderr.
+fn refused_start(fixture: &Fixture, extra: &[&std::ffi::OsStr]) -> String {
     let output = Command::new(common::daemon::bin())
         .arg("run")
         .arg("--menu")
@@ -296,18 +360,49 @@ fn a_broken_agents_file_stops_the_start_with_file_line_col() {
         .args(["--sip", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         .arg("--db")
         .arg(&fixture.db)
-        .arg("--agents")
-        .arg(&agents)
+        .args(extra)
         .stdin(Stdio::null())
         .output()
         .expect("run knappval");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "knappval started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_broken_agents_file_stops_the_start_with_file_line_col() {
+    let fixture = Fixture::new();
+    fixture.write_menu(&MenuSpec::new("sip:it@127.0.0.1:9", "sip:kt@127.0.0.1:9").yaml());
+    let agents = fixture.path("agents.yaml");
+    std::fs::write(&agents, "agents:\n  it-anna: { password: hemligt }\n").unwrap();
+    let stderr = refused_start(&fixture, &["--agents".as_ref(), agents.as_os_str()]);
     assert!(
         stderr.contains(&format!("{}:2:", agents.display())),
         "file:line:col in {stderr}"
     );
     assert!(stderr.contains("never passwords"), "{stderr}");
+    // SHA-256 offered, but the file has only MD5 digests.
+    let md5 = hash("MD5", &format!("{}:{REALM}:{}", ANNA.0, ANNA.1));
+    std::fs::write(
+        &agents,
+        format!("agents:\n  it-anna: {{ ha1_md5: {md5} }}\n"),
+    )
+    .unwrap();
+    let stderr = refused_start(
+        &fixture,
+        &[
+            "--agents".as_ref(),
+            agents.as_os_str(),
+            "--digest".as_ref(),
+            "sha-256,md5".as_ref(),
+        ],
+    );
+    assert!(
+        stderr.contains(&format!("{}:2:3", agents.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("has no ha1_sha256"), "{stderr}");
+    let stderr = refused_start(&fixture, &["--digest".as_ref(), "md5".as_ref()]);
+    assert!(stderr.contains("--digest needs --agents"), "{stderr}");
 }
 
 /// `knappval agents passwd --agents FILE ID` with `stdin` as its standard input.

@@ -77,7 +77,7 @@ pub fn parse_algorithms(list: &str) -> Result<Vec<Algorithm>, String> {
     Ok(algorithms)
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()

@@ -292,9 +292,14 @@ impl SipEndpoint {
             Outcome::Challenged | Outcome::Stale | Outcome::ForeignNonce => {
                 debug!(%source, outcome = ?answer.outcome, "REGISTER challenged")
             }
-            Outcome::Registered { agent, contacts } => {
-                info!(%agent, contacts, %source, "REGISTER accepted")
-            }
+            Outcome::Registered {
+                agent,
+                contacts,
+                changed: true,
+            } => info!(%agent, contacts, %source, "REGISTER accepted: contacts changed"),
+            Outcome::Registered {
+                agent, contacts, ..
+            } => debug!(%agent, contacts, %source, "REGISTER accepted: refreshed"),
             Outcome::WrongPassword { agent } => {
                 warn!(%agent, %source, "REGISTER refused 403: wrong password")
             }

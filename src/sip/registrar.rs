@@ -20,8 +20,10 @@
 //! - Wrong password, unknown agent id, or credentials for another agent's address: `403 Forbidden`, the same
 //!   answer for each, so the registrar does not tell which agent ids exist. Every REGISTER without credentials
 //!   gets its 401 first, whoever it names.
-//! - A nonce too old: 401 with `stale=true` (the phone retries without asking its user). A nonce this process
-//!   did not mint (forged, or from before a restart): 401 with a fresh nonce.
+//! - A nonce too old: 401 with `stale=true` (the phone retries without asking its user), decided before the
+//!   digest is checked, so that this answer too is the same for every agent id; a wrong password then gets its
+//!   403 on the retry. A nonce this process did not mint (forged, or from before a restart): 401 with a fresh
+//!   nonce.
 //! - A nonce-count used before with the same nonce (a replay): 401 with a fresh nonce, nothing registered.
 
 use std::collections::HashMap;
@@ -99,8 +101,13 @@ pub enum Outcome {
     WrongPassword { agent: String },
     /// No such agent, or credentials of one agent for another's address.
     UnknownAgent { agent: String },
-    /// Bindings changed or were read; `contacts` is how many the agent has now.
-    Registered { agent: String, contacts: usize },
+    /// Bindings set or read; `contacts` is how many the agent has now, `changed` whether the set of contacts
+    /// changed (a refresh of the same contacts did not).
+    Registered {
+        agent: String,
+        contacts: usize,
+        changed: bool,
+    },
     /// Refused for what the request asked (bad Contact, too brief, out of order).
     Refused { agent: String, reason: String },
     /// The request itself was unusable (no To user, unreadable Authorization).
@@ -308,14 +315,28 @@ impl Registrar {
             _ => return bad_request("no Call-ID or CSeq"),
         };
         self.expire_bindings(&mut state, now);
-        let was_registered = state.bindings.current(&agent, now).next().is_some();
-        if let Err(reason) = state.bindings.apply(&agent, &update, &call_id, cseq, now) {
+        let keys = |bindings: &Bindings| -> Vec<String> {
+            bindings
+                .current(&agent, now)
+                .map(|b| b.key.clone())
+                .collect()
+        };
+        let before = keys(&state.bindings);
+        if let Err(error) = state.bindings.apply(&agent, &update, &call_id, cseq, now) {
+            let status = match error {
+                BindingError::OutOfOrder { .. } => StatusCode::BadRequest,
+                BindingError::TooManyContacts => StatusCode::Forbidden,
+            };
             return Answer {
-                status: StatusCode::BadRequest,
+                status,
                 headers: vec![],
-                outcome: Outcome::Refused { agent, reason },
+                outcome: Outcome::Refused {
+                    agent,
+                    reason: error.to_string(),
+                },
             };
         }
+        let changed = keys(&state.bindings) != before;
         let headers: Vec<Header> = state
             .bindings
             .current(&agent, now)
@@ -331,14 +352,19 @@ impl Registrar {
             })
             .collect();
         let contacts = headers.len();
-        if (contacts > 0) != was_registered {
-            self.announce(agent.clone(), contacts > 0);
+        let (was_registered, registered) = (!before.is_empty(), contacts > 0);
+        if registered != was_registered {
+            self.announce(agent.clone(), registered);
         }
         drop(state);
         Answer {
             status: StatusCode::OK,
             headers,
-            outcome: Outcome::Registered { agent, contacts },
+            outcome: Outcome::Registered {
+                agent,
+                contacts,
+                changed,
+            },
         }
     }
 
@@ -483,6 +509,19 @@ fn binding_update(request: &Request, agents: &Agents) -> Result<BindingUpdate, R
     }
 }
 
+/// An agent's phones at most: each offer forks to all of them, and a phone that re-registers from a new port
+/// after every restart would otherwise pile up stale contacts until they expire.
+pub const MAX_CONTACTS: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindingError {
+    /// RFC 3261 §10.3 step 7: the same Call-ID with a CSeq not newer than the binding's.
+    #[error("CSeq {cseq} is not newer than the binding's")]
+    OutOfOrder { cseq: u32 },
+    #[error("more than {MAX_CONTACTS} contacts for one agent")]
+    TooManyContacts,
+}
+
 /// One contact of an agent.
 #[derive(Debug, Clone)]
 pub struct Binding {
@@ -516,7 +555,7 @@ impl Bindings {
 
     /// Applies one REGISTER's update, all or nothing. A binding refreshed keeps its place in the order.
     /// Refused (RFC 3261 §10.3 step 7) when a binding it touches was set by the same Call-ID with a CSeq not
-    /// lower: the request is older than what we have.
+    /// lower: the request is older than what we have; or when the agent would have more than [`MAX_CONTACTS`].
     pub fn apply(
         &mut self,
         agent: &str,
@@ -524,7 +563,7 @@ impl Bindings {
         call_id: &str,
         cseq: u32,
         now: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), BindingError> {
         let bindings = self.agents.entry(agent.to_owned()).or_default();
         bindings.retain(|b| b.expires_at > now);
         let out_of_order = |b: &Binding| b.call_id == call_id && b.cseq >= cseq;
@@ -532,7 +571,7 @@ impl Bindings {
             BindingUpdate::Query => Ok(()),
             BindingUpdate::RemoveAll => {
                 if bindings.iter().any(out_of_order) {
-                    Err(format!("CSeq {cseq} is not newer than the binding's"))
+                    Err(BindingError::OutOfOrder { cseq })
                 } else {
                     bindings.clear();
                     Ok(())
@@ -543,11 +582,25 @@ impl Bindings {
                     .iter()
                     .map(|(uri, expires)| (uri.to_string(), uri, *expires))
                     .collect();
+                let added = keyed
+                    .iter()
+                    .filter(|(key, _, expires)| {
+                        !expires.is_zero() && !bindings.iter().any(|b| &b.key == key)
+                    })
+                    .count();
+                let removed = keyed
+                    .iter()
+                    .filter(|(key, _, expires)| {
+                        expires.is_zero() && bindings.iter().any(|b| &b.key == key)
+                    })
+                    .count();
                 if keyed
                     .iter()
                     .any(|(key, _, _)| bindings.iter().any(|b| &b.key == key && out_of_order(b)))
                 {
-                    Err(format!("CSeq {cseq} is not newer than the binding's"))
+                    Err(BindingError::OutOfOrder { cseq })
+                } else if bindings.len() + added - removed > MAX_CONTACTS {
+                    Err(BindingError::TooManyContacts)
                 } else {
                     for (key, uri, expires) in keyed {
                         match bindings.iter().position(|b| b.key == key) {

@@ -110,6 +110,16 @@ impl AgentPhone {
     pub fn new(daemon: SocketAddr, id: &str, password: &str) -> AgentPhone {
         let sip = SipPeer::udp(SocketAddr::new(daemon.ip(), 0), Some(daemon))
             .expect("bind the agent phone's socket");
+        AgentPhone::on(sip, daemon, id, password)
+    }
+
+    /// A phone that registers over a TCP connection to the daemon.
+    pub fn tcp(daemon: SocketAddr, id: &str, password: &str) -> AgentPhone {
+        let sip = SipPeer::tcp(daemon).expect("connect to the daemon over TCP");
+        AgentPhone::on(sip, daemon, id, password)
+    }
+
+    fn on(sip: SipPeer, daemon: SocketAddr, id: &str, password: &str) -> AgentPhone {
         AgentPhone {
             sip,
             id: id.into(),
@@ -124,7 +134,7 @@ impl AgentPhone {
 
     /// The phone's own address, as it registers it.
     pub fn contact(&self) -> String {
-        format!("sip:{}@{}", self.id, self.sip.local())
+        super::sipmsg::uri_of(&self.sip.contact(&self.id))
     }
 
     /// A REGISTER for our address of record with `extra` header lines (the next CSeq, a new branch).

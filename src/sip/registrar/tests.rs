@@ -452,3 +452,38 @@ fn an_older_request_of_the_same_call_id_is_refused() {
         "same contact, replaced"
     );
 }
+
+#[test]
+fn an_agent_has_at_most_ten_contacts() {
+    let now = Instant::now();
+    let mut bindings = Bindings::default();
+    let set = |port: u16, expires: u64| {
+        BindingUpdate::Contacts(vec![(
+            Uri::try_from(format!("sip:a@127.0.0.1:{port}").as_str()).unwrap(),
+            Duration::from_secs(expires),
+        )])
+    };
+    for port in 0..10 {
+        bindings
+            .apply("a", &set(5000 + port, 60), "c", 1 + u32::from(port), now)
+            .unwrap();
+    }
+    assert_eq!(
+        bindings.apply("a", &set(6000, 60), "c", 20, now),
+        Err(BindingError::TooManyContacts)
+    );
+    // Refreshing one, or replacing one in the same request, is fine.
+    bindings.apply("a", &set(5000, 60), "c", 21, now).unwrap();
+    let swap = BindingUpdate::Contacts(vec![
+        (
+            Uri::try_from("sip:a@127.0.0.1:5001").unwrap(),
+            Duration::ZERO,
+        ),
+        (
+            Uri::try_from("sip:a@127.0.0.1:6000").unwrap(),
+            Duration::from_secs(60),
+        ),
+    ]);
+    bindings.apply("a", &swap, "c", 22, now).unwrap();
+    assert_eq!(bindings.current("a", now).count(), 10);
+}
