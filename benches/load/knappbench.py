@@ -309,7 +309,10 @@ def rtp_gaps(args):
         else:
             kind = "prompt"
         key = (direction, sport, dport, ssrc)
-        state = streams.setdefault(key, {"last": None, "kind": None, "gaps": {}, "spurts": 0})
+        state = streams.setdefault(key, {"last": None, "kind": None, "gaps": {}, "spurts": 0, "first": at})
+        if kind == "prompt" and args.waiting_after_ms is not None \
+                and (at - state["first"]) * 1000 > args.waiting_after_ms:
+            kind = "waiting"
         new_spurt = (
             state["last"] is None
             or marker
@@ -331,9 +334,9 @@ def rtp_gaps(args):
         "streams_from_function": sum(1 for k in streams if k[0] == "from_function"),
         "talkspurts_to_caller": sum(s["spurts"] for k, s in streams.items() if k[0] == "to_caller"),
     }
-    to_caller = by_kind.get("prompt", []) + by_kind.get("relayed", [])
+    to_caller = by_kind.get("prompt", []) + by_kind.get("relayed", []) + by_kind.get("waiting", [])
     result["to_caller_audio"] = gap_stats(list(to_caller))
-    for kind in ("prompt", "relayed", "source"):
+    for kind in ("prompt", "relayed", "source", "waiting"):
         result[kind] = gap_stats(by_kind.get(kind, []))
     json.dump(result, sys.stdout, indent=2)
     print()
@@ -432,6 +435,8 @@ def main():
     p.add_argument("--dst-ports", type=int, nargs=2, required=True, help="the callers' media ports LO HI")
     p.add_argument("--src-ports", type=int, nargs=2, help="the functions' media ports LO HI (source reference)")
     p.add_argument("--split-ms", type=float, default=5000)
+    p.add_argument("--waiting-after-ms", type=float,
+                   help="prompt audio this long after a stream's first packet is the queue's (music, announcements)")
     p.set_defaults(func=rtp_gaps)
 
     p = sub.add_parser("contacts")

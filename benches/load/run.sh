@@ -311,8 +311,11 @@ EOF
     $TOOL sipp "$dir/function_stat.csv" >"$dir/function_stat.json"
     $TOOL samples "$dir/usage.csv" --active-from 2 --active-to "${calls_s%.*}" >"$dir/usage.json"
     log "analysing $(du -h "$dir/rtp.pcap" | cut -f1) of capture"
+    local waiting=()
+    # In the queue, the daemon's audio after the digit (and the 2.8 s greeting it cut) is the hold music.
+    [[ $SCENARIO == queue ]] && waiting=(--waiting-after-ms "$((DIGIT_DELAY_MS + 500))")
     $TOOL rtp "$dir/rtp.pcap" --dst-ports $CALLER_MEDIA $((CALLER_MEDIA + 9999)) \
-        --src-ports $FUNCTION_MEDIA $((FUNCTION_MEDIA + 9999)) >"$dir/rtp.json"
+        --src-ports $FUNCTION_MEDIA $((FUNCTION_MEDIA + 9999)) "${waiting[@]}" >"$dir/rtp.json"
     # The daemon's warnings and errors, most frequent first, without timestamps and call ids.
     sed -E 's/^[0-9T:.Z-]+ +//; s/call_id=[^ ]+/call_id=…/g; s/[0-9a-f]{8,}/…/g' "$dir/daemon.log" \
         | sort | uniq -c | sort -rn | head -20 >"$dir/daemon_log_top.txt" || true
@@ -347,6 +350,7 @@ machine CPU avg (all)   : {usage.get('machine', {}).get('cpu_avg', float('nan'))
 load generators CPU avg : sipp caller {usage.get('sipp-caller', {}).get('cpu_avg', float('nan')):.0f}%, sipp function {usage.get('sipp-function', {}).get('cpu_avg', float('nan')):.0f}%, tcpdump {usage.get('tcpdump', {}).get('cpu_avg', float('nan')):.0f}%
 RTP to callers p50/p99/max: all audio {g('to_caller_audio')}
                           prompts (daemon-paced) {g('prompt')}
+                          waiting in the queue (music, announcements) {g('waiting')}
                           relayed from function {g('relayed')}
 RTP function->daemon (SIPp pacing, reference): {g('source')}
 capture                 : {rtp['packets']['to_caller']} pkts to callers in {rtp['streams_to_caller']} streams, {rtp['packets']['from_function']} from functions; tcpdump kernel drops {drops or '?'}
