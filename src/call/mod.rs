@@ -494,6 +494,7 @@ impl Call<'_> {
                     .await
                 })));
             }
+            // Handled above: a queue has no target to dial.
             TransferMode::Queue => return false,
             TransferMode::Refer => {
                 let dialog = self.dialog.clone();
