@@ -464,3 +464,146 @@ fn a_rejecting_agent_is_not_rung_again_at_once() {
     assert_eq!(b.acd.next_deadline(), Some(b.now + RETRY_PAUSE));
     assert_eq!(offers(&b.advance(RETRY_PAUSE))[0].1, 1);
 }
+
+/// A small deterministic generator, so a failing walk can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// What must hold after every event: offers and agents agree, offers belong to waiting callers, and no waiting
+/// caller without an offer (or any ring-all caller) could be offered a free agent of their queue.
+fn check_invariants(acd: &Acd, now: Instant, step: usize) {
+    for (id, offer) in &acd.offers {
+        let agent = &acd.agents[&offer.agent];
+        assert_eq!(
+            agent.activity,
+            Activity::Ringing(*id),
+            "step {step}: offer {id} vs agent {agent:?}"
+        );
+        assert!(
+            acd.waiting.contains_key(&offer.caller),
+            "step {step}: offer {id} for a caller not waiting"
+        );
+    }
+    for (id, agent) in &acd.agents {
+        if let Activity::Ringing(offer) = agent.activity {
+            assert_eq!(
+                acd.offers.get(&offer).map(|o| o.agent.as_str()),
+                Some(id.as_str()),
+                "step {step}"
+            );
+        }
+    }
+    for (queue, line) in &acd.lines {
+        for caller in &line.callers {
+            assert_eq!(acd.waiting[caller].queue, *queue, "step {step}");
+            let has_offer = acd.offers.values().any(|o| o.caller == *caller);
+            if has_offer && line.config.strategy != Strategy::RingAll {
+                continue;
+            }
+            let free: Vec<&str> = line
+                .config
+                .agents
+                .iter()
+                .filter(|a| acd.agents[a.id()].can_take_offer(now))
+                .map(QueueAgent::id)
+                .collect();
+            assert!(
+                free.is_empty(),
+                "step {step}: caller {caller} in {queue} waits while {free:?} are free"
+            );
+        }
+    }
+    assert_eq!(
+        acd.waiting.len(),
+        acd.lines.values().map(|l| l.callers.len()).sum::<usize>(),
+        "step {step}"
+    );
+}
+
+#[test]
+fn random_walks_keep_offers_agents_and_lines_consistent_and_leave_no_free_agent_idle() {
+    for (seed, strategy) in [
+        (1, Strategy::LongestIdle),
+        (2, Strategy::RoundRobin),
+        (3, Strategy::RingAll),
+    ] {
+        let mut rng = Lcg(seed);
+        let mut it = queue(&["anna", "bo", "sip:desk@h"], strategy);
+        it.max_wait = 120 * S;
+        it.announce_position = Some(30 * S);
+        let mut kt = queue(&["bo", "cia"], Strategy::LongestIdle);
+        kt.wrap_up = Duration::ZERO;
+        let mut b = Bench::new(vec![("it", it), ("kundtjanst", kt)]);
+        let mut live: Vec<(OfferId, CallerKey, String)> = Vec::new();
+        let mut next_caller = 1;
+        for step in 0..20_000 {
+            let agent = ["anna", "bo", "cia", "sip:desk@h"][rng.below(4) as usize].to_string();
+            let event = match rng.below(12) {
+                0 | 1 => {
+                    next_caller += 1;
+                    Event::Joined {
+                        caller: next_caller,
+                        queue: ["it", "kundtjanst"][rng.below(2) as usize].into(),
+                        call_id: format!("c{next_caller}"),
+                        from: "070".into(),
+                    }
+                }
+                2 => Event::Left {
+                    caller: rng.below(next_caller + 1),
+                },
+                3 | 4 if !live.is_empty() => {
+                    let (offer, _, _) = live[rng.below(live.len() as u64) as usize].clone();
+                    Event::OfferFailed { offer }
+                }
+                5 if !live.is_empty() => {
+                    let (offer, caller, agent) =
+                        live[rng.below(live.len() as u64) as usize].clone();
+                    Event::Answered {
+                        offer,
+                        caller,
+                        agent,
+                    }
+                }
+                6 => Event::TalkEnded { agent },
+                7 => Event::Registered { agent },
+                8 => Event::Unregistered { agent },
+                _ => {
+                    b.now += Duration::from_millis(rng.below(20_000));
+                    Event::Tick
+                }
+            };
+            let answered = match &event {
+                Event::Answered { offer, .. } | Event::OfferFailed { offer } => Some(*offer),
+                _ => None,
+            };
+            live.retain(|(offer, _, _)| Some(*offer) != answered);
+            for action in b.on(event) {
+                match action {
+                    Action::Offer {
+                        offer,
+                        caller,
+                        agent,
+                    } => live.push((offer, caller, agent.id().to_string())),
+                    Action::CancelOffer { offer, .. } => live.retain(|(o, _, _)| *o != offer),
+                    _ => {}
+                }
+            }
+            check_invariants(&b.acd, b.now, step);
+            if let Some(deadline) = b.acd.next_deadline() {
+                assert!(
+                    deadline > b.now,
+                    "step {step}: a timer already due was not run"
+                );
+            }
+        }
+    }
+}
