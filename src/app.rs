@@ -26,9 +26,11 @@ use crate::api::{self, Announcing, ApiState, Health};
 use crate::call::{self, CallServices};
 use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
-use crate::menu::{self, MenuErrors, model::Menu};
+use crate::menu::model::{Menu, QueueAgent};
+use crate::menu::{self, MenuErrors};
 use crate::records::{ContactStore, DatabaseLock, Records, SqliteStore};
 use crate::routing::probe::{ProbePolicy, ProbeResult, Probes, TargetState, TargetStatus};
+use crate::routing::queue::{AgentContacts, NoRegistrations, QueueHandle};
 use crate::sip::digest::Algorithm;
 use crate::sip::{Registrar, SipEndpoint};
 
@@ -200,6 +202,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
 
     let health = Arc::new(Health::new());
+    if let Some(registrar) = &registrar {
+        for function in menu.functions.values() {
+            let agents = function.queue.iter().flat_map(|queue| &queue.agents);
+            for agent in agents {
+                if let QueueAgent::Registered(id) = agent
+                    && !registrar.knows(id)
+                {
+                    warn!(function = %function.id, agent = %id,
+                          "queue agent is not in the agents file and can never be offered a call; \
+                           `knappval check --agents` lists these");
+                }
+            }
+        }
+    }
+    let registrations: Arc<dyn AgentContacts> = match &registrar {
+        Some(registrar) => Arc::new(registrar.clone()),
+        None => Arc::new(NoRegistrations::default()),
+    };
+    let queues = QueueHandle::start(&menu, registrations);
     let menu = Arc::new(menu);
     let prompts = Arc::new(prompts);
     let stop_http = CancellationToken::new();
@@ -207,6 +228,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let state = ApiState {
             records: records.clone(),
             health: health.clone(),
+            queues: queues.clone(),
             registrar: registrar.clone(),
             time_zone: settings.time_zone.clone(),
             announcements: Some(Announcing {
@@ -237,6 +259,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         media_timeout: settings.media_timeout,
         answer_delay: settings.answer_delay,
         signalling: TaskTracker::new(),
+        queues,
     });
     let stop_probes = CancellationToken::new();
     let probe_task = tokio::spawn(probe_targets(
@@ -345,7 +368,13 @@ async fn probe_targets(
     stop: CancellationToken,
 ) {
     let board = &health.functions;
-    for function in menu.functions.values() {
+    // A queue has agents, not one target: registration and ring timeouts say who can take a call.
+    let dialled = || {
+        menu.functions
+            .values()
+            .filter(|f| f.transfer != crate::menu::model::TransferMode::Queue)
+    };
+    for function in dialled() {
         board.publish(
             &function.id,
             TargetStatus {
@@ -359,10 +388,7 @@ async fn probe_targets(
     if interval.is_zero() {
         return;
     }
-    let functions = menu
-        .functions
-        .values()
-        .map(|f| (f.id.clone(), f.target.clone()));
+    let functions = dialled().map(|f| (f.id.clone(), f.target.clone()));
     let mut probes = Probes::new(ProbePolicy::every(interval), functions, Instant::now());
     let timeout = probes.policy().timeout;
     let (results_tx, mut results) = mpsc::channel::<(String, String, ProbeResult)>(64);

@@ -53,6 +53,9 @@ enum Command {
         /// Folder with the prompts the menu names, as <id>.wav.
         #[arg(long, env = "KNAPPVAL_PROMPTS", default_value = DEFAULT_PROMPTS, value_name = "DIR")]
         prompts: PathBuf,
+        /// Agents file: queue agents given by id must be in it.
+        #[arg(long, env = "KNAPPVAL_AGENTS")]
+        agents: Option<PathBuf>,
     },
     /// Manage the agents file (who may REGISTER as an agent).
     Agents {
@@ -310,10 +313,29 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { menu, prompts } => {
+        Command::Check {
+            menu,
+            prompts,
+            agents,
+        } => {
+            let known_agents = match agents
+                .as_deref()
+                .map(|path| knappval::agents::load(path, None))
+            {
+                None => None,
+                Some(Ok(file)) => Some(file.agents.into_keys().collect()),
+                Some(Err(errors)) => {
+                    eprintln!("{errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
             // The same decode `run` does, so a menu that passes here also loads there.
-            let (report, ok) =
-                knappval::menu::check_report(&menu, &prompts, &knappval::media::probe_wav);
+            let (report, ok) = knappval::menu::check_report(
+                &menu,
+                &prompts,
+                &knappval::media::probe_wav,
+                known_agents.as_ref(),
+            );
             if ok {
                 println!("{report}");
                 ExitCode::SUCCESS

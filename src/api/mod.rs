@@ -27,6 +27,7 @@ use crate::media::prompt::PromptCache;
 use crate::menu::model::Menu;
 use crate::records::{ContactQuery, Records, parse_timestamp};
 use crate::routing::probe::TargetBoard;
+use crate::routing::queue::QueueHandle;
 use crate::sip::Registrar;
 
 /// Records returned by `/api/v1/contacts` when no `limit` is given.
@@ -39,6 +40,7 @@ pub const MAX_LIMIT: usize = 10_000;
 pub struct ApiState {
     pub records: Records,
     pub health: Arc<Health>,
+    pub queues: QueueHandle,
     /// The agents' registrations, when the daemon runs with `--agents`.
     pub registrar: Option<Registrar>,
     /// The zone statistics buckets are cut in.
@@ -86,13 +88,15 @@ impl Default for Health {
     }
 }
 
-/// The routes: `GET /api/v1/contacts`, `GET /api/v1/stats`, `GET /api/v1/stats/menu`, `GET /api/v1/agents`,
-/// `GET|POST /api/v1/announcements`, `DELETE /api/v1/announcements/ID`, `GET /healthz`; anything else is a JSON 404.
+/// The routes: `GET /api/v1/contacts`, `GET /api/v1/stats`, `GET /api/v1/stats/menu`, `GET /api/v1/queues`,
+/// `GET /api/v1/agents`, `GET|POST /api/v1/announcements`, `DELETE /api/v1/announcements/ID`, `GET /healthz`;
+/// anything else is a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
         .route("/api/v1/stats", get(stats::stats))
         .route("/api/v1/stats/menu", get(stats::menu))
+        .route("/api/v1/queues", get(queues))
         .route("/api/v1/agents", get(agents))
         .route(
             "/api/v1/announcements",
@@ -213,6 +217,42 @@ fn contact_query(params: &ContactsParams) -> Result<ContactQuery, ApiError> {
         since,
         limit: Some(limit),
     })
+}
+
+/// Every queue now: who waits (in line order) and how long, each agent's state, the longest wait.
+async fn queues(State(state): State<ApiState>) -> Response {
+    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let body: Vec<serde_json::Value> = state
+        .queues
+        .view()
+        .await
+        .into_iter()
+        .map(|queue| {
+            let waiting: Vec<serde_json::Value> = queue
+                .waiting
+                .iter()
+                .map(|w| {
+                    serde_json::json!({
+                        "call_id": w.call_id,
+                        "from": w.from,
+                        "waiting_ms": millis(w.waiting),
+                    })
+                })
+                .collect();
+            let agents: Vec<serde_json::Value> = queue
+                .agents
+                .iter()
+                .map(|(id, agent_state)| serde_json::json!({ "id": id, "state": agent_state.as_str() }))
+                .collect();
+            serde_json::json!({
+                "function": queue.function,
+                "waiting": waiting,
+                "agents": agents,
+                "longest_wait_ms": millis(queue.longest_wait),
+            })
+        })
+        .collect();
+    Json(body).into_response()
 }
 
 /// Every agent in the agents file with its current contacts, by id; `[]` without `--agents`.
@@ -393,8 +433,8 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
-        help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu, /api/v1/agents, \
-               GET|POST /api/v1/announcements, DELETE /api/v1/announcements/ID and GET /healthz",
+        help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu, /api/v1/queues, \
+               /api/v1/agents, GET|POST /api/v1/announcements, DELETE /api/v1/announcements/ID and GET /healthz",
     }
 }
 

@@ -40,9 +40,12 @@ use crate::records::{ContactRecord, Progress, Records};
 use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
 use crate::routing::probe::TargetState;
+use crate::routing::queue::QueueHandle;
 use crate::routing::refer::{self, ReferProgress};
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::sip::{IncomingCall, SipEndpoint, message};
+
+mod queue;
 
 /// The shared services a call task is given at spawn.
 pub struct CallServices {
@@ -67,6 +70,8 @@ pub struct CallServices {
     pub answer_delay: Duration,
     /// BYEs and CANCELs still in flight after their call ended; shutdown waits for them briefly.
     pub signalling: TaskTracker,
+    /// The functions' queues (`transfer: queue`).
+    pub queues: QueueHandle,
 }
 
 /// Runs one call to its end. Never panics on what the network sends; always writes the record.
@@ -247,6 +252,7 @@ async fn answer_and_run(
             call.transfer_failures.join(", ")
         );
     }
+    call.end_in_queue(&mut end);
     end
 }
 
@@ -282,6 +288,7 @@ fn reject(dialog: &InviteDialog, status: StatusCode, why: &str) {
 enum Transfer {
     Bridge(Pin<Box<dyn Future<Output = Result<FunctionLeg, DialFailure>> + Send>>),
     Refer(Pin<Box<dyn Future<Output = Result<(), refer::ReferFailure>> + Send>>),
+    Queue(Box<queue::QueueWait>),
 }
 
 /// What woke the call loop. Lives on the stack for one turn of the loop, so a large variant costs nothing
@@ -295,6 +302,7 @@ enum Wake {
     Referred(Result<(), refer::ReferFailure>),
     ReferTimedOut,
     SessionExpired,
+    Queue(queue::QueueWake),
     Shutdown,
 }
 
@@ -341,6 +349,8 @@ impl Call<'_> {
                     if matches!(self.transfer, Some(Transfer::Bridge(_))) {
                         // The function is ringing: keep the ringback going.
                         self.media.play(self.services.ringback.clone());
+                        None
+                    } else if self.queue_prompt_ended() {
                         None
                     } else {
                         self.feed(Event::PromptEnded, now).await
@@ -395,6 +405,7 @@ impl Call<'_> {
                     self.transfer_failed("no final NOTIFY for the REFER in time".into(), now)
                         .await
                 }
+                Wake::Queue(wake) => self.on_queue(wake, now).await,
                 Wake::Shutdown => {
                     self.hang_up();
                     Some(End::new(
@@ -540,12 +551,23 @@ impl Call<'_> {
             digits: journey.digits.clone(),
             path: journey.path.clone(),
         };
+        info!(function = %function.id, target = %function.target, mode = %function.transfer, "handing off");
+        if function.transfer == TransferMode::Queue {
+            let function = function.clone();
+            return if self.enter_queue(&function, handoff) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: the queue could not start (hold music not loaded)",
+                    function.id
+                ))
+            };
+        }
         self.record.transfer_target = Some(function.target.clone());
         self.services.records.progress(Progress {
             transfer_target: self.record.transfer_target.clone(),
             ..Progress::of(self.record)
         });
-        info!(function = %function.id, target = %function.target, mode = %function.transfer, "handing off");
         match function.transfer {
             TransferMode::Bridge => {
                 self.media.play(self.services.ringback.clone());
@@ -567,6 +589,10 @@ impl Call<'_> {
                     })
                     .await
                 })));
+            }
+            // Handled above: a queue has no target to dial.
+            TransferMode::Queue => {
+                return Err(format!("{}: a queue has no target to dial", function.id));
             }
             TransferMode::Refer => {
                 let dialog = self.dialog.clone();
@@ -999,6 +1025,7 @@ async fn poll_transfer(transfer: &mut Option<Transfer>) -> Wake {
     match transfer {
         Some(Transfer::Bridge(dial)) => Wake::Bridged(dial.await.map(Box::new)),
         Some(Transfer::Refer(refer)) => Wake::Referred(refer.await),
+        Some(Transfer::Queue(wait)) => Wake::Queue(wait.next().await),
         None => std::future::pending().await,
     }
 }

@@ -26,6 +26,7 @@ fn function(id: &str) -> Function {
         name: id.to_uppercase(),
         target: format!("sip:{id}@127.0.0.1:5071"),
         transfer: TransferMode::Bridge,
+        queue: None,
         ring_timeout: Duration::from_secs(20),
         announcement: None,
         transfer_prompt: None,

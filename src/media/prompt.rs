@@ -46,6 +46,20 @@ impl Prompt {
         }
     }
 
+    /// `parts` played one after the other, from their ready frames (no re-encoding): a sentence built from
+    /// recorded words, such as a place in line. Each part keeps its own padded last frame.
+    pub fn concat(id: impl Into<String>, parts: &[Arc<Prompt>]) -> Prompt {
+        Prompt {
+            id: id.into(),
+            samples: parts
+                .iter()
+                .flat_map(|p| p.samples.iter().copied())
+                .collect(),
+            pcmu: parts.iter().flat_map(|p| p.pcmu.iter().copied()).collect(),
+            pcma: parts.iter().flat_map(|p| p.pcma.iter().copied()).collect(),
+        }
+    }
+
     pub fn frames(&self, codec: Codec) -> &[[u8; FRAME_SAMPLES]] {
         match codec {
             Codec::Pcmu => &self.pcmu,

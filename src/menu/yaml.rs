@@ -46,6 +46,7 @@ pub(crate) struct RawFunction {
     pub failure_prompt: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<RawChoice>>,
     pub hours: Option<Spanned<RawHours>>,
+    pub queue: Option<Spanned<RawQueue>>,
 }
 
 /// `hours:` for the service or one function. Values stay text: `menu::hours` parses them and says what is wrong.
@@ -64,6 +65,19 @@ pub(crate) struct RawHours {
 pub(crate) struct RawClosed {
     pub prompt: Option<Spanned<String>>,
     pub then: Option<Spanned<RawChoice>>,
+}
+
+/// A function's `queue:` (with `transfer: queue`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawQueue {
+    pub agents: Option<Spanned<Vec<Spanned<String>>>>,
+    pub strategy: Option<Spanned<String>>,
+    pub ring_timeout: Option<Spanned<String>>,
+    pub wrap_up: Option<Spanned<String>>,
+    pub max_wait: Option<Spanned<String>>,
+    pub overflow: Option<Spanned<RawChoice>>,
+    pub music: Option<Spanned<String>>,
+    pub announce_position: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +104,7 @@ const FUNCTION_KEYS: &[&str] = &[
     "failure_prompt",
     "on_failure",
     "hours",
+    "queue",
 ];
 const MENU_KEYS: &[&str] = &[
     "greeting", "prompt", "timeout", "retries", "invalid", "options", "fallback",
@@ -103,12 +118,23 @@ const HOURS_KEYS: &[&str] = &[
     "closed",
 ];
 const CLOSED_KEYS: &[&str] = &["prompt", "then"];
+const QUEUE_KEYS: &[&str] = &[
+    "agents",
+    "strategy",
+    "ring_timeout",
+    "wrap_up",
+    "max_wait",
+    "overflow",
+    "music",
+    "announce_position",
+];
 
 /// The shape of a known field's value, where it has keys of its own to check.
 fn field_shape(key: &str) -> Shape {
     match key {
         "hours" => Shape::Fields(HOURS_KEYS),
         "closed" => Shape::Fields(CLOSED_KEYS),
+        "queue" => Shape::Fields(QUEUE_KEYS),
         _ => Shape::Free,
     }
 }

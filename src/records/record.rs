@@ -49,6 +49,12 @@ pub struct ContactRecord {
     pub announcements: Vec<PromptId>,
     /// The caller's language, with `languages:` in the menu (chosen, or the default).
     pub language: Option<String>,
+    /// When the caller entered the first queue of the call (`None`: never queued).
+    pub queue_entered_at: Option<OffsetDateTime>,
+    /// From entering the first queue to an agent's answer, the caller hanging up or the overflow.
+    pub queue_wait_ms: Option<i64>,
+    /// The agent id (or fixed URI) who answered from a queue.
+    pub answered_by: Option<String>,
 }
 
 impl ContactRecord {
@@ -77,6 +83,9 @@ impl ContactRecord {
             end_reason: None,
             announcements: Vec::new(),
             language: None,
+            queue_entered_at: None,
+            queue_wait_ms: None,
+            answered_by: None,
         }
     }
 
@@ -182,6 +191,9 @@ pub struct Progress {
     pub transferred_at: Option<OffsetDateTime>,
     pub announcements: Option<Vec<PromptId>>,
     pub language: Option<String>,
+    /// When the caller entered the first queue: written at once, so a crash while waiting keeps it.
+    pub queue_entered_at: Option<OffsetDateTime>,
+    pub answered_by: Option<String>,
     /// The index of `steps[0]` in the record's step list: writing a step twice (a batch retried after a commit
     /// that reported failure) leaves one copy.
     pub first_step: usize,
@@ -201,6 +213,8 @@ impl Progress {
             transferred_at: None,
             announcements: None,
             language: None,
+            queue_entered_at: None,
+            answered_by: None,
             first_step: record.step_count(),
             steps: Vec::new(),
         }
@@ -286,6 +300,9 @@ struct RecordOut<'a> {
     transfer_target: Option<&'a str>,
     transferred_at: Option<String>,
     end_reason: Option<&'a str>,
+    queue_entered_at: Option<String>,
+    queue_wait_ms: Option<i64>,
+    answered_by: Option<&'a str>,
     steps: &'a serde_json::Value,
     announcements: &'a [PromptId],
     language: Option<&'a str>,
@@ -309,6 +326,9 @@ impl Serialize for ContactRecord {
             transfer_target: self.transfer_target.as_deref(),
             transferred_at: self.transferred_at.map(format_timestamp),
             end_reason: self.end_reason.as_deref(),
+            queue_entered_at: self.queue_entered_at.map(format_timestamp),
+            queue_wait_ms: self.queue_wait_ms,
+            answered_by: self.answered_by.as_deref(),
             steps: &self.steps,
             announcements: &self.announcements,
             language: self.language.as_deref(),
@@ -346,6 +366,12 @@ struct RecordIn {
     transferred_at: Option<String>,
     #[serde(default)]
     end_reason: Option<String>,
+    #[serde(default)]
+    queue_entered_at: Option<String>,
+    #[serde(default)]
+    queue_wait_ms: Option<i64>,
+    #[serde(default)]
+    answered_by: Option<String>,
     #[serde(default = "empty_steps")]
     steps: serde_json::Value,
     /// Absent in exports made before announcements.
@@ -381,6 +407,9 @@ impl<'de> Deserialize<'de> for ContactRecord {
             ended_at: optional_time("ended_at", raw.ended_at)?,
             transferred_at: optional_time("transferred_at", raw.transferred_at)?,
             id: raw.id,
+            queue_entered_at: optional_time("queue_entered_at", raw.queue_entered_at)?,
+            queue_wait_ms: raw.queue_wait_ms,
+            answered_by: raw.answered_by,
             call_id: raw.call_id,
             from: raw.from,
             to: raw.to,
@@ -480,6 +509,9 @@ mod tests {
                 "transfer_target": "sip:it@127.0.0.1:5071",
                 "transferred_at": "2026-11-23T10:15:20.000Z",
                 "end_reason": "function BYE",
+                "queue_entered_at": null,
+                "queue_wait_ms": null,
+                "answered_by": null,
                 "steps": [{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}],
                 "announcements": ["email-down"],
                 "language": null,

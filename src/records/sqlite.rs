@@ -87,6 +87,10 @@ const MIGRATIONS: &[&str] = &[
     // 4: the announcements a call was played (issue 10), a JSON list of prompt ids, and the caller's language.
     "ALTER TABLE contact_records ADD COLUMN announcements TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE contact_records ADD COLUMN language TEXT;",
+    // 5: queues (issue 8): when the caller entered the first queue, how long they waited, and who answered.
+    "ALTER TABLE contact_records ADD COLUMN queue_entered_at TEXT;
+    ALTER TABLE contact_records ADD COLUMN queue_wait_ms INTEGER;
+    ALTER TABLE contact_records ADD COLUMN answered_by TEXT;",
 ];
 
 /// The schema version this build writes.
@@ -97,8 +101,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const UPSERT: &str = "INSERT INTO contact_records (
         record_id, call_id, caller, called, started_at, answered_at, ended_at, duration_ms, digits, path,
-        function_id, outcome, transfer_target, transferred_at, end_reason, steps, announcements, language)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+        function_id, outcome, transfer_target, transferred_at, end_reason, steps, announcements, language,
+        queue_entered_at, queue_wait_ms, answered_by)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
     ON CONFLICT (record_id) DO UPDATE SET
         call_id = excluded.call_id,
         caller = excluded.caller,
@@ -116,7 +121,10 @@ const UPSERT: &str = "INSERT INTO contact_records (
         end_reason = excluded.end_reason,
         steps = excluded.steps,
         announcements = excluded.announcements,
-        language = excluded.language";
+        language = excluded.language,
+        queue_entered_at = excluded.queue_entered_at,
+        queue_wait_ms = excluded.queue_wait_ms,
+        answered_by = excluded.answered_by";
 
 /// A call moved on: the columns that changed (NULL keeps the old value).
 const PROGRESS: &str = "UPDATE contact_records SET
@@ -127,14 +135,17 @@ const PROGRESS: &str = "UPDATE contact_records SET
         transfer_target = coalesce(?6, transfer_target),
         transferred_at = coalesce(?7, transferred_at),
         announcements = coalesce(?8, announcements),
-        language = coalesce(?9, language)
+        language = coalesce(?9, language),
+        queue_entered_at = coalesce(?10, queue_entered_at),
+        answered_by = coalesce(?11, answered_by)
     WHERE record_id = ?1";
 
 /// Appends one step at its index; a step already there is left alone (json_insert never overwrites).
 const APPEND_STEP: &str = "UPDATE contact_records SET steps = json_insert(steps, '$[' || ?2 || ']', json(?3)) WHERE record_id = ?1";
 
 const COLUMNS: &str = "id, record_id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
-     outcome, transfer_target, transferred_at, end_reason, steps, announcements, language";
+     outcome, transfer_target, transferred_at, end_reason, steps, announcements, language, queue_entered_at, \
+     queue_wait_ms, answered_by";
 
 /// Contact records in one SQLite file. One writing connection behind a mutex (SQLite has one writer at a time
 /// anyway, and the writer task sends one batch at a time), and for a file a second, read-only one for lists and
@@ -267,6 +278,9 @@ fn upsert(connection: &Connection, record: &ContactRecord) -> Result<(), StoreEr
         steps,
         announcements,
         record.language,
+        record.queue_entered_at.map(format_timestamp),
+        record.queue_wait_ms,
+        record.answered_by,
     ])?;
     Ok(())
 }
@@ -292,6 +306,8 @@ fn progress(connection: &Connection, progress: &Progress) -> Result<(), StoreErr
         progress.transferred_at.map(format_timestamp),
         announcements,
         progress.language,
+        progress.queue_entered_at.map(format_timestamp),
+        progress.answered_by,
     ])?;
     let mut append = connection.prepare_cached(APPEND_STEP)?;
     for (i, step) in progress.steps.iter().enumerate() {
@@ -479,6 +495,9 @@ struct RawRow {
     steps: String,
     announcements: String,
     language: Option<String>,
+    queue_entered_at: Option<String>,
+    queue_wait_ms: Option<i64>,
+    answered_by: Option<String>,
 }
 
 impl RawRow {
@@ -502,6 +521,9 @@ impl RawRow {
             steps: row.get(15)?,
             announcements: row.get(16)?,
             language: row.get(17)?,
+            queue_entered_at: row.get(18)?,
+            queue_wait_ms: row.get(19)?,
+            answered_by: row.get(20)?,
         })
     }
 
@@ -521,6 +543,9 @@ impl RawRow {
             answered_at: optional_time("answered_at", self.answered_at)?,
             ended_at: optional_time("ended_at", self.ended_at)?,
             transferred_at: optional_time("transferred_at", self.transferred_at)?,
+            queue_entered_at: optional_time("queue_entered_at", self.queue_entered_at)?,
+            queue_wait_ms: self.queue_wait_ms,
+            answered_by: self.answered_by,
             path: serde_json::from_str(&self.path).map_err(|e| corrupt("path", e.to_string()))?,
             steps: serde_json::from_str(&self.steps)
                 .map_err(|e| corrupt("steps", e.to_string()))?,
@@ -600,6 +625,41 @@ mod tests {
             .pragma_query_value(None, "synchronous", |row| row.get(0))
             .unwrap();
         assert_eq!(synchronous, 2);
+    }
+
+    #[test]
+    fn a_file_of_the_first_schema_gains_the_queue_columns_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection.execute_batch(MIGRATIONS[0]).unwrap();
+            connection.pragma_update(None, "user_version", 1).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO contact_records (call_id, caller, called, started_at) \
+                     VALUES ('old@trunk', '070', '0771', '2026-11-23T10:00:00.000Z')",
+                    [],
+                )
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let old = all(&store);
+        assert_eq!(old.len(), 1);
+        assert_eq!(
+            (
+                old[0].queue_entered_at,
+                old[0].queue_wait_ms,
+                old[0].answered_by.clone()
+            ),
+            (None, None, None)
+        );
+        let mut queued = ended(call("q@trunk", datetime!(2026-11-23 10:15:00 UTC)));
+        queued.queue_entered_at = Some(datetime!(2026-11-23 10:15:10 UTC));
+        queued.queue_wait_ms = Some(8_250);
+        queued.answered_by = Some("it-anna".into());
+        put(&store, &queued);
+        assert_eq!(all(&store)[0], queued);
     }
 
     #[test]

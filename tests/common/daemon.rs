@@ -541,3 +541,23 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
         data = data.get(size + 2..).ok_or("short chunk")?;
     }
 }
+
+/// `knappval contacts --format jsonl` on `db`: every record it exports, newest first.
+pub fn export_jsonl(db: &Path) -> Vec<Value> {
+    let output = run_cli(&[
+        os("contacts"),
+        os("--db"),
+        path_arg(db),
+        os("--format"),
+        os("jsonl"),
+    ]);
+    assert!(
+        output.status.success(),
+        "knappval contacts: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect()
+}
