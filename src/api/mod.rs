@@ -1,5 +1,5 @@
-//! HTTP for operators and managers' tools: the contact records, the agents' registrations, and a health check
-//! for load balancers.
+//! HTTP for operators and managers' tools: the contact records, the agents' registrations, the serving menu's
+//! version, and a health check for load balancers.
 //!
 //! Owns the routes, their query parameters and JSON error bodies. Reads contact records through [`Records`],
 //! registrations through [`Registrar`] and the daemon's state through [`Health`] only, never the call tasks'
@@ -21,6 +21,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use crate::records::{ContactQuery, Records, parse_timestamp};
+use crate::reload::MenuBoard;
 use crate::routing::probe::TargetBoard;
 use crate::sip::Registrar;
 
@@ -48,6 +49,8 @@ pub struct Health {
     pub started: Instant,
     /// Each function target's state from the OPTIONS probes.
     pub functions: TargetBoard,
+    /// The serving menu's version and the last reload's error.
+    pub menu: Arc<MenuBoard>,
 }
 
 impl Health {
@@ -57,6 +60,7 @@ impl Health {
             draining: AtomicBool::new(false),
             started: Instant::now(),
             functions: TargetBoard::default(),
+            menu: Arc::default(),
         }
     }
 }
@@ -67,11 +71,13 @@ impl Default for Health {
     }
 }
 
-/// The routes: `GET /api/v1/contacts`, `GET /api/v1/agents`, `GET /healthz`; anything else is a JSON 404.
+/// The routes: `GET /api/v1/contacts`, `GET /api/v1/agents`, `GET /api/v1/menu`, `GET /healthz`; anything
+/// else is a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
         .route("/api/v1/agents", get(agents))
+        .route("/api/v1/menu", get(menu))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .with_state(state)
@@ -197,6 +203,20 @@ async fn agents(State(state): State<ApiState>) -> Response {
     Json(agents).into_response()
 }
 
+/// The serving menu: `{"version", "loaded_at", "file", "error", "error_at"}`, `error` null unless the menu file
+/// on disk was refused at its last reload (see [`crate::reload`]).
+async fn menu(State(state): State<ApiState>) -> Response {
+    match state.health.menu.snapshot() {
+        Some(status) => Json(status).into_response(),
+        None => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "no menu loaded yet".into(),
+            help: "the daemon is starting; try again in a moment",
+        }
+        .into_response(),
+    }
+}
+
 /// `status` is `ok`, `degraded` (calls are served, but contact records wait in memory because the database
 /// refuses writes: still 200, so that a load balancer keeps sending calls here, while monitoring alerts on the
 /// body) or `draining` (503: send new calls elsewhere).
@@ -231,7 +251,7 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
-        help: "the API serves GET /api/v1/contacts, GET /api/v1/agents and GET /healthz",
+        help: "the API serves GET /api/v1/contacts, GET /api/v1/agents, GET /api/v1/menu and GET /healthz",
     }
 }
 

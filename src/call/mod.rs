@@ -43,11 +43,16 @@ use crate::routing::refer::{self, ReferProgress};
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::sip::{IncomingCall, SipEndpoint, message};
 
-/// The shared services a call task is given at spawn.
+/// The shared services a call task is given at spawn. Cloned per call with the menu then serving (see
+/// [`crate::reload`]), so a reload affects new calls only.
+#[derive(Clone)]
 pub struct CallServices {
     /// The menu version this call runs from start to end (a reload affects new calls only).
     pub menu: Arc<Menu>,
+    /// The prompts decoded with that menu: a prompt file replaced on disk reaches new calls only.
     pub prompts: Arc<PromptCache>,
+    /// `menu`'s content hash, for the record.
+    pub menu_version: Arc<str>,
     /// Played to the caller while a bridged function rings.
     pub ringback: Arc<Prompt>,
     pub sip: Arc<SipEndpoint>,
@@ -83,6 +88,7 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
             message::called_number(&call.request),
             OffsetDateTime::now_utc(),
         );
+        record.menu_version = Some(services.menu_version.to_string());
         // Queued for the writer task: a slow disk must not delay the caller's 200 OK.
         services.records.call_started(&record);
         let caller_dialog = call.dialog.clone();

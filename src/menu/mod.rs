@@ -64,8 +64,9 @@ pub fn load_layout(menu_path: &Path) -> Result<model::Menu, MenuErrors> {
     }
 }
 
-/// The menu file's text and the label its errors name it by.
-fn read(menu_path: &Path) -> Result<(String, String), MenuErrors> {
+/// The menu file's text and the label its errors name it by (its path as given), refused (with that label) when
+/// too large or not UTF-8. With [`load_str`], for a caller that also needs the exact text, e.g. to hash it.
+pub fn read(menu_path: &Path) -> Result<(String, String), MenuErrors> {
     let label = menu_path.display().to_string();
     let refuse = |message: String, help: &str| {
         let mut report = Report::new(&label);

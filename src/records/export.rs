@@ -49,7 +49,7 @@ impl FromStr for ExportFormat {
 
 /// The CSV columns, in order. Steps are left out: a JSON blob per cell breaks spreadsheets' cell limits and
 /// helps no pivot table; JSONL carries them.
-pub const CSV_HEADER: [&str; 15] = [
+pub const CSV_HEADER: [&str; 16] = [
     "id",
     "call_id",
     "from",
@@ -65,6 +65,7 @@ pub const CSV_HEADER: [&str; 15] = [
     "transfer_target",
     "transferred_at",
     "end_reason",
+    "menu_version",
 ];
 
 /// Writes `records` in `format` to `out`, in the order given.
@@ -107,6 +108,7 @@ pub fn export(
                     record.transfer_target.clone().unwrap_or_default(),
                     time(record.transferred_at),
                     record.end_reason.clone().unwrap_or_default(),
+                    record.menu_version.clone().unwrap_or_default(),
                 ];
                 write_csv_row(out, cells.iter().map(String::as_str))?;
             }
@@ -212,10 +214,10 @@ mod tests {
         assert_eq!(
             text,
             "id,call_id,from,to,started_at,answered_at,ended_at,duration_ms,digits,path,function,outcome,\
-             transfer_target,transferred_at,end_reason\r\n\
-             0196b4f2-1c3b-7abc-8def-000000000002,c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,\r\n\
+             transfer_target,transferred_at,end_reason,menu_version\r\n\
+             0196b4f2-1c3b-7abc-8def-000000000002,c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,,\r\n\
              0196b4f2-1c3b-7abc-8def-000000000001,c1@trunk,+46701234567,0771100200,2026-11-23T10:15:00.000Z,,2026-11-23T10:15:09.500Z,9500,,root,\
-             kundtjanst,abandoned,,,caller BYE\r\n"
+             kundtjanst,abandoned,,,caller BYE,\r\n"
         );
     }
 

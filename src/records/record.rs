@@ -44,6 +44,9 @@ pub struct ContactRecord {
     pub transferred_at: Option<OffsetDateTime>,
     /// Free text: "caller BYE", "function BYE", "488 no common codec", "shutdown", ...
     pub end_reason: Option<String>,
+    /// The menu the call ran on: the first 12 hex digits of the SHA-256 of the menu file's bytes, as
+    /// `GET /api/v1/menu` shows it. `None` for records written before menus had versions.
+    pub menu_version: Option<String>,
 }
 
 impl ContactRecord {
@@ -70,6 +73,7 @@ impl ContactRecord {
             transfer_target: None,
             transferred_at: None,
             end_reason: None,
+            menu_version: None,
         }
     }
 
@@ -255,6 +259,7 @@ struct RecordOut<'a> {
     transfer_target: Option<&'a str>,
     transferred_at: Option<String>,
     end_reason: Option<&'a str>,
+    menu_version: Option<&'a str>,
     steps: &'a serde_json::Value,
 }
 
@@ -276,6 +281,7 @@ impl Serialize for ContactRecord {
             transfer_target: self.transfer_target.as_deref(),
             transferred_at: self.transferred_at.map(format_timestamp),
             end_reason: self.end_reason.as_deref(),
+            menu_version: self.menu_version.as_deref(),
             steps: &self.steps,
         }
         .serialize(serializer)
@@ -311,6 +317,8 @@ struct RecordIn {
     transferred_at: Option<String>,
     #[serde(default)]
     end_reason: Option<String>,
+    #[serde(default)]
+    menu_version: Option<String>,
     #[serde(default = "empty_steps")]
     steps: serde_json::Value,
 }
@@ -351,6 +359,7 @@ impl<'de> Deserialize<'de> for ContactRecord {
             steps: raw.steps,
             transfer_target: raw.transfer_target,
             end_reason: raw.end_reason,
+            menu_version: raw.menu_version,
         })
     }
 }
@@ -391,6 +400,7 @@ mod tests {
         record.transfer_target = Some("sip:it@127.0.0.1:5071".into());
         record.transferred_at = Some(datetime!(2026-11-23 10:15:20.000 UTC));
         record.steps = serde_json::json!([{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}]);
+        record.menu_version = Some("3f2a9c0b41de".into());
         record.finish(
             Outcome::Transferred,
             datetime!(2026-11-23 10:19:02.623 UTC),
@@ -437,6 +447,7 @@ mod tests {
                 "transfer_target": "sip:it@127.0.0.1:5071",
                 "transferred_at": "2026-11-23T10:15:20.000Z",
                 "end_reason": "function BYE",
+                "menu_version": "3f2a9c0b41de",
                 "steps": [{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}],
             })
         );

@@ -57,6 +57,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX contact_records_record_id ON contact_records (record_id);
     DROP INDEX contact_records_call_id;
     CREATE INDEX contact_records_call_id ON contact_records (call_id);",
+    // 3: the menu version each call ran on (issue 10, hot reload): NULL for calls from before.
+    "ALTER TABLE contact_records ADD COLUMN menu_version TEXT;",
 ];
 
 /// The schema version this build writes.
@@ -67,8 +69,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const UPSERT: &str = "INSERT INTO contact_records (
         record_id, call_id, caller, called, started_at, answered_at, ended_at, duration_ms, digits, path,
-        function_id, outcome, transfer_target, transferred_at, end_reason, steps)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+        function_id, outcome, transfer_target, transferred_at, end_reason, steps, menu_version)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
     ON CONFLICT (record_id) DO UPDATE SET
         call_id = excluded.call_id,
         caller = excluded.caller,
@@ -84,7 +86,8 @@ const UPSERT: &str = "INSERT INTO contact_records (
         transfer_target = excluded.transfer_target,
         transferred_at = excluded.transferred_at,
         end_reason = excluded.end_reason,
-        steps = excluded.steps";
+        steps = excluded.steps,
+        menu_version = excluded.menu_version";
 
 /// A call moved on: the columns that changed (NULL keeps the old value).
 const PROGRESS: &str = "UPDATE contact_records SET
@@ -100,7 +103,7 @@ const PROGRESS: &str = "UPDATE contact_records SET
 const APPEND_STEP: &str = "UPDATE contact_records SET steps = json_insert(steps, '$[' || ?2 || ']', json(?3)) WHERE record_id = ?1";
 
 const COLUMNS: &str = "id, record_id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
-     outcome, transfer_target, transferred_at, end_reason, steps";
+     outcome, transfer_target, transferred_at, end_reason, steps, menu_version";
 
 /// Contact records in one SQLite file. One writing connection behind a mutex (SQLite has one writer at a time
 /// anyway, and the writer task sends one batch at a time), and for a file a second, read-only one for lists:
@@ -225,6 +228,7 @@ fn upsert(connection: &Connection, record: &ContactRecord) -> Result<(), StoreEr
         record.transferred_at.map(format_timestamp),
         record.end_reason,
         steps,
+        record.menu_version,
     ])?;
     Ok(())
 }
@@ -416,6 +420,7 @@ struct RawRow {
     transferred_at: Option<String>,
     end_reason: Option<String>,
     steps: String,
+    menu_version: Option<String>,
 }
 
 impl RawRow {
@@ -437,6 +442,7 @@ impl RawRow {
             transferred_at: row.get(13)?,
             end_reason: row.get(14)?,
             steps: row.get(15)?,
+            menu_version: row.get(16)?,
         })
     }
 
@@ -472,6 +478,7 @@ impl RawRow {
             function: self.function_id,
             transfer_target: self.transfer_target,
             end_reason: self.end_reason,
+            menu_version: self.menu_version,
         })
     }
 }
@@ -499,6 +506,7 @@ mod tests {
         record.steps =
             serde_json::json!([{"at_ms": 300, "step": "answered"}, {"at_ms": 4100, "digit": "3"}]);
         let ended_at = record.started_at + time::Duration::seconds(95);
+        record.menu_version = Some("3f2a9c0b41de".into());
         record.finish(Outcome::Transferred, ended_at, "caller BYE");
         record
     }
