@@ -13,6 +13,7 @@ pub mod call;
 pub mod flow;
 pub mod media;
 pub mod menu;
+pub mod prompts;
 pub mod records;
 pub mod reload;
 pub mod routing;
