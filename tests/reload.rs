@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::audio::{CALLER_HZ, FUNCTION_HZ, MENU_HZ};
+use common::audio::{CALLER_HZ, FUNCTION_HZ, MENU_HZ, MORE_HZ};
 use common::sdp::PCMU;
 use common::sipp::{Callers, free_udp_port, function_phone};
 use common::{Caller, Daemon, Fixture, FunctionEndpoint, MenuSpec, SECOND, event_pt, wait_until};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const DIGIT: Duration = Duration::from_millis(100);
 /// The watcher polls each second and loads a change once it has held still for a poll: a few seconds at most,
@@ -395,5 +395,47 @@ fn a_reload_probes_the_new_functions_targets() {
             )
         },
     );
+    stop_cleanly(daemon);
+}
+
+#[test]
+fn a_replaced_prompt_reaches_new_calls_while_a_call_in_progress_keeps_the_old_one() {
+    let mut spec = MenuSpec::new("sip:it@127.0.0.1:9", "sip:kt@127.0.0.1:9");
+    spec.menu_timeout = "30s";
+    let fixture = Fixture::new();
+    fixture.write_menu(&spec.yaml());
+    let menu_wav = fixture.prompts.join("main-menu.wav");
+    let daemon = Daemon::start_with(fixture, &["--probe-interval", "0s"]);
+    let (first, mut first_call, first_pt) = caller_in_menu(&daemon);
+    let before = daemon.menu_status();
+
+    // A new recording of the menu prompt, the menu text unchanged: no signal, the watcher sees the file.
+    common::audio::write_tone_wav(&menu_wav, f64::from(MORE_HZ), 1.6, 8000, 1)
+        .expect("write the new main-menu.wav");
+    let after = wait_menu(&daemon, "the new prompt was not loaded", |m| {
+        m["loaded_at"] != before["loaded_at"]
+    });
+    assert_eq!(
+        after["version"], before["version"],
+        "the menu text is the version"
+    );
+    assert!(after["error"].is_null(), "{after}");
+
+    // The first caller asks for the menu again (*): its call still has the prompts it started with.
+    let again = Instant::now();
+    first.rtp.send_digit('*', first_pt, DIGIT);
+    first.rtp.wait_tone(MENU_HZ, 40, again, 15 * SECOND);
+    let heard = first.rtp.segments_since(again);
+    assert!(
+        common::audio::longest(&heard, MORE_HZ) < 10,
+        "the call in progress heard the new recording: {}",
+        common::audio::describe(&heard)
+    );
+    // A new caller hears the new recording.
+    let second = Caller::udp(daemon.sip);
+    let (mut second_call, _answer, t0) = second.call(&daemon, &[PCMU], CALLER_HZ);
+    second.rtp.wait_tone(MORE_HZ, 40, t0, 15 * SECOND);
+    assert_eq!(first_call.bye().status(), Some(200));
+    assert_eq!(second_call.bye().status(), Some(200));
     stop_cleanly(daemon);
 }
