@@ -1,6 +1,6 @@
-//! The running daemon, assembled: menu and prompts loaded (and reloaded, see [`crate::reload`]), the record database locked for this process,
-//! opened and proven writable (and calls a crash left open closed as failed), SIP and HTTP bound, one task per
-//! call, and a clean shutdown.
+//! The running daemon, assembled: menu and prompts loaded (and reloaded, see [`crate::reload`]), the record
+//! database locked for this process, opened and proven writable (and calls a crash left open closed as failed),
+//! SIP and HTTP bound, one task per call, and a clean shutdown.
 //!
 //! Shutdown (SIGTERM or Ctrl-C): new calls get 503, calls in progress may finish within the grace period, then
 //! the rest are ended with BYE; every record is written before the process exits 0.
@@ -179,6 +179,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         })
     };
 
+    // The template each call's services are cloned from; its menu is the first one, each call gets the current.
     let first = menu_cell.current();
     let services = Arc::new(CallServices {
         menu: first.menu.clone(),
@@ -214,7 +215,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     reloader.publish_loaded();
     let stop_reloads = CancellationToken::new();
-    let reload_task = tokio::spawn(reloader.run(stop_reloads.clone()));
+    let reload_task = tokio::spawn(reloader.run(reload::hangup_signals(), stop_reloads.clone()));
     let (calls_tx, mut calls_rx) = mpsc::channel(256);
     let sip_task = tokio::spawn(sip.clone().serve(calls_tx));
     sip.wait_until_listening(Duration::from_secs(5))
@@ -320,7 +321,8 @@ fn on_current_menu(base: &CallServices, cell: &MenuCell) -> Arc<CallServices> {
 
 /// Probes every function's target with OPTIONS until `stop` (see [`crate::routing::probe`]), publishing each
 /// target's state on the health board, where call tasks and `/healthz` read it. A reloaded menu (`menus`) with
-/// other functions or targets starts the probes over for the new set; unchanged targets keep their state.
+/// other functions or targets starts the probes over for the new set: a new or moved target is unknown until
+/// probed, an unchanged one keeps its published state until its next probe.
 async fn probe_targets(
     sip: Arc<SipEndpoint>,
     mut menus: watch::Receiver<Arc<Menu>>,

@@ -236,8 +236,8 @@ impl Reloader {
         });
     }
 
-    pub async fn run(self, stop: CancellationToken) {
-        let mut hangups = hangup_signals();
+    /// Reloads until `stop`; `hangups` from [`hangup_signals`].
+    pub async fn run(self, mut hangups: tokio::sync::mpsc::Receiver<()>, stop: CancellationToken) {
         let prompts_dir = self.prompts_dir.clone();
         let served = self.cell.current();
         let loaded = tokio::task::spawn_blocking(move || served_fingerprint(&served, &prompts_dir))
@@ -319,8 +319,9 @@ impl Reloader {
     }
 }
 
-/// SIGHUP as a stream; never yields where there is no such signal.
-fn hangup_signals() -> tokio::sync::mpsc::Receiver<()> {
+/// SIGHUP as a stream; never yields where there is no such signal. The handler is in place when this returns:
+/// call it before the daemon says it is ready, since SIGHUP's default action ends the process.
+pub fn hangup_signals() -> tokio::sync::mpsc::Receiver<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     #[cfg(unix)]
     {
