@@ -7,7 +7,7 @@
 //! and runs on that menu and those prompts to its end, whatever is reloaded meanwhile.
 //!
 //! The watcher polls: once a second it hashes the menu file's bytes and the size and modification time of each
-//! prompt file the serving menu names. Polling works the same for editors that write in place, editors that
+//! WAV in the prompts folder (and in the folders directly in it). Polling works the same for editors that write in place, editors that
 //! rename a new file over the old one, and bind-mounted or network files where change notifications are
 //! unreliable; a menu is a few kilobytes, so hashing it each second costs nothing. A change is loaded once the
 //! files have stayed the same for one more poll, so a half-written file is not loaded; if it still fails, the
@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::media::prompt::{PromptCache, prompt_path};
+use crate::media::prompt::PromptCache;
 use crate::menu::{self, MenuErrors, model::Menu};
 use crate::records::format_timestamp;
 
@@ -136,42 +136,62 @@ impl MenuBoard {
     }
 }
 
-/// The files' state as the watcher last saw it: a hash of the menu's bytes and its prompts' sizes and times.
+/// The files' state as the watcher saw it: a hash of the menu's bytes and the prompt WAVs' names, sizes and times.
 pub type Fingerprint = [u8; 32];
 
-/// Takes the menu file and its prompt files' fingerprint. A file that cannot be read counts as its error text,
-/// so its coming back is a change too.
-pub fn fingerprint(menu_path: &Path, prompts_dir: &Path, menu: &Menu) -> Fingerprint {
+/// Takes the menu file's and the prompts folder's fingerprint. A menu file that cannot be read counts as its
+/// error text, so its coming back is a change too.
+pub fn fingerprint(menu_path: &Path, prompts_dir: &Path) -> Fingerprint {
     let text_hash = match std::fs::read(menu_path) {
         Ok(bytes) => Sha256::digest(&bytes),
         Err(e) => Sha256::digest(format!("menu unreadable: {e}").as_bytes()),
     };
-    fingerprint_of(text_hash.into(), prompts_dir, menu)
+    fingerprint_of(text_hash.into(), prompts_dir)
 }
 
-/// The fingerprint of a loaded menu: the text it was loaded from and its prompt files as they are now.
+/// The fingerprint of a loaded menu: the text it was loaded from and the prompts folder as it is now.
 fn served_fingerprint(served: &ServedMenu, prompts_dir: &Path) -> Fingerprint {
-    fingerprint_of(served.text_hash, prompts_dir, &served.menu)
+    fingerprint_of(served.text_hash, prompts_dir)
 }
 
-fn fingerprint_of(text_hash: [u8; 32], prompts_dir: &Path, menu: &Menu) -> Fingerprint {
+/// Every WAV in the prompts folder and the folders directly in it, not only those the serving menu names: a
+/// refused menu may be waiting for a prompt file it names that is about to be copied in.
+fn fingerprint_of(text_hash: [u8; 32], prompts_dir: &Path) -> Fingerprint {
     let mut hash = Sha256::new();
     hash.update(text_hash);
-    for id in menu.prompt_ids() {
-        let path = prompt_path(prompts_dir, &id);
-        hash.update(path.to_string_lossy().as_bytes());
-        match std::fs::metadata(&path) {
-            Ok(meta) => {
-                hash.update(meta.len().to_le_bytes());
-                let modified = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                hash.update(modified.to_le_bytes());
+    let mut wavs = Vec::new();
+    let mut folders = vec![prompts_dir.to_path_buf()];
+    folders.extend(
+        std::fs::read_dir(prompts_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.is_dir()),
+    );
+    for folder in folders {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("wav"))
+            {
+                if let Ok(meta) = entry.metadata() {
+                    let modified = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_nanos());
+                    wavs.push((path, meta.len(), modified));
+                }
             }
-            Err(e) => hash.update(format!("missing: {e}").as_bytes()),
         }
+    }
+    wavs.sort();
+    for (path, len, modified) in wavs {
+        hash.update(path.to_string_lossy().as_bytes());
+        hash.update(len.to_le_bytes());
+        hash.update(modified.to_le_bytes());
     }
     hash.finalize().into()
 }
@@ -267,8 +287,7 @@ impl Reloader {
 
     async fn fingerprint(&self) -> Fingerprint {
         let (menu_path, prompts_dir) = (self.menu_path.clone(), self.prompts_dir.clone());
-        let menu = self.cell.current().menu.clone();
-        tokio::task::spawn_blocking(move || fingerprint(&menu_path, &prompts_dir, &menu))
+        tokio::task::spawn_blocking(move || fingerprint(&menu_path, &prompts_dir))
             .await
             .unwrap_or([0; 32])
     }

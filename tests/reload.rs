@@ -439,3 +439,28 @@ fn a_replaced_prompt_reaches_new_calls_while_a_call_in_progress_keeps_the_old_on
     assert_eq!(second_call.bye().status(), Some(200));
     stop_cleanly(daemon);
 }
+
+#[test]
+fn a_menu_refused_for_a_missing_prompt_loads_once_the_prompt_is_copied_in() {
+    let spec = MenuSpec::new("sip:it@127.0.0.1:9", "sip:kt@127.0.0.1:9");
+    let old = spec.yaml();
+    let fixture = Fixture::new();
+    fixture.write_menu(&old);
+    let menu_path = fixture.menu.clone();
+    let prompts = fixture.prompts.clone();
+    let daemon = Daemon::start_with(fixture, &["--probe-interval", "0s"]);
+
+    // The admin saves the menu first, naming a greeting not recorded yet: refused.
+    let new = old.replace("greeting: welcome", "greeting: julhelg");
+    std::fs::write(&menu_path, &new).expect("write the new menu");
+    let refused = wait_menu(&daemon, "the missing prompt was not reported", |m| {
+        m["error"].as_str().is_some_and(|e| e.contains("julhelg"))
+    });
+    assert_eq!(refused["version"], version_of(&old));
+    // Then copies the recording in: no signal, no second save.
+    common::audio::write_tone_wav(&prompts.join("julhelg.wav"), 700.0, 0.6, 8000, 1)
+        .expect("write julhelg.wav");
+    let loaded = wait_menu(&daemon, "the menu never loaded", |m| m["error"].is_null());
+    assert_eq!(loaded["version"], version_of(&new));
+    stop_cleanly(daemon);
+}
