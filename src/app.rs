@@ -1,6 +1,6 @@
-//! The running daemon, assembled: menu and prompts loaded once, the record database locked for this process,
-//! opened and proven writable (and calls a crash left open closed as failed), SIP and HTTP bound, one task per
-//! call, and a clean shutdown.
+//! The running daemon, assembled: menu and prompts loaded (and reloaded, see [`crate::reload`]), the record
+//! database locked for this process, opened and proven writable (and calls a crash left open closed as failed),
+//! SIP and HTTP bound, one task per call, and a clean shutdown.
 //!
 //! Shutdown (SIGTERM or Ctrl-C): new calls get 503, calls in progress may finish within the grace period, then
 //! the rest are ended with BYE; every record is written before the process exits 0.
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -29,6 +29,7 @@ use crate::media::{RtpPorts, tone, wav};
 use crate::menu::model::{Menu, QueueAgent};
 use crate::menu::{self, MenuErrors};
 use crate::records::{ContactStore, DatabaseLock, Records, SqliteStore};
+use crate::reload::{self, MenuCell, Reloader};
 use crate::routing::probe::{ProbePolicy, ProbeResult, Probes, TargetState, TargetStatus};
 use crate::routing::queue::{AgentContacts, NoRegistrations, QueueHandle};
 use crate::sip::digest::Algorithm;
@@ -63,6 +64,16 @@ pub struct Settings {
 /// (so an unreadable WAV is reported at the line that names it) and the prompt cache. The cache also holds
 /// every other WAV in the prompts folder, so that an announcement recorded ahead of time can be put up.
 pub fn load_menu(menu_path: &Path, prompts_dir: &Path) -> Result<(Menu, PromptCache), MenuErrors> {
+    let (source, label) = menu::read(menu_path)?;
+    decode_menu(&source, &label, prompts_dir)
+}
+
+/// [`load_menu`] for menu text already read; `label` names the file in errors.
+pub fn decode_menu(
+    source: &str,
+    label: &str,
+    prompts_dir: &Path,
+) -> Result<(Menu, PromptCache), MenuErrors> {
     let decoded: Mutex<HashMap<PathBuf, Vec<i16>>> = Mutex::new(HashMap::new());
     let probe = |path: &Path| -> Result<(), String> {
         let samples = wav::read_wav_8k(path).map_err(|e| e.to_string())?;
@@ -71,7 +82,7 @@ pub fn load_menu(menu_path: &Path, prompts_dir: &Path) -> Result<(Menu, PromptCa
         }
         Ok(())
     };
-    let menu = menu::load(menu_path, prompts_dir, &probe)?;
+    let menu = menu::load_str(source, label, prompts_dir, &probe)?;
     let mut decoded = decoded.into_inner().unwrap_or_default();
     let mut prompts = PromptCache::default();
     for key in menu.prompt_keys() {
@@ -133,10 +144,18 @@ fn ringback() -> Prompt {
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let (menu, prompts) = load_menu(&settings.menu, &settings.prompts)
+    let served = reload::load(&settings.menu, &settings.prompts)
         .map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    info!(menu = %settings.menu.display(), name = %menu.name, functions = menu.functions.len(),
-          menus = menu.menus.len(), prompts = prompts.len(), "menu loaded");
+    info!(menu = %settings.menu.display(), name = %served.menu.name, version = %served.version,
+          functions = served.menu.functions.len(), menus = served.menu.menus.len(),
+          prompts = served.prompts.len(), "menu loaded");
+    let menu_cell = Arc::new(MenuCell::new(served));
+    // The menu at start: queues and the announcement board's checks are built from it (a reload does not
+    // rebuild them; see README, Known limits).
+    let (menu, prompts) = {
+        let first = menu_cell.current();
+        (first.menu.clone(), first.prompts.clone())
+    };
 
     // Before anything is written: a second daemon on this file would close the first one's live calls.
     let _db_lock = DatabaseLock::acquire(&settings.db)?;
@@ -221,8 +240,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         None => Arc::new(NoRegistrations::default()),
     };
     let queues = QueueHandle::start(&menu, registrations);
-    let menu = Arc::new(menu);
-    let prompts = Arc::new(prompts);
     let stop_http = CancellationToken::new();
     let http_task = {
         let state = ApiState {
@@ -245,9 +262,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         })
     };
 
+    // The template each call's services are cloned from; its menu is the first one, each call gets the current.
+    let first = menu_cell.current();
     let services = Arc::new(CallServices {
-        menu,
-        prompts,
+        menu: first.menu.clone(),
+        prompts: first.prompts.clone(),
+        menu_version: first.version.clone(),
         announcements: board,
         ringback: Arc::new(ringback()),
         sip: sip.clone(),
@@ -261,14 +281,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         signalling: TaskTracker::new(),
         queues,
     });
+    let (menus_tx, menus_rx) = watch::channel(first.menu.clone());
+    drop(first);
     let stop_probes = CancellationToken::new();
     let probe_task = tokio::spawn(probe_targets(
         sip.clone(),
-        services.menu.clone(),
+        menus_rx,
         settings.probe_interval,
         health.clone(),
         stop_probes.clone(),
     ));
+    let reloader = Reloader {
+        menu_path: settings.menu.clone(),
+        prompts_dir: settings.prompts.clone(),
+        cell: menu_cell.clone(),
+        board: health.menu.clone(),
+        menus: menus_tx,
+    };
+    reloader.publish_loaded();
+    let stop_reloads = CancellationToken::new();
+    let reload_task = tokio::spawn(reloader.run(reload::hangup_signals(), stop_reloads.clone()));
     let (calls_tx, mut calls_rx) = mpsc::channel(256);
     let sip_task = tokio::spawn(sip.clone().serve(calls_tx));
     sip.wait_until_listening(Duration::from_secs(5))
@@ -293,7 +325,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             call = calls_rx.recv() => match call {
-                Some(call) => { calls.spawn(call::run(call, services.clone())); }
+                Some(call) => { calls.spawn(call::run(call, on_current_menu(&services, &menu_cell))); }
                 None => break,
             },
             _ = &mut shutdown => break,
@@ -301,6 +333,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     info!(calls = calls.len(), grace = %menu::format_duration(settings.grace_period), "shutting down: new calls get 503");
+    stop_reloads.cancel();
+    let _ = reload_task.await;
     health.draining.store(true, Ordering::SeqCst);
     sip.stop_accepting();
     calls.close();
@@ -358,42 +392,69 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The services for a call arriving now: the menu, prompts and version serving at this moment, kept by the call
+/// to its end.
+fn on_current_menu(base: &CallServices, cell: &MenuCell) -> Arc<CallServices> {
+    let served = cell.current();
+    Arc::new(CallServices {
+        menu: served.menu.clone(),
+        prompts: served.prompts.clone(),
+        menu_version: served.version.clone(),
+        ..base.clone()
+    })
+}
+
 /// Probes every function's target with OPTIONS until `stop` (see [`crate::routing::probe`]), publishing each
-/// target's state on the health board, where call tasks and `/healthz` read it.
+/// target's state on the health board, where call tasks and `/healthz` read it. A reloaded menu (`menus`) with
+/// other functions or targets starts the probes over for the new set: a new or moved target is unknown until
+/// probed, an unchanged one keeps its published state until its next probe.
 async fn probe_targets(
     sip: Arc<SipEndpoint>,
-    menu: Arc<Menu>,
+    mut menus: watch::Receiver<Arc<Menu>>,
     interval: Duration,
     health: Arc<Health>,
     stop: CancellationToken,
 ) {
     let board = &health.functions;
-    // A queue has agents, not one target: registration and ring timeouts say who can take a call.
-    let dialled = || {
+    let targets_of = |menu: &Menu| -> Vec<(String, String)> {
+        // A queue has agents, not one target: registration and ring timeouts say who can take a call.
         menu.functions
             .values()
             .filter(|f| f.transfer != crate::menu::model::TransferMode::Queue)
+            .map(|f| (f.id.clone(), f.target.clone()))
+            .collect()
     };
-    for function in dialled() {
-        board.publish(
-            &function.id,
-            TargetStatus {
-                target: function.target.clone(),
-                state: TargetState::Unknown,
-                last_probe: None,
-                last_result: None,
-            },
-        );
-    }
-    if interval.is_zero() {
-        return;
-    }
-    let functions = dialled().map(|f| (f.id.clone(), f.target.clone()));
-    let mut probes = Probes::new(ProbePolicy::every(interval), functions, Instant::now());
+    let mut targets = targets_of(&menus.borrow_and_update());
+    let publish_unknown = |targets: &[(String, String)]| {
+        let known = board.snapshot();
+        board.retain(|function| targets.iter().any(|(id, _)| id == function));
+        for (function, target) in targets {
+            if known.get(function).map(|s| &s.target) != Some(target) {
+                board.publish(
+                    function,
+                    TargetStatus {
+                        target: target.clone(),
+                        state: TargetState::Unknown,
+                        last_probe: None,
+                        last_result: None,
+                    },
+                );
+            }
+        }
+    };
+    publish_unknown(&targets);
+    let policy = ProbePolicy::every(interval);
+    let mut probes = Probes::new(policy, targets.clone(), Instant::now());
     let timeout = probes.policy().timeout;
     let (results_tx, mut results) = mpsc::channel::<(String, String, ProbeResult)>(64);
+    let mut reloading = true;
     loop {
-        for (function, at) in board.take_heard() {
+        // Without probes, a call reaching a target is not news either: the board stays unknown, as before.
+        for (function, at) in board
+            .take_heard()
+            .into_iter()
+            .filter(|_| !interval.is_zero())
+        {
             if let Some(change) = probes.heard_from(&function, at) {
                 info!(function = %function, target = %change.target, "function target up: it answered a call");
                 let last_probe = board
@@ -411,20 +472,29 @@ async fn probe_targets(
                 );
             }
         }
-        for (function, target) in probes.due(Instant::now()) {
-            let sip = sip.clone();
-            let results_tx = results_tx.clone();
-            tokio::spawn(async move {
-                let result = match sip.options(&target, timeout).await {
-                    Ok(code) => ProbeResult::Answered(code),
-                    Err(why) => ProbeResult::Failed(why),
-                };
-                let _ = results_tx.send((function, target, result)).await;
-            });
+        if !interval.is_zero() {
+            for (function, target) in probes.due(Instant::now()) {
+                let sip = sip.clone();
+                let results_tx = results_tx.clone();
+                tokio::spawn(async move {
+                    let result = match sip.options(&target, timeout).await {
+                        Ok(code) => ProbeResult::Answered(code),
+                        Err(why) => ProbeResult::Failed(why),
+                    };
+                    let _ = results_tx.send((function, target, result)).await;
+                });
+            }
         }
-        let next = probes.next_due().map(tokio::time::Instant::from_std);
+        let next = probes
+            .next_due()
+            .filter(|_| !interval.is_zero())
+            .map(tokio::time::Instant::from_std);
         tokio::select! {
             Some((function, target, result)) = results.recv() => {
+                // A probe sent before a reload that changed this function's target says nothing about the new one.
+                if !targets.iter().any(|(id, t)| *id == function && *t == target) {
+                    continue;
+                }
                 if let Some(change) = probes.on_result(&function, &result) {
                     match change.to {
                         TargetState::Down => warn!(function = %function, target = %target,
@@ -441,6 +511,20 @@ async fn probe_targets(
                     last_probe: now,
                     last_result: Some(result.describe()),
                 });
+            }
+            changed = menus.changed(), if reloading => {
+                if changed.is_err() {
+                    // The reloader is gone (shutdown): keep probing the targets we have until stopped.
+                    reloading = false;
+                    continue;
+                }
+                let new_targets = targets_of(&menus.borrow_and_update());
+                if new_targets != targets {
+                    info!(functions = new_targets.len(), "menu reloaded: probing the functions' targets anew");
+                    targets = new_targets;
+                    publish_unknown(&targets);
+                    probes = Probes::new(policy, targets.clone(), Instant::now());
+                }
             }
             _ = async {
                 match next {

@@ -3,7 +3,7 @@
 //! The path of a call, top to bottom (see `docs/ARCHITECTURE.md`):
 //! `sip` answers it, `flow` runs the admin's `menu`, `media` plays prompts and hears digits,
 //! `routing` hands it to a support function, `records` writes the contact record, `api` serves them.
-//! This file wires nothing; `app` assembles the running daemon. `simulate` walks one call through the same
+//! This file wires nothing; `app` assembles the running daemon, `reload` swaps its menu for new calls. `simulate` walks one call through the same
 //! `flow` on simulated time, for `knappval simulate`.
 
 pub mod agents;
@@ -14,7 +14,9 @@ pub mod call;
 pub mod flow;
 pub mod media;
 pub mod menu;
+pub mod prompts;
 pub mod records;
+pub mod reload;
 pub mod routing;
 pub mod simulate;
 pub mod sip;

@@ -97,6 +97,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "dot")]
         format: GraphFormat,
     },
+    /// Draft prompts: render a menu's prompts from their text, to try the menu before the recordings exist.
+    Prompts {
+        #[command(subcommand)]
+        command: PromptsCommand,
+    },
     /// Export contact records, newest first.
     Contacts {
         /// SQLite file the daemon writes its contact records to.
@@ -188,6 +193,29 @@ enum AnnounceCommand {
     Off { id: String },
     /// List the active announcements, oldest first.
     List,
+}
+
+#[derive(Subcommand)]
+enum PromptsCommand {
+    /// Render each prompt the menu names from its text in --text with espeak-ng, as an 8 kHz mono 16-bit WAV in
+    /// the prompts folder, marked as a draft (`check` lists drafts). Recordings are kept unless --force.
+    Synth {
+        /// Menu file (YAML) whose prompts to render.
+        #[arg(long, env = "KNAPPVAL_MENU", default_value = DEFAULT_MENU, value_name = "FILE")]
+        menu: PathBuf,
+        /// The prompts' texts (YAML), one a line: welcome: "Välkommen till ..."
+        #[arg(long, value_name = "FILE")]
+        text: PathBuf,
+        /// Folder to write the prompts to, as <id>.wav.
+        #[arg(long, env = "KNAPPVAL_PROMPTS", default_value = DEFAULT_PROMPTS, value_name = "DIR")]
+        prompts: PathBuf,
+        /// espeak-ng voice (`espeak-ng --voices` lists them).
+        #[arg(long, default_value = "sv", value_name = "VOICE")]
+        voice: String,
+        /// Replace recorded prompts too, not only drafts.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -399,6 +427,23 @@ fn main() -> ExitCode {
             }
             Err(errors) => {
                 eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Prompts {
+            command:
+                PromptsCommand::Synth {
+                    menu,
+                    text,
+                    prompts,
+                    voice,
+                    force,
+                },
+        } => match synth_prompts(&menu, &text, &prompts, voice, force) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("knappval: {}", causes_once(&e));
                 ExitCode::FAILURE
             }
         },
@@ -670,6 +715,32 @@ fn parse_press(key: &str) -> anyhow::Result<knappval::simulate::Press> {
             "'{key}' is not a telephone key: use 0-9, * or #, one per item (e.g. --digits 3,1)"
         ),
     }
+}
+
+/// Renders the drafts and prints one line per prompt; false when a prompt has neither a file nor a text.
+fn synth_prompts(
+    menu_path: &Path,
+    texts_path: &Path,
+    prompts_dir: &Path,
+    voice: String,
+    force: bool,
+) -> anyhow::Result<bool> {
+    use knappval::prompts::{self, SynthOptions};
+    // The menu's shape only: its prompt files are what is about to be written.
+    let menu =
+        knappval::menu::load_layout(menu_path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let texts = prompts::read_texts(texts_path)?;
+    let ids = menu.prompt_ids();
+    let results = prompts::synth(&ids, &texts, prompts_dir, &SynthOptions { voice, force })?;
+    let (report, complete) = prompts::report(&results, texts_path);
+    println!("{report}");
+    for id in texts.keys().filter(|id| !ids.contains(*id)) {
+        println!(
+            "{id}: not rendered: {} does not use it",
+            menu_path.display()
+        );
+    }
+    Ok(complete)
 }
 
 fn contacts(

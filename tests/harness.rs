@@ -5,7 +5,7 @@
 mod common;
 
 use common::audio::{self, Segment};
-use common::sipp::{Sipp, free_udp_port, render_scenario};
+use common::sipp::{Callers, Sipp, free_udp_port, render_scenario};
 use common::{FunctionEndpoint, RtpPeer, SECOND, SipPeer, Sound, pcap, sdp, sipmsg};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -408,39 +408,15 @@ fn caller_scenario_plays_our_pcap_digits() {
     let media = RtpPeer::loopback();
     let pcap_path = dir.path().join("digits.pcap");
     pcap::write_dtmf_pcap(&pcap_path, "39#", 101).expect("write the pcap");
-    let scenario = render_scenario(
-        "caller_uac.xml",
-        dir.path(),
-        &[
-            ("CALLER", "0701234567".into()),
-            ("PCAP", pcap_path.to_string_lossy().into_owned()),
-            ("DIGIT_DELAY_MS", "200".into()),
-            ("HOLD_MS", "1500".into()),
-        ],
-    );
-    let mut uac = Sipp::spawn(
-        "caller",
-        dir.path(),
-        &[
-            &daemon_side.local().to_string(),
-            "-sf",
-            &scenario.to_string_lossy(),
-            "-i",
-            "127.0.0.1",
-            "-mi",
-            "127.0.0.1",
-            "-p",
-            &free_udp_port(LOOPBACK).to_string(),
-            "-mp",
-            &free_udp_port(LOOPBACK).to_string(),
-            "-m",
-            "1",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-        ]
-        .map(String::from),
-    );
+    let mut uac = Callers {
+        caller: "0701234567",
+        pcap: &pcap_path,
+        digit_delay_ms: 200,
+        hold_ms: 1500,
+        calls: 1,
+        rate: 1,
+    }
+    .spawn(dir.path(), daemon_side.local());
     let invite = daemon_side.expect_request("INVITE", None, 10 * SECOND);
     if let common::sip::Origin::Udp(from) = invite.origin {
         daemon_side.set_remote(from);

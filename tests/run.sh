@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export DEBIAN_FRONTEND=noninteractive
 
-# sipp (Debian: sip-tester) is the independent SIP peer; espeak-ng and sox render the spoken example prompts.
+# sipp (Debian: sip-tester) is the independent SIP peer; espeak-ng and sox render draft prompts (`knappval prompts
+# synth`, tested in tests/prompts.rs).
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::sipp::{Sipp, free_udp_port, render_scenario};
+use common::sipp::{Callers, Sipp, free_udp_port, function_phone, render_scenario};
 use common::{Daemon, Fixture, MenuSpec, SECOND, assert_record, pcap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -28,78 +28,22 @@ fn sipp_caller_presses_3_and_sipp_function_answers_the_bridge() {
     // landing in it would fail the scenario, so this test does without probes.
     let daemon = Daemon::start_with(fixture, &["--probe-interval", "0s"]);
 
-    let function_scenario = render_scenario(
-        "function_uas.xml",
-        &dir,
-        &[
-            ("FUNCTION", "it".into()),
-            ("DIGITS", "3".into()),
-            ("CALLER", CALLER.into()),
-            ("BYE_TIMEOUT_MS", "20000".into()),
-        ],
-    );
-    let mut function = Sipp::spawn(
-        "function",
-        &dir,
-        &[
-            "-sf",
-            &function_scenario.to_string_lossy(),
-            "-i",
-            "127.0.0.1",
-            "-mi",
-            "127.0.0.1",
-            "-p",
-            &function_port.to_string(),
-            "-mp",
-            &free_udp_port(LOOPBACK).to_string(),
-            "-m",
-            "1",
-            "-timeout",
-            "40s",
-            "-timeout_error",
-        ]
-        .map(String::from),
-    );
-
+    let mut function = function_phone(&dir, function_port, "it", "3", CALLER, 1);
     let digits = dir.join("digit-3.pcap");
     pcap::write_dtmf_pcap(&digits, "3", 101).expect("write the RFC 4733 pcap");
-    let caller_scenario = render_scenario(
-        "caller_uac.xml",
-        &dir,
-        &[
-            ("CALLER", CALLER.into()),
-            ("PCAP", digits.to_string_lossy().into_owned()),
-            // The greeting (0.6 s) has played and the menu prompt is on when the digit comes.
-            ("DIGIT_DELAY_MS", "1500".into()),
-            ("HOLD_MS", "4000".into()),
-        ],
-    );
-    let mut caller = Sipp::spawn(
-        "caller",
-        &dir,
-        &[
-            &daemon.sip.to_string(),
-            "-sf",
-            &caller_scenario.to_string_lossy(),
-            "-i",
-            "127.0.0.1",
-            "-mi",
-            "127.0.0.1",
-            "-p",
-            &free_udp_port(LOOPBACK).to_string(),
-            "-mp",
-            &free_udp_port(LOOPBACK).to_string(),
-            "-m",
-            "1",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-        ]
-        .map(String::from),
-    );
+    let mut caller = Callers {
+        caller: CALLER,
+        pcap: &digits,
+        // The greeting (0.6 s) has played and the menu prompt is on when the digit comes.
+        digit_delay_ms: 1500,
+        hold_ms: 4000,
+        calls: 1,
+        rate: 1,
+    }
+    .spawn(&dir, daemon.sip);
 
-    caller.assert_success(Duration::from_secs(45));
-    function.assert_success(Duration::from_secs(30));
+    caller.assert_success(Duration::from_secs(130));
+    function.assert_success(Duration::from_secs(130));
     let mut record = None;
     common::wait_until(
         5 * SECOND,

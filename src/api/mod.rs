@@ -1,5 +1,5 @@
 //! HTTP for operators and managers' tools: the contact records, statistics, the agents' registrations, the
-//! announcement board, and a health check for load balancers.
+//! announcement board, the serving menu's version, and a health check for load balancers.
 //!
 //! Owns the routes, their query parameters and JSON error bodies. Reads contact records through [`Records`],
 //! registrations through [`Registrar`] and the daemon's state through [`Health`] only, never the call tasks'
@@ -26,6 +26,7 @@ use crate::announce::{AnnouncementJson, Board};
 use crate::media::prompt::PromptCache;
 use crate::menu::model::Menu;
 use crate::records::{ContactQuery, Records, parse_timestamp};
+use crate::reload::MenuBoard;
 use crate::routing::probe::TargetBoard;
 use crate::routing::queue::QueueHandle;
 use crate::sip::Registrar;
@@ -69,6 +70,8 @@ pub struct Health {
     pub started: Instant,
     /// Each function target's state from the OPTIONS probes.
     pub functions: TargetBoard,
+    /// The serving menu's version and the last reload's error.
+    pub menu: Arc<MenuBoard>,
 }
 
 impl Health {
@@ -78,6 +81,7 @@ impl Health {
             draining: AtomicBool::new(false),
             started: Instant::now(),
             functions: TargetBoard::default(),
+            menu: Arc::default(),
         }
     }
 }
@@ -89,8 +93,8 @@ impl Default for Health {
 }
 
 /// The routes: `GET /api/v1/contacts`, `GET /api/v1/stats`, `GET /api/v1/stats/menu`, `GET /api/v1/queues`,
-/// `GET /api/v1/agents`, `GET|POST /api/v1/announcements`, `DELETE /api/v1/announcements/ID`, `GET /healthz`;
-/// anything else is a JSON 404.
+/// `GET /api/v1/agents`, `GET|POST /api/v1/announcements`, `DELETE /api/v1/announcements/ID`, `GET /api/v1/menu`,
+/// `GET /healthz`; anything else is a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
@@ -103,6 +107,7 @@ pub fn router(state: ApiState) -> Router {
             get(list_announcements).post(post_announcement),
         )
         .route("/api/v1/announcements/{id}", delete(delete_announcement))
+        .route("/api/v1/menu", get(menu))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .with_state(state)
@@ -399,6 +404,20 @@ async fn delete_announcement(
     }
 }
 
+/// The serving menu: `{"version", "loaded_at", "file", "error", "error_at"}`, `error` null unless the menu file
+/// on disk was refused at its last reload (see [`crate::reload`]).
+async fn menu(State(state): State<ApiState>) -> Response {
+    match state.health.menu.snapshot() {
+        Some(status) => Json(status).into_response(),
+        None => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "no menu loaded yet".into(),
+            help: "the daemon is starting; try again in a moment",
+        }
+        .into_response(),
+    }
+}
+
 /// `status` is `ok`, `degraded` (calls are served, but contact records wait in memory because the database
 /// refuses writes: still 200, so that a load balancer keeps sending calls here, while monitoring alerts on the
 /// body) or `draining` (503: send new calls elsewhere).
@@ -434,7 +453,8 @@ async fn not_found() -> ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
         help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu, /api/v1/queues, \
-               /api/v1/agents, GET|POST /api/v1/announcements, DELETE /api/v1/announcements/ID and GET /healthz",
+               /api/v1/agents, /api/v1/menu, GET|POST /api/v1/announcements, DELETE /api/v1/announcements/ID \
+               and GET /healthz",
     }
 }
 

@@ -47,13 +47,18 @@ use crate::sip::{IncomingCall, SipEndpoint, message};
 
 mod queue;
 
-/// The shared services a call task is given at spawn.
+/// The shared services a call task is given at spawn. Cloned per call with the menu then serving (see
+/// [`crate::reload`]), so a reload affects new calls only.
+#[derive(Clone)]
 pub struct CallServices {
     /// The menu version this call runs from start to end (a reload affects new calls only).
     pub menu: Arc<Menu>,
+    /// The prompts decoded with that menu: a prompt file replaced on disk reaches new calls only.
     pub prompts: Arc<PromptCache>,
     /// The announcements this call plays are those on the board when it is answered.
     pub announcements: Arc<Board>,
+    /// `menu`'s content hash, for the record.
+    pub menu_version: Arc<str>,
     /// Played to the caller while a bridged function rings.
     pub ringback: Arc<Prompt>,
     pub sip: Arc<SipEndpoint>,
@@ -91,6 +96,7 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
             message::called_number(&call.request),
             OffsetDateTime::now_utc(),
         );
+        record.menu_version = Some(services.menu_version.to_string());
         // Queued for the writer task: a slow disk must not delay the caller's 200 OK.
         services.records.call_started(&record);
         let caller_dialog = call.dialog.clone();

@@ -81,8 +81,9 @@ pub fn load_layout(menu_path: &Path) -> Result<model::Menu, MenuErrors> {
     }
 }
 
-/// The menu file's text and the label its errors name it by.
-fn read(menu_path: &Path) -> Result<(String, String), MenuErrors> {
+/// The menu file's text and the label its errors name it by (its path as given), refused (with that label) when
+/// too large or not UTF-8. With [`load_str`], for a caller that also needs the exact text, e.g. to hash it.
+pub fn read(menu_path: &Path) -> Result<(String, String), MenuErrors> {
     let label = menu_path.display().to_string();
     let refuse = |message: String, help: &str| {
         let mut report = Report::new(&label);
@@ -153,7 +154,8 @@ pub fn load_str_with_agents(
 /// What `knappval check` prints, and whether the menu is usable.
 ///
 /// On success: `menus/kommunsupport.yaml: ok: 7 functions, 2 menus, 13 prompts`, followed by a `note:` line for
-/// each menu or function that callers cannot reach (allowed, but usually an oversight), then a `warning:` line
+/// each menu or function that callers cannot reach (allowed, but usually an oversight), a `note:` listing the
+/// prompts that are still drafts (see [`crate::prompts`]), then a `warning:` line
 /// for each of [`warnings`] (prompts never used, options that cannot be reached, menus nested too deep, hours
 /// never open). Warnings leave the menu usable.
 /// With `known_agents` (from `--agents`), queue agents are checked against the agents file too.
@@ -168,6 +170,16 @@ pub fn check_report(
         Ok(menu) => {
             let label = menu_path.display().to_string();
             let mut text = summary(&label, &menu);
+            let drafts =
+                crate::prompts::Drafts::load(prompts_dir).among(prompts_dir, &menu.prompt_ids());
+            if !drafts.is_empty() {
+                text.push_str(&format!(
+                    "\n{label}: note: {} still drafts, rendered from text by `knappval prompts synth` (replace \
+                     them with recordings before going live): {}",
+                    if drafts.len() == 1 { "1 prompt is".to_string() } else { format!("{} prompts are", drafts.len()) },
+                    drafts.join(", ")
+                ));
+            }
             for warning in warnings(&menu, prompts_dir) {
                 text.push_str(&format!("\n{label}: warning: {warning}"));
             }

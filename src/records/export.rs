@@ -50,7 +50,7 @@ impl FromStr for ExportFormat {
 
 /// The CSV columns, in order. Steps are left out: a JSON blob per cell breaks spreadsheets' cell limits and
 /// helps no pivot table; JSONL carries them.
-pub const CSV_HEADER: [&str; 20] = [
+pub const CSV_HEADER: [&str; 21] = [
     "id",
     "call_id",
     "from",
@@ -71,6 +71,7 @@ pub const CSV_HEADER: [&str; 20] = [
     "queue_entered_at",
     "queue_wait_ms",
     "answered_by",
+    "menu_version",
 ];
 
 /// Writes `records` in `format` to `out`, in the order given.
@@ -120,6 +121,7 @@ pub fn export(
                         .map(|ms| ms.to_string())
                         .unwrap_or_default(),
                     record.answered_by.clone().unwrap_or_default(),
+                    record.menu_version.clone().unwrap_or_default(),
                 ]
             });
             write_csv(out, CSV_HEADER, rows)?;
@@ -238,10 +240,10 @@ mod tests {
             text,
             "id,call_id,from,to,started_at,answered_at,ended_at,duration_ms,digits,path,function,outcome,\
              transfer_target,transferred_at,end_reason,announcements,language,queue_entered_at,queue_wait_ms,\
-             answered_by\r\n\
-             0196b4f2-1c3b-7abc-8def-000000000002,c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,,,,,,\r\n\
+             answered_by,menu_version\r\n\
+             0196b4f2-1c3b-7abc-8def-000000000002,c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,,,,,,,\r\n\
              0196b4f2-1c3b-7abc-8def-000000000001,c1@trunk,+46701234567,0771100200,2026-11-23T10:15:00.000Z,,2026-11-23T10:15:09.500Z,9500,,root,\
-             kundtjanst,abandoned,,,caller BYE,email-down;phones-down,,2026-11-23T10:15:04.000Z,5500,\r\n"
+             kundtjanst,abandoned,,,caller BYE,email-down;phones-down,,2026-11-23T10:15:04.000Z,5500,,\r\n"
         );
     }
 

@@ -55,6 +55,9 @@ pub struct ContactRecord {
     pub queue_wait_ms: Option<i64>,
     /// The agent id (or fixed URI) who answered from a queue.
     pub answered_by: Option<String>,
+    /// The menu the call ran on: the first 12 hex digits of the SHA-256 of the menu file's bytes, as
+    /// `GET /api/v1/menu` shows it. `None` for records written before menus had versions.
+    pub menu_version: Option<String>,
 }
 
 impl ContactRecord {
@@ -86,6 +89,7 @@ impl ContactRecord {
             queue_entered_at: None,
             queue_wait_ms: None,
             answered_by: None,
+            menu_version: None,
         }
     }
 
@@ -303,6 +307,7 @@ struct RecordOut<'a> {
     queue_entered_at: Option<String>,
     queue_wait_ms: Option<i64>,
     answered_by: Option<&'a str>,
+    menu_version: Option<&'a str>,
     steps: &'a serde_json::Value,
     announcements: &'a [PromptId],
     language: Option<&'a str>,
@@ -329,6 +334,7 @@ impl Serialize for ContactRecord {
             queue_entered_at: self.queue_entered_at.map(format_timestamp),
             queue_wait_ms: self.queue_wait_ms,
             answered_by: self.answered_by.as_deref(),
+            menu_version: self.menu_version.as_deref(),
             steps: &self.steps,
             announcements: &self.announcements,
             language: self.language.as_deref(),
@@ -372,6 +378,7 @@ struct RecordIn {
     queue_wait_ms: Option<i64>,
     #[serde(default)]
     answered_by: Option<String>,
+    menu_version: Option<String>,
     #[serde(default = "empty_steps")]
     steps: serde_json::Value,
     /// Absent in exports made before announcements.
@@ -422,6 +429,7 @@ impl<'de> Deserialize<'de> for ContactRecord {
             end_reason: raw.end_reason,
             announcements: raw.announcements,
             language: raw.language,
+            menu_version: raw.menu_version,
         })
     }
 }
@@ -463,6 +471,7 @@ mod tests {
         record.transferred_at = Some(datetime!(2026-11-23 10:15:20.000 UTC));
         record.steps = serde_json::json!([{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}]);
         record.announcements = vec!["email-down".into()];
+        record.menu_version = Some("3f2a9c0b41de".into());
         record.finish(
             Outcome::Transferred,
             datetime!(2026-11-23 10:19:02.623 UTC),
@@ -512,6 +521,7 @@ mod tests {
                 "queue_entered_at": null,
                 "queue_wait_ms": null,
                 "answered_by": null,
+                "menu_version": "3f2a9c0b41de",
                 "steps": [{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}],
                 "announcements": ["email-down"],
                 "language": null,

@@ -91,6 +91,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE contact_records ADD COLUMN queue_entered_at TEXT;
     ALTER TABLE contact_records ADD COLUMN queue_wait_ms INTEGER;
     ALTER TABLE contact_records ADD COLUMN answered_by TEXT;",
+    // 6: the menu version each call ran on (issue 10, hot reload): NULL for calls from before.
+    "ALTER TABLE contact_records ADD COLUMN menu_version TEXT;",
 ];
 
 /// The schema version this build writes.
@@ -102,8 +104,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const UPSERT: &str = "INSERT INTO contact_records (
         record_id, call_id, caller, called, started_at, answered_at, ended_at, duration_ms, digits, path,
         function_id, outcome, transfer_target, transferred_at, end_reason, steps, announcements, language,
-        queue_entered_at, queue_wait_ms, answered_by)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+        queue_entered_at, queue_wait_ms, answered_by, menu_version)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
     ON CONFLICT (record_id) DO UPDATE SET
         call_id = excluded.call_id,
         caller = excluded.caller,
@@ -124,7 +126,8 @@ const UPSERT: &str = "INSERT INTO contact_records (
         language = excluded.language,
         queue_entered_at = excluded.queue_entered_at,
         queue_wait_ms = excluded.queue_wait_ms,
-        answered_by = excluded.answered_by";
+        answered_by = excluded.answered_by,
+        menu_version = excluded.menu_version";
 
 /// A call moved on: the columns that changed (NULL keeps the old value).
 const PROGRESS: &str = "UPDATE contact_records SET
@@ -145,7 +148,7 @@ const APPEND_STEP: &str = "UPDATE contact_records SET steps = json_insert(steps,
 
 const COLUMNS: &str = "id, record_id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
      outcome, transfer_target, transferred_at, end_reason, steps, announcements, language, queue_entered_at, \
-     queue_wait_ms, answered_by";
+     queue_wait_ms, answered_by, menu_version";
 
 /// Contact records in one SQLite file. One writing connection behind a mutex (SQLite has one writer at a time
 /// anyway, and the writer task sends one batch at a time), and for a file a second, read-only one for lists and
@@ -281,6 +284,7 @@ fn upsert(connection: &Connection, record: &ContactRecord) -> Result<(), StoreEr
         record.queue_entered_at.map(format_timestamp),
         record.queue_wait_ms,
         record.answered_by,
+        record.menu_version,
     ])?;
     Ok(())
 }
@@ -498,6 +502,7 @@ struct RawRow {
     queue_entered_at: Option<String>,
     queue_wait_ms: Option<i64>,
     answered_by: Option<String>,
+    menu_version: Option<String>,
 }
 
 impl RawRow {
@@ -524,6 +529,7 @@ impl RawRow {
             queue_entered_at: row.get(18)?,
             queue_wait_ms: row.get(19)?,
             answered_by: row.get(20)?,
+            menu_version: row.get(21)?,
         })
     }
 
@@ -565,6 +571,7 @@ impl RawRow {
             function: self.function_id,
             transfer_target: self.transfer_target,
             end_reason: self.end_reason,
+            menu_version: self.menu_version,
         })
     }
 }
@@ -592,6 +599,7 @@ mod tests {
         record.steps =
             serde_json::json!([{"at_ms": 300, "step": "answered"}, {"at_ms": 4100, "digit": "3"}]);
         let ended_at = record.started_at + time::Duration::seconds(95);
+        record.menu_version = Some("3f2a9c0b41de".into());
         record.finish(Outcome::Transferred, ended_at, "caller BYE");
         record
     }

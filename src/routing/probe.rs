@@ -242,6 +242,13 @@ impl TargetBoard {
         }
     }
 
+    /// Forgets the functions `keep` says no to: a reloaded menu no longer has them.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        if let Ok(mut targets) = self.targets.write() {
+            targets.retain(|function, _| keep(function));
+        }
+    }
+
     pub fn snapshot(&self) -> BTreeMap<FunctionId, TargetStatus> {
         self.targets.read().map(|t| t.clone()).unwrap_or_default()
     }

@@ -303,6 +303,24 @@ impl Daemon {
         }
     }
 
+    /// SIGHUP: the daemon reloads its menu and prompts.
+    pub fn hangup_signal(&self) {
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill -HUP");
+        assert!(status.success(), "kill -HUP {} failed", self.pid());
+    }
+
+    /// `GET /api/v1/menu` as JSON.
+    pub fn menu_status(&self) -> Value {
+        let (status, body) = self.get("/api/v1/menu");
+        assert_eq!(status, 200, "GET /api/v1/menu: {body}");
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("/api/v1/menu is not JSON ({e}): {body}"))
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }

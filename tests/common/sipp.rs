@@ -131,3 +131,100 @@ impl Drop for Sipp {
         }
     }
 }
+
+/// SIPp as a support function's phone (tests/sipp/function_uas.xml) on 127.0.0.1:`port`: answers `calls`
+/// bridged INVITEs for `function` that carry `digits` and the caller's number `caller`, and waits for their BYE.
+pub fn function_phone(
+    dir: &Path,
+    port: u16,
+    function: &str,
+    digits: &str,
+    caller: &str,
+    calls: usize,
+) -> Sipp {
+    let scenario = render_scenario(
+        "function_uas.xml",
+        dir,
+        &[
+            ("FUNCTION", function.into()),
+            ("DIGITS", digits.into()),
+            ("CALLER", caller.into()),
+            ("BYE_TIMEOUT_MS", "30000".into()),
+        ],
+    );
+    spawn_on_loopback("function", dir, &scenario, None, port, calls, &[])
+}
+
+/// SIPp callers (tests/sipp/caller_uac.xml) from `caller` to `target`: `calls` calls, `rate` new calls a second,
+/// each pressing the digits recorded in `pcap` `digit_delay_ms` after the answer and hanging up `hold_ms` later.
+pub struct Callers<'a> {
+    pub caller: &'a str,
+    pub pcap: &'a Path,
+    pub digit_delay_ms: u32,
+    pub hold_ms: u32,
+    pub calls: usize,
+    pub rate: u32,
+}
+
+impl Callers<'_> {
+    pub fn spawn(&self, dir: &Path, target: SocketAddr) -> Sipp {
+        let scenario = render_scenario(
+            "caller_uac.xml",
+            dir,
+            &[
+                ("CALLER", self.caller.into()),
+                ("PCAP", self.pcap.to_string_lossy().into_owned()),
+                ("DIGIT_DELAY_MS", self.digit_delay_ms.to_string()),
+                ("HOLD_MS", self.hold_ms.to_string()),
+            ],
+        );
+        let port = free_udp_port(target.ip());
+        let rate = ["-r".to_string(), self.rate.to_string()];
+        spawn_on_loopback(
+            "caller",
+            dir,
+            &scenario,
+            Some(target),
+            port,
+            self.calls,
+            &rate,
+        )
+    }
+}
+
+/// sipp on 127.0.0.1:`port` running `scenario` `calls` times (towards `target` as a client), with a bounded
+/// run time.
+fn spawn_on_loopback(
+    name: &str,
+    dir: &Path,
+    scenario: &Path,
+    target: Option<SocketAddr>,
+    port: u16,
+    calls: usize,
+    extra: &[String],
+) -> Sipp {
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    let mut args: Vec<String> = target.map(|t| t.to_string()).into_iter().collect();
+    args.extend(
+        [
+            "-sf",
+            &scenario.to_string_lossy(),
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-mp",
+            &free_udp_port(loopback).to_string(),
+            "-m",
+            &calls.to_string(),
+            "-timeout",
+            "120s",
+            "-timeout_error",
+        ]
+        .map(String::from),
+    );
+    args.extend_from_slice(extra);
+    Sipp::spawn(name, dir, &args)
+}
