@@ -27,7 +27,9 @@ use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
 use crate::menu::{self, MenuErrors, model::Menu};
 use crate::records::{ContactStore, DatabaseLock, Records, SqliteStore};
-use crate::routing::probe::{ProbePolicy, ProbeResult, Probes, TargetState, TargetStatus};
+use crate::routing::probe::{
+    ProbeMode, ProbePolicy, ProbeResult, Probes, TargetBoard, TargetState, TargetStatus,
+};
 use crate::sip::digest::Algorithm;
 use crate::sip::{Registrar, SipEndpoint};
 
@@ -52,6 +54,8 @@ pub struct Settings {
     pub digest: Option<Vec<Algorithm>>,
     /// How often function targets are probed with OPTIONS; zero turns probing off.
     pub probe_interval: Duration,
+    /// Which targets are probed: those that failed a call, or all.
+    pub probe_mode: ProbeMode,
     /// The zone statistics are bucketed in (local days and hours).
     pub time_zone: jiff::tz::TimeZone,
 }
@@ -187,7 +191,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let probe_task = tokio::spawn(probe_targets(
         sip.clone(),
         services.menu.clone(),
-        settings.probe_interval,
+        ProbePolicy::every(settings.probe_mode, settings.probe_interval),
         health.clone(),
         stop_probes.clone(),
     ));
@@ -280,12 +284,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Probes every function's target with OPTIONS until `stop` (see [`crate::routing::probe`]), publishing each
-/// target's state on the health board, where call tasks and `/healthz` read it.
+/// Probes function targets with OPTIONS until `stop` (see [`crate::routing::probe`]): those that failed a call,
+/// or all of them. Call tasks' reports come in through the health board, where each target's state is published
+/// for call tasks and `/healthz`.
 async fn probe_targets(
     sip: Arc<SipEndpoint>,
     menu: Arc<Menu>,
-    interval: Duration,
+    policy: ProbePolicy,
     health: Arc<Health>,
     stop: CancellationToken,
 ) {
@@ -296,37 +301,49 @@ async fn probe_targets(
             TargetStatus {
                 target: function.target.clone(),
                 state: TargetState::Unknown,
+                probing: false,
                 last_probe: None,
                 last_result: None,
             },
         );
     }
-    if interval.is_zero() {
+    if policy.interval.is_zero() {
         return;
     }
     let functions = menu
         .functions
         .values()
         .map(|f| (f.id.clone(), f.target.clone()));
-    let mut probes = Probes::new(ProbePolicy::every(interval), functions, Instant::now());
-    let timeout = probes.policy().timeout;
+    let mut probes = Probes::new(policy, functions, Instant::now());
+    // Shown from the start in all mode; in failed mode from the first silent call.
+    for function in menu.functions.values() {
+        publish(board, &probes, &function.id, &function.target, None);
+    }
     let (results_tx, mut results) = mpsc::channel::<(String, String, ProbeResult)>(64);
     loop {
-        for (function, at) in board.take_heard() {
-            if let Some(change) = probes.heard_from(&function, at) {
-                info!(function = %function, target = %change.target, "function target up: it answered a call");
-                let last_probe = board
-                    .snapshot()
-                    .get(&function)
-                    .and_then(|s| s.last_probe.clone());
-                board.publish(
+        for (function, report, at) in board.take_reports() {
+            let change = probes.on_call(&function, &report, at);
+            if let Some(change) = &change {
+                match change.to {
+                    TargetState::Down => warn!(function = %function, target = %change.target,
+                        last = %report.describe(), "function target down: its calls go to their failure path, \
+                        probed until it answers"),
+                    _ => {
+                        info!(function = %function, target = %change.target, "function target up: it answered a call")
+                    }
+                }
+            }
+            if let Some(status) = board.snapshot().get(&function)
+                && (change.is_some() || status.probing != probes.probing(&function))
+            {
+                let target = status.target.clone();
+                let last_probe = status.last_probe.clone();
+                publish(
+                    board,
+                    &probes,
                     &function,
-                    TargetStatus {
-                        target: change.target,
-                        state: change.to,
-                        last_probe,
-                        last_result: Some("answered a call".into()),
-                    },
+                    &target,
+                    Some((last_probe, report.describe())),
                 );
             }
         }
@@ -334,7 +351,7 @@ async fn probe_targets(
             let sip = sip.clone();
             let results_tx = results_tx.clone();
             tokio::spawn(async move {
-                let result = match sip.options(&target, timeout).await {
+                let result = match sip.options(&target, policy.timeout).await {
                     Ok(code) => ProbeResult::Answered(code),
                     Err(why) => ProbeResult::Failed(why),
                 };
@@ -354,13 +371,9 @@ async fn probe_targets(
                 let now = OffsetDateTime::now_utc()
                     .format(&time::format_description::well_known::Rfc3339)
                     .ok();
-                board.publish(&function, TargetStatus {
-                    target,
-                    state: probes.state(&function),
-                    last_probe: now,
-                    last_result: Some(result.describe()),
-                });
+                publish(board, &probes, &function, &target, Some((now, result.describe())));
             }
+            _ = board.reported() => {}
             _ = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -370,6 +383,31 @@ async fn probe_targets(
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// Publishes `function`'s target as the probes see it, with the last probe's time and what the last probe or
+/// call got (None: nothing yet).
+fn publish(
+    board: &TargetBoard,
+    probes: &Probes,
+    function: &str,
+    target: &str,
+    last: Option<(Option<String>, String)>,
+) {
+    let (last_probe, last_result) = match last {
+        Some((at, result)) => (at, Some(result)),
+        None => (None, None),
+    };
+    board.publish(
+        function,
+        TargetStatus {
+            target: target.to_string(),
+            state: probes.state(function),
+            probing: probes.probing(function),
+            last_probe,
+            last_result,
+        },
+    );
 }
 
 async fn shutdown_signal() {
