@@ -30,7 +30,9 @@ use crate::menu::model::{Menu, QueueAgent};
 use crate::menu::{self, MenuErrors};
 use crate::records::{ContactStore, DatabaseLock, Records, SqliteStore};
 use crate::reload::{self, MenuCell, Reloader};
-use crate::routing::probe::{ProbePolicy, ProbeResult, Probes, TargetState, TargetStatus};
+use crate::routing::probe::{
+    ProbeMode, ProbePolicy, ProbeResult, Probes, TargetBoard, TargetState, TargetStatus,
+};
 use crate::routing::queue::{AgentContacts, NoRegistrations, QueueHandle};
 use crate::sip::digest::Algorithm;
 use crate::sip::{Registrar, SipEndpoint};
@@ -56,6 +58,8 @@ pub struct Settings {
     pub digest: Option<Vec<Algorithm>>,
     /// How often function targets are probed with OPTIONS; zero turns probing off.
     pub probe_interval: Duration,
+    /// Which targets are probed: those that failed a call, or all.
+    pub probe_mode: ProbeMode,
     /// The zone statistics are bucketed in (local days and hours).
     pub time_zone: jiff::tz::TimeZone,
 }
@@ -287,7 +291,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let probe_task = tokio::spawn(probe_targets(
         sip.clone(),
         menus_rx,
-        settings.probe_interval,
+        ProbePolicy::every(settings.probe_mode, settings.probe_interval),
         health.clone(),
         stop_probes.clone(),
     ));
@@ -404,20 +408,20 @@ fn on_current_menu(base: &CallServices, cell: &MenuCell) -> Arc<CallServices> {
     })
 }
 
-/// Probes every function's target with OPTIONS until `stop` (see [`crate::routing::probe`]), publishing each
-/// target's state on the health board, where call tasks and `/healthz` read it. A reloaded menu (`menus`) with
-/// other functions or targets starts the probes over for the new set: a new or moved target is unknown until
-/// probed, an unchanged one keeps its published state until its next probe.
+/// Probes function targets with OPTIONS until `stop` (see [`crate::routing::probe`]): those that failed a call,
+/// or all of them. Call tasks' reports come in through the health board, where each target's state is published
+/// for call tasks and `/healthz`. A reloaded menu (`menus`) with other functions or targets starts the probes
+/// over for the new set.
 async fn probe_targets(
     sip: Arc<SipEndpoint>,
     mut menus: watch::Receiver<Arc<Menu>>,
-    interval: Duration,
+    policy: ProbePolicy,
     health: Arc<Health>,
     stop: CancellationToken,
 ) {
     let board = &health.functions;
+    // A queue has agents, not one target: registration and ring timeouts say who can take a call.
     let targets_of = |menu: &Menu| -> Vec<(String, String)> {
-        // A queue has agents, not one target: registration and ring timeouts say who can take a call.
         menu.functions
             .values()
             .filter(|f| f.transfer != crate::menu::model::TransferMode::Queue)
@@ -425,69 +429,62 @@ async fn probe_targets(
             .collect()
     };
     let mut targets = targets_of(&menus.borrow_and_update());
-    let publish_unknown = |targets: &[(String, String)]| {
-        let known = board.snapshot();
+    let start = |targets: &[(String, String)]| {
         board.retain(|function| targets.iter().any(|(id, _)| id == function));
+        let probes = Probes::new(policy, targets.iter().cloned(), Instant::now());
+        // Shown from the start in all mode; in failed mode from the first silent call.
         for (function, target) in targets {
-            if known.get(function).map(|s| &s.target) != Some(target) {
-                board.publish(
-                    function,
-                    TargetStatus {
-                        target: target.clone(),
-                        state: TargetState::Unknown,
-                        last_probe: None,
-                        last_result: None,
-                    },
-                );
-            }
+            publish(board, &probes, function, target, None);
         }
+        probes
     };
-    publish_unknown(&targets);
-    let policy = ProbePolicy::every(interval);
-    let mut probes = Probes::new(policy, targets.clone(), Instant::now());
-    let timeout = probes.policy().timeout;
+    let mut probes = start(&targets);
+    if policy.interval.is_zero() {
+        return;
+    }
     let (results_tx, mut results) = mpsc::channel::<(String, String, ProbeResult)>(64);
     let mut reloading = true;
     loop {
-        // Without probes, a call reaching a target is not news either: the board stays unknown, as before.
-        for (function, at) in board
-            .take_heard()
-            .into_iter()
-            .filter(|_| !interval.is_zero())
-        {
-            if let Some(change) = probes.heard_from(&function, at) {
-                info!(function = %function, target = %change.target, "function target up: it answered a call");
-                let last_probe = board
-                    .snapshot()
-                    .get(&function)
-                    .and_then(|s| s.last_probe.clone());
-                board.publish(
+        for (function, report, at) in board.take_reports() {
+            let change = probes.on_call(&function, &report, at);
+            if let Some(change) = &change {
+                match change.to {
+                    TargetState::Down => warn!(function = %function, target = %change.target,
+                        last = %report.describe(), "function target down: its calls go to their failure path, \
+                        probed until it answers"),
+                    _ => {
+                        info!(function = %function, target = %change.target, "function target up: it answered a call")
+                    }
+                }
+            }
+            if let Some(status) = board.snapshot().get(&function)
+                && (change.is_some() || status.probing != probes.probing(&function))
+            {
+                let target = status.target.clone();
+                let last_probe = status.last_probe.clone();
+                publish(
+                    board,
+                    &probes,
                     &function,
-                    TargetStatus {
-                        target: change.target,
-                        state: change.to,
-                        last_probe,
-                        last_result: Some("answered a call".into()),
-                    },
+                    &target,
+                    Some((last_probe, report.describe())),
                 );
             }
         }
-        if !interval.is_zero() {
-            for (function, target) in probes.due(Instant::now()) {
-                let sip = sip.clone();
-                let results_tx = results_tx.clone();
-                tokio::spawn(async move {
-                    let result = match sip.options(&target, timeout).await {
-                        Ok(code) => ProbeResult::Answered(code),
-                        Err(why) => ProbeResult::Failed(why),
-                    };
-                    let _ = results_tx.send((function, target, result)).await;
-                });
-            }
+        for (function, target) in probes.due(Instant::now()) {
+            let sip = sip.clone();
+            let results_tx = results_tx.clone();
+            tokio::spawn(async move {
+                let result = match sip.options(&target, policy.timeout).await {
+                    Ok(code) => ProbeResult::Answered(code),
+                    Err(why) => ProbeResult::Failed(why),
+                };
+                let _ = results_tx.send((function, target, result)).await;
+            });
         }
         let next = probes
             .next_due()
-            .filter(|_| !interval.is_zero())
+            .filter(|_| !policy.interval.is_zero())
             .map(tokio::time::Instant::from_std);
         tokio::select! {
             Some((function, target, result)) = results.recv() => {
@@ -505,13 +502,9 @@ async fn probe_targets(
                 let now = OffsetDateTime::now_utc()
                     .format(&time::format_description::well_known::Rfc3339)
                     .ok();
-                board.publish(&function, TargetStatus {
-                    target,
-                    state: probes.state(&function),
-                    last_probe: now,
-                    last_result: Some(result.describe()),
-                });
+                publish(board, &probes, &function, &target, Some((now, result.describe())));
             }
+            _ = board.reported() => {}
             changed = menus.changed(), if reloading => {
                 if changed.is_err() {
                     // The reloader is gone (shutdown): keep probing the targets we have until stopped.
@@ -522,8 +515,7 @@ async fn probe_targets(
                 if new_targets != targets {
                     info!(functions = new_targets.len(), "menu reloaded: probing the functions' targets anew");
                     targets = new_targets;
-                    publish_unknown(&targets);
-                    probes = Probes::new(policy, targets.clone(), Instant::now());
+                    probes = start(&targets);
                 }
             }
             _ = async {
@@ -535,6 +527,31 @@ async fn probe_targets(
             _ = stop.cancelled() => return,
         }
     }
+}
+
+/// Publishes `function`'s target as the probes see it, with the last probe's time and what the last probe or
+/// call got (None: nothing yet).
+fn publish(
+    board: &TargetBoard,
+    probes: &Probes,
+    function: &str,
+    target: &str,
+    last: Option<(Option<String>, String)>,
+) {
+    let (last_probe, last_result) = match last {
+        Some((at, result)) => (at, Some(result)),
+        None => (None, None),
+    };
+    board.publish(
+        function,
+        TargetStatus {
+            target: target.to_string(),
+            state: probes.state(function),
+            probing: probes.probing(function),
+            last_probe,
+            last_result,
+        },
+    );
 }
 
 async fn shutdown_signal() {

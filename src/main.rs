@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use knappval::app::{self, Settings};
 use knappval::records::stats::{self, DEFAULT_TIME_ZONE, GroupBy, StatsQuery};
 use knappval::records::{ContactQuery, ContactStore, ExportFormat, SqliteStore, parse_timestamp};
+use knappval::routing::probe::ProbeMode;
 
 mod announce_cli;
 
@@ -237,7 +238,7 @@ enum GraphFormat {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
-    /// answer_delay, agents, digest, probe_interval, log_format, timezone.
+    /// answer_delay, agents, digest, probe_interval, probe_mode, log_format, timezone.
     #[arg(long, env = "KNAPPVAL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Menu file (YAML); check it first with `knappval check` [default: menus/kommunsupport.yaml]
@@ -277,9 +278,12 @@ struct RunArgs {
     /// Digest algorithms offered to registering phones, preferred first, e.g. sha-256,md5 [default: md5]
     #[arg(long, env = "KNAPPVAL_DIGEST", value_name = "LIST")]
     digest: Option<String>,
-    /// Probe function targets with OPTIONS this often; two unanswered: down; 0s disables [default: 20s]
+    /// Probe function targets with OPTIONS this often; 0s disables [default: 20s]
     #[arg(long, env = "KNAPPVAL_PROBE_INTERVAL", value_name = "DURATION")]
     probe_interval: Option<String>,
+    /// Probe only targets a call found silent, until they answer, or all [default: failed]
+    #[arg(long, env = "KNAPPVAL_PROBE_MODE", value_enum, value_name = "MODE")]
+    probe_mode: Option<ProbeMode>,
     /// Log format on stderr; the level comes from KNAPPVAL_LOG or RUST_LOG (e.g. debug) [default: text]
     #[arg(long, env = "KNAPPVAL_LOG_FORMAT", value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -312,6 +316,7 @@ struct SettingsFile {
     agents: Option<PathBuf>,
     digest: Option<String>,
     probe_interval: Option<String>,
+    probe_mode: Option<ProbeMode>,
     log_format: Option<LogFormat>,
     timezone: Option<String>,
 }
@@ -851,6 +856,7 @@ fn settings(args: RunArgs) -> anyhow::Result<(Settings, LogFormat)> {
             })
             .transpose()?,
         probe_interval: parse_duration("probe_interval", &probe_interval)?,
+        probe_mode: args.probe_mode.or(file.probe_mode).unwrap_or_default(),
         time_zone: stats::time_zone(
             &args
                 .timezone
@@ -938,6 +944,7 @@ mod tests {
         assert_eq!(s.grace_period, Duration::from_secs(30));
         assert_eq!(s.answer_delay, Duration::ZERO);
         assert_eq!(s.probe_interval, Duration::from_secs(20));
+        assert_eq!(s.probe_mode, ProbeMode::Failed);
         assert_eq!(s.media_timeout, Duration::from_secs(60));
         let (off, _) = settings(run_args(&["--media-timeout", "0s"])).unwrap();
         assert_eq!(
@@ -953,7 +960,7 @@ mod tests {
         let file = dir.path().join("knappval.yaml");
         std::fs::write(
             &file,
-            "sip: \"[::1]:5070\"\nhttp: 127.0.0.1:9090\nrtp_ports: 30000-30999\ngrace_period: 5s\ndb: /var/lib/knappval/c.db\ntimezone: Europe/Helsinki\n",
+            "sip: \"[::1]:5070\"\nhttp: 127.0.0.1:9090\nrtp_ports: 30000-30999\ngrace_period: 5s\ndb: /var/lib/knappval/c.db\ntimezone: Europe/Helsinki\nprobe_mode: all\n",
         )
         .unwrap();
         let config = file.to_str().unwrap();
@@ -964,8 +971,18 @@ mod tests {
         assert_eq!(s.grace_period, Duration::from_secs(5));
         assert_eq!(s.db, PathBuf::from("/var/lib/knappval/c.db"));
         assert_eq!(s.time_zone.iana_name(), Some("Europe/Helsinki"));
-        let (flag, _) = settings(run_args(&["--config", config, "--timezone", "UTC"])).unwrap();
+        assert_eq!(s.probe_mode, ProbeMode::All);
+        let (flag, _) = settings(run_args(&[
+            "--config",
+            config,
+            "--timezone",
+            "UTC",
+            "--probe-mode",
+            "failed",
+        ]))
+        .unwrap();
         assert_eq!(flag.time_zone.iana_name(), Some("UTC"), "the flag wins");
+        assert_eq!(flag.probe_mode, ProbeMode::Failed, "the flag wins");
         let (default, _) = settings(run_args(&[])).unwrap();
         assert_eq!(default.time_zone.iana_name(), Some("Europe/Stockholm"));
     }

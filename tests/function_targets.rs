@@ -1,11 +1,12 @@
 //! Function targets that are dead, slow or coming and going, through the daemon: a target with nothing
 //! listening fails within seconds with the true reason in the log and the record, a ring timeout above Timer B's
-//! 32 s holds once the target rings, and the OPTIONS probes mark a silent target down in `/healthz` (its calls go
-//! straight to the failure path) and up again when it answers.
+//! 32 s holds once the target rings. By default (`--probe-mode failed`) a healthy target never gets an OPTIONS;
+//! one a call found silent is down at once in `/healthz` (later calls go straight to the failure path) and probed
+//! until it answers. With `--probe-mode all` the probes alone take a silent target down and up again.
 
 mod common;
 
-use common::audio::{BUSY_HZ, CALLER_HZ, MENU_HZ};
+use common::audio::{BUSY_HZ, CALLER_HZ, FUNCTION_HZ, MENU_HZ};
 use common::sdp::PCMU;
 use common::{Caller, Daemon, Fixture, FunctionEndpoint, MenuSpec, SECOND, event_pt, wait_until};
 use serde_json::Value;
@@ -63,8 +64,7 @@ fn a_target_with_nothing_listening_fails_within_seconds_with_the_true_reason() {
     );
     spec.it_ring_timeout = "30s";
     spec.it_on_failure = "{ hangup: true }";
-    // Probes off: this is about the call's own INVITE finding nobody there.
-    let daemon = daemon_with(&spec, &["--probe-interval", "0s"]);
+    let daemon = daemon_with(&spec, &[]);
     let (caller, call, pressed) = caller_choosing(&daemon, '3');
 
     // The failure prompt, then goodbye: within seconds, not after Timer B's 32 s or the 30 s ring timeout.
@@ -126,9 +126,10 @@ fn probes_take_a_silent_target_down_and_back_up_and_calls_skip_it_while_down() {
     let it = FunctionEndpoint::new(&[PCMU]);
     let mut spec = MenuSpec::new(&it.uri("it"), "sip:kt@127.0.0.1:9");
     spec.it_on_failure = "{ hangup: true }";
-    let daemon = daemon_with(&spec, &["--probe-interval", "1s"]);
+    let daemon = daemon_with(&spec, &["--probe-interval", "1s", "--probe-mode", "all"]);
 
     wait_function_state(&daemon, "it", "up", 15 * SECOND);
+    assert_eq!(function_state(&daemon, "it")["probing"], true);
     let up = function_state(&daemon, "it");
     assert_eq!(up["target"], it.uri("it"), "{up}");
     assert!(up["last_probe"].is_string(), "{up}");
@@ -168,4 +169,119 @@ fn probes_take_a_silent_target_down_and_back_up_and_calls_skip_it_while_down() {
         incoming.header("X-Knappval-Function").map(str::trim),
         Some("it")
     );
+}
+
+/// OPTIONS requests `peer` got so far (none is answered: like SIPp's UAS scenarios, it takes them as nothing
+/// it knows), taken from its inbox.
+fn options_received(peer: &common::sip::SipPeer) -> usize {
+    std::iter::from_fn(|| peer.take(Duration::ZERO, |m| m.is_request("OPTIONS"))).count()
+}
+
+/// A function phone as SIPp's UAS scenarios are: it takes calls but knows nothing of OPTIONS.
+fn phone_without_options() -> FunctionEndpoint {
+    let it = FunctionEndpoint::new(&[PCMU]);
+    it.sip.stop_auto_answer("OPTIONS");
+    it
+}
+
+/// A call that presses 3 and is bridged to `it`, which talks; the function hangs up.
+fn bridged_call(daemon: &Daemon, it: &FunctionEndpoint) {
+    let (caller, call, _) = caller_choosing(daemon, '3');
+    let mut incoming = it.expect_call(10 * SECOND);
+    it.answer(&mut incoming, FUNCTION_HZ);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 25, Instant::now(), 10 * SECOND);
+    assert_eq!(incoming.call.bye().status(), Some(200));
+    call.expect_bye(10 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_eq!(record["outcome"], "transferred", "{record:#}");
+}
+
+#[test]
+fn by_default_a_healthy_target_gets_no_probe_and_takes_its_calls() {
+    let it = phone_without_options();
+    let spec = MenuSpec::new(&it.uri("it"), "sip:kt@127.0.0.1:9");
+    let daemon = daemon_with(&spec, &["--probe-interval", "1s"]);
+
+    // Three intervals and more before the call, and as many after it.
+    std::thread::sleep(Duration::from_millis(3500));
+    let before = function_state(&daemon, "it");
+    assert_eq!(before["state"], "unknown", "{before}");
+    assert_eq!(before["probing"], false, "{before}");
+    bridged_call(&daemon, &it);
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(options_received(&it.sip), 0, "{}", it.sip.inbox_summary());
+    let after = function_state(&daemon, "it");
+    assert_eq!(after["state"], "up", "it answered a call: {after}");
+    assert_eq!(after["probing"], false, "{after}");
+    assert!(after["last_probe"].is_null(), "{after}");
+}
+
+#[test]
+fn by_default_a_target_a_call_found_silent_is_skipped_and_probed_until_it_answers() {
+    let it = phone_without_options();
+    let mut spec = MenuSpec::new(&it.uri("it"), "sip:kt@127.0.0.1:9");
+    spec.it_ring_timeout = "30s";
+    spec.it_on_failure = "{ hangup: true }";
+    let daemon = daemon_with(&spec, &["--probe-interval", "1s"]);
+
+    // The first call: its INVITE gets nothing back, and the failure prompt comes within seconds.
+    let (caller, call, pressed) = caller_choosing(&daemon, '3');
+    let first = it.sip.expect_request("INVITE", None, 10 * SECOND);
+    let first = first.msg.call_id().unwrap_or_default().to_string();
+    // Retransmissions and the end of that INVITE are not a later call's.
+    let stale = |m: &common::sipmsg::SipMessage| m.call_id() == Some(first.as_str());
+    caller.rtp.wait_tone(BUSY_HZ, 15, pressed, 20 * SECOND);
+    call.expect_bye(15 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    let reason = record["end_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("it: no response from target within 4s"),
+        "{record:#}"
+    );
+    wait_function_state(&daemon, "it", "down", 5 * SECOND);
+    let down = function_state(&daemon, "it");
+    assert_eq!(down["probing"], true, "{down}");
+    assert!(
+        down["last_result"]
+            .as_str()
+            .is_some_and(|r| r.contains("no response")),
+        "{down}"
+    );
+    assert_eq!(
+        options_received(&it.sip),
+        0,
+        "no probe before the call failed"
+    );
+
+    // The second call is not tried: the failure prompt at once, and no INVITE reaches the target.
+    let (caller, call, pressed) = caller_choosing(&daemon, '3');
+    caller.rtp.wait_tone(BUSY_HZ, 15, pressed, 10 * SECOND);
+    call.expect_bye(15 * SECOND);
+    assert!(
+        it.sip
+            .take(Duration::ZERO, |m| m.is_request("INVITE") && !stale(m))
+            .is_none(),
+        "a target that is down gets no INVITE: {}",
+        it.sip.inbox_summary()
+    );
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    let reason = record["end_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("it: target down"), "{record:#}");
+    it.sip.expect_request("OPTIONS", None, 10 * SECOND);
+
+    // Back: it answers the probes, is up, and is probed no more.
+    it.sip.auto_answer("OPTIONS");
+    wait_function_state(&daemon, "it", "up", 30 * SECOND);
+    let up = function_state(&daemon, "it");
+    assert_eq!(up["probing"], false, "{up}");
+    assert!(up["last_probe"].is_string(), "{up}");
+    it.sip.stop_auto_answer("OPTIONS");
+    std::thread::sleep(Duration::from_secs(2));
+    options_received(&it.sip);
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(options_received(&it.sip), 0, "up: no more probes");
+    while it.sip.take(Duration::ZERO, stale).is_some() {}
+    bridged_call(&daemon, &it);
 }

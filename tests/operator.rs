@@ -228,6 +228,7 @@ fn run_help_names_every_setting_with_its_default() {
         ("--agents", "none"),
         ("--digest", "md5"),
         ("--probe-interval", "20s"),
+        ("--probe-mode", "failed"),
     ] {
         let line = help
             .lines()
@@ -362,9 +363,9 @@ fn the_readme_sipp_caller_presses_3_and_is_bridged_to_it() {
     // The scenario listens 8 s before it presses 3, as the shipped menu's 5 s timeout allows.
     spec.menu_timeout = "10s";
     fixture.write_menu(&spec.yaml());
-    // A reader takes their time between the commands: OPTIONS probes reach IT's phone before the call does
-    // (here every 2 s instead of 20 s, so that they surely do).
-    let daemon = Daemon::start_with(fixture, &["--probe-interval", "2s"]);
+    // With `--probe-mode all` (README) OPTIONS probes reach IT's phone before the call does (here every 2 s
+    // instead of 20 s, so that they surely do), and it answers them.
+    let daemon = Daemon::start_with(fixture, &["--probe-interval", "2s", "--probe-mode", "all"]);
     let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let function = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sipp/function.xml");
     // The README's command, with a global timeout (the phone runs until stopped): exit 0 if no call failed.

@@ -25,8 +25,9 @@ fn sipp_caller_presses_3_and_sipp_function_answers_the_bridge() {
     fixture.write_menu(&spec.yaml());
     let dir = fixture.dir.path().to_path_buf();
     // SIPp's UAS scenario takes any new request as a call that must start with INVITE: an OPTIONS probe
-    // landing in it would fail the scenario, so this test does without probes.
-    let daemon = Daemon::start_with(fixture, &["--probe-interval", "0s"]);
+    // landing in it would fail the scenario. By default only a target a call found silent is probed, so none
+    // comes, however short the interval.
+    let daemon = Daemon::start_with(fixture, &["--probe-interval", "1s"]);
 
     let mut function = function_phone(&dir, function_port, "it", "3", CALLER, 1);
     let digits = dir.join("digit-3.pcap");
@@ -77,7 +78,7 @@ fn sipp_strict_refer_transferee_gets_the_hand_off_in_refer_to_and_answers_in_ord
     spec.it_transfer = "refer";
     fixture.write_menu(&spec.yaml());
     let dir = fixture.dir.path().to_path_buf();
-    let daemon = Daemon::start_with(fixture, &["--probe-interval", "0s"]);
+    let daemon = Daemon::start_with(fixture, &[]);
 
     // A regex inside an XML attribute: `&` escaped for XML, `.` and `?` for the regex.
     let refer_to = "sip:it@127\\.0\\.0\\.1:9\\?X-Knappval-Function=it&amp;X-Knappval-Digits=91\

@@ -316,6 +316,7 @@ async fn healthz_reports_calls_and_turns_503_while_draining() {
         crate::routing::probe::TargetStatus {
             target: "sip:it@127.0.0.1:5073".into(),
             state: crate::routing::probe::TargetState::Down,
+            probing: true,
             last_probe: Some("2026-12-01T00:00:00Z".into()),
             last_result: Some("no response within 4s".into()),
         },

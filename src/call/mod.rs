@@ -39,7 +39,7 @@ use crate::menu::model::{Menu, TransferMode};
 use crate::records::{ContactRecord, Progress, Records};
 use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
-use crate::routing::probe::TargetState;
+use crate::routing::probe::{CallReport, TargetState};
 use crate::routing::queue::QueueHandle;
 use crate::routing::refer::{self, ReferProgress};
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
@@ -392,6 +392,8 @@ impl Call<'_> {
                     self.transfer = None;
                     if failure.target_responded() {
                         self.target_heard();
+                    } else if failure.target_silent() {
+                        self.report_target(CallReport::Unanswered(failure.to_string()));
                     }
                     self.media.stop_prompt();
                     self.transfer_failed(failure.to_string(), now).await
@@ -539,7 +541,7 @@ impl Call<'_> {
     }
 
     /// Starts the hand-off beside the menu loop; Err (why) when it cannot start: the function does not exist
-    /// (validation makes that unreachable) or its target is down by the OPTIONS probes.
+    /// (validation makes that unreachable) or its target is down (silent to a call or to the OPTIONS probes).
     fn start_transfer(&mut self, function_id: &str) -> Result<(), String> {
         let Some(function) = self.services.menu.functions.get(function_id) else {
             warn!(function = %function_id, "transfer to an unknown function");
@@ -547,7 +549,7 @@ impl Call<'_> {
         };
         if self.services.health.functions.state(function_id) == TargetState::Down {
             self.record.transfer_target = Some(function.target.clone());
-            return Err("target down (OPTIONS probes unanswered)".into());
+            return Err("target down (no response to a call or OPTIONS probe)".into());
         }
         let journey = self.flow.journey();
         let handoff = Handoff {
@@ -616,8 +618,13 @@ impl Call<'_> {
 
     /// The target of the hand-off under way answered our INVITE: the OPTIONS prober counts that as a probe.
     fn target_heard(&self) {
+        self.report_target(CallReport::Heard);
+    }
+
+    /// Tells the OPTIONS prober what the hand-off learnt about its target (a silent one is down at once).
+    fn report_target(&self, report: CallReport) {
         if let Some(function) = &self.flow.journey().function {
-            self.services.health.functions.heard_from(function);
+            self.services.health.functions.report(function, report);
         }
     }
 

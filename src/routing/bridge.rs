@@ -73,6 +73,15 @@ impl DialFailure {
                 | DialFailure::BadAnswer(_)
         )
     }
+
+    /// Whether nothing at all came back from the target (silence, or the INVITE could not be sent): a sign
+    /// that it is down.
+    pub fn target_silent(&self) -> bool {
+        matches!(
+            self,
+            DialFailure::NoResponse(_) | DialFailure::Unreachable(_)
+        )
+    }
 }
 
 pub struct Dial<'a> {

@@ -1,31 +1,51 @@
-//! Probe: whether each function's target is alive, as Kamailio's dispatcher judges it. knappval sends SIP
-//! OPTIONS to every function target every [`ProbePolicy::interval`]; any response (200, 404, 405, ...) means
-//! something is there, so the target is up; [`ProbePolicy::down_after`] probes in a row without one mark it
-//! down. A call routed to a target that is down goes to its failure path at once instead of waiting.
+//! Probe: whether each function's target is alive, as Kamailio's dispatcher judges it. Any SIP response to
+//! knappval (200, 404, 405 to an OPTIONS; 100, 180, 486 to a call's INVITE) means something is there, so the
+//! target is up. A target that is down gets no calls: they go to their failure path at once.
 //!
-//! A target that answered one of our INVITEs (any response) within the interval needs no probe: that answer
-//! counts as one. So a busy target is not probed at all, and the first probes go one interval after start:
-//! some function phones (SIPp's UAS scenarios, for one) take any request outside a call as a broken call.
+//! [`ProbeMode::Failed`] (the default, Kamailio's `ds_probing_mode=0`) probes only targets that failed: a
+//! target is not probed until a call's INVITE to it got no response at all (nothing within 4 s, or the request
+//! could not be sent). That takes it down at once, and from then on it is probed with OPTIONS every
+//! [`ProbePolicy::interval`] until anything answers; then it is up and no longer probed. A healthy function
+//! phone never sees an OPTIONS, which matters because some (SIPp's UAS scenarios, for one) take any request
+//! outside a call as a broken call.
 //!
-//! [`Probes`] is the decision, sans IO: which targets are due, and what a result does to a target's state.
-//! [`TargetBoard`] is where the current states are published for call tasks and `/healthz`. The task that
-//! sends the OPTIONS lives in [`crate::app`].
+//! [`ProbeMode::All`] (`ds_probing_mode=1`) probes every target every interval, the first probes one interval
+//! after start; [`ProbePolicy::down_after`] probes in a row without a response mark a target down. A target
+//! that answered one of our INVITEs within the interval needs no probe: that answer counts as one.
+//!
+//! [`Probes`] is the decision, sans IO: which targets are due, and what a probe result or a call's report does
+//! to a target's state. [`TargetBoard`] is where the current states are published for call tasks and
+//! `/healthz`, and where call tasks leave their reports. The task that sends the OPTIONS lives in
+//! [`crate::app`].
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::sync::Notify;
 
 use crate::menu::model::FunctionId;
+
+/// Which targets are probed (`--probe-mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeMode {
+    // Only targets that failed a call, until they answer (plain comments: clap would list doc comments in help).
+    #[default]
+    Failed,
+    // Every target, every interval.
+    All,
+}
 
 /// How often targets are probed, how long a probe may take, and how many failures mean down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbePolicy {
+    pub mode: ProbeMode,
     pub interval: Duration,
     /// A probe with no response within this is a failure (OPTIONS' own Timer F would take 32 s).
     pub timeout: Duration,
-    /// Failed probes in a row before a target is marked down.
+    /// In [`ProbeMode::All`], failed probes in a row before a target is marked down.
     pub down_after: u32,
 }
 
@@ -37,9 +57,10 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DOWN_AFTER: u32 = 2;
 
 impl ProbePolicy {
-    /// Probes every `interval`, each waiting at most [`PROBE_TIMEOUT`] (or the interval, if shorter).
-    pub fn every(interval: Duration) -> ProbePolicy {
+    /// Probes in `mode` every `interval`, each waiting at most [`PROBE_TIMEOUT`] (or the interval, if shorter).
+    pub fn every(mode: ProbeMode, interval: Duration) -> ProbePolicy {
         ProbePolicy {
+            mode,
             interval,
             timeout: PROBE_TIMEOUT.min(interval),
             down_after: DOWN_AFTER,
@@ -51,7 +72,7 @@ impl ProbePolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetState {
-    /// Not probed yet, or probing is off: calls are tried.
+    /// Not probed yet and no call to it has ended, or probing is off: calls are tried.
     Unknown,
     Up,
     Down,
@@ -66,14 +87,25 @@ pub enum ProbeResult {
     Failed(String),
 }
 
+/// What a call task learnt about its function's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallReport {
+    /// The target responded to the call's INVITE (any response: it is there).
+    Heard,
+    /// The call's INVITE got no response at all (the reason, as the record gives it).
+    Unanswered(String),
+}
+
 /// One target's state as the board shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetStatus {
     pub target: String,
     pub state: TargetState,
+    /// Whether OPTIONS probes go to it now.
+    pub probing: bool,
     /// When the last probe finished (RFC 3339, UTC), if one has.
     pub last_probe: Option<String>,
-    /// What the last probe got: `200`, `no response within 4s`, ...
+    /// What the last probe or call got: `200`, `no response within 4s`, `answered a call`, ...
     pub last_result: Option<String>,
 }
 
@@ -82,6 +114,7 @@ struct Target {
     function: FunctionId,
     target: String,
     state: TargetState,
+    probing: bool,
     failures: u32,
     next_probe: Instant,
     in_flight: bool,
@@ -99,7 +132,7 @@ impl Target {
     }
 }
 
-/// The probing of all function targets: probes due in, results in, state changes out.
+/// The probing of all function targets: probes due, results and calls' reports in, state changes out.
 #[derive(Debug)]
 pub struct Probes {
     policy: ProbePolicy,
@@ -116,7 +149,7 @@ pub struct Change {
 }
 
 impl Probes {
-    /// Every function's target, each first probed one interval after `now`.
+    /// Every function's target, unknown; in [`ProbeMode::All`] each is first probed one interval after `now`.
     pub fn new(
         policy: ProbePolicy,
         functions: impl IntoIterator<Item = (FunctionId, String)>,
@@ -128,6 +161,7 @@ impl Probes {
                 function,
                 target,
                 state: TargetState::Unknown,
+                probing: policy.mode == ProbeMode::All,
                 failures: 0,
                 next_probe: now + policy.interval,
                 in_flight: false,
@@ -145,7 +179,7 @@ impl Probes {
         let interval = self.policy.interval;
         self.targets
             .iter_mut()
-            .filter(|t| !t.in_flight && t.next_probe <= now)
+            .filter(|t| t.probing && !t.in_flight && t.next_probe <= now)
             .map(|t| {
                 t.in_flight = true;
                 t.next_probe = now + interval;
@@ -154,29 +188,34 @@ impl Probes {
             .collect()
     }
 
-    /// When the next probe is due (None: a probe of every target is in flight, or there are none).
+    /// When the next probe is due (None: none is, until a call reports a target silent or a result comes).
     pub fn next_due(&self) -> Option<Instant> {
         self.targets
             .iter()
-            .filter(|t| !t.in_flight)
+            .filter(|t| t.probing && !t.in_flight)
             .map(|t| t.next_probe)
             .min()
     }
 
     /// A probe's result; Some when it changed the target's state.
     pub fn on_result(&mut self, function: &str, result: &ProbeResult) -> Option<Change> {
-        let down_after = self.policy.down_after;
+        let policy = self.policy;
         let target = self.targets.iter_mut().find(|t| t.function == function)?;
         target.in_flight = false;
+        if !target.probing {
+            // A call's answer came first and put the target up: this probe is no longer asked for.
+            return None;
+        }
         let from = target.state;
         match result {
             ProbeResult::Answered(_) => {
                 target.failures = 0;
                 target.state = TargetState::Up;
+                target.probing = policy.mode == ProbeMode::All;
             }
             ProbeResult::Failed(_) => {
                 target.failures = target.failures.saturating_add(1);
-                if target.failures >= down_after {
+                if target.failures >= policy.down_after {
                     target.state = TargetState::Down;
                 }
             }
@@ -184,19 +223,41 @@ impl Probes {
         target.change_from(from)
     }
 
-    /// A call to `function` got a response from its target at `at`: as good as an answered probe, and the next
-    /// probe waits a whole interval from then. None when no state changed (or a probe is in flight: its own
-    /// result decides).
-    pub fn heard_from(&mut self, function: &str, at: Instant) -> Option<Change> {
-        let interval = self.policy.interval;
-        let target = self
-            .targets
-            .iter_mut()
-            .find(|t| t.function == function && !t.in_flight)?;
-        target.next_probe = target.next_probe.max(at + interval);
+    /// What a call to `function` learnt at `at`; Some when it changed the target's state.
+    pub fn on_call(&mut self, function: &str, report: &CallReport, at: Instant) -> Option<Change> {
+        match report {
+            CallReport::Heard => self.heard_from(function, at),
+            CallReport::Unanswered(_) => self.unanswered(function, at),
+        }
+    }
+
+    /// The target answered a call: as good as an answered probe. In [`ProbeMode::All`] the next probe waits a
+    /// whole interval from then, and a probe in flight decides instead; in [`ProbeMode::Failed`] probing stops.
+    fn heard_from(&mut self, function: &str, at: Instant) -> Option<Change> {
+        let policy = self.policy;
+        let target = self.targets.iter_mut().find(|t| t.function == function)?;
+        match policy.mode {
+            ProbeMode::All if target.in_flight => return None,
+            ProbeMode::All => target.next_probe = target.next_probe.max(at + policy.interval),
+            ProbeMode::Failed => target.probing = false,
+        }
         target.failures = 0;
         let from = target.state;
         target.state = TargetState::Up;
+        target.change_from(from)
+    }
+
+    /// A call's INVITE got no response at all: the target is down at once (a silent INVITE, retransmitted for
+    /// 4 s, says more than one lost probe) and probed from one interval on until it answers.
+    fn unanswered(&mut self, function: &str, at: Instant) -> Option<Change> {
+        let interval = self.policy.interval;
+        let target = self.targets.iter_mut().find(|t| t.function == function)?;
+        if !target.probing {
+            target.probing = true;
+            target.next_probe = at + interval;
+        }
+        let from = target.state;
+        target.state = TargetState::Down;
         target.change_from(from)
     }
 
@@ -205,6 +266,13 @@ impl Probes {
             .iter()
             .find(|t| t.function == function)
             .map_or(TargetState::Unknown, |t| t.state)
+    }
+
+    /// Whether OPTIONS probes go to `function`'s target now.
+    pub fn probing(&self, function: &str) -> bool {
+        self.targets
+            .iter()
+            .any(|t| t.function == function && t.probing)
     }
 }
 
@@ -218,12 +286,25 @@ impl ProbeResult {
     }
 }
 
-/// The targets' current states, shared by the prober (writer), call tasks and `/healthz` (readers).
+impl CallReport {
+    /// As `/healthz` shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            CallReport::Heard => "answered a call".into(),
+            CallReport::Unanswered(why) => format!("a call got {why}"),
+        }
+    }
+}
+
+/// The targets' current states, shared by the prober (writer), call tasks and `/healthz` (readers); and the
+/// call tasks' reports on their way to the prober.
 #[derive(Debug, Default)]
 pub struct TargetBoard {
     targets: RwLock<BTreeMap<FunctionId, TargetStatus>>,
-    /// Targets that answered a call's INVITE since the prober last looked, and when.
-    heard: Mutex<Vec<(FunctionId, Instant)>>,
+    /// What calls learnt about targets since the prober last looked, and when.
+    reports: Mutex<Vec<(FunctionId, CallReport, Instant)>>,
+    /// Wakes the prober for a report.
+    reported: Notify,
 }
 
 impl TargetBoard {
@@ -253,21 +334,27 @@ impl TargetBoard {
         self.targets.read().map(|t| t.clone()).unwrap_or_default()
     }
 
-    /// A call task got a response from `function`'s target (see [`Probes::heard_from`]).
-    pub fn heard_from(&self, function: &str) {
-        if let Ok(mut heard) = self.heard.lock() {
-            // Bounded by the number of functions: one entry each is all the prober needs.
-            heard.retain(|(f, _)| f != function);
-            heard.push((function.to_string(), Instant::now()));
+    /// A call task's report on `function`'s target (see [`Probes::on_call`]).
+    pub fn report(&self, function: &str, report: CallReport) {
+        if let Ok(mut reports) = self.reports.lock() {
+            // Bounded by the number of functions: the latest report on each is all the prober needs.
+            reports.retain(|(f, _, _)| f != function);
+            reports.push((function.to_string(), report, Instant::now()));
         }
+        self.reported.notify_one();
     }
 
-    /// What call tasks heard since the last call, for the prober.
-    pub fn take_heard(&self) -> Vec<(FunctionId, Instant)> {
-        self.heard
+    /// What call tasks reported since the last call, for the prober.
+    pub fn take_reports(&self) -> Vec<(FunctionId, CallReport, Instant)> {
+        self.reports
             .lock()
-            .map(|mut heard| std::mem::take(&mut *heard))
+            .map(|mut reports| std::mem::take(&mut *reports))
             .unwrap_or_default()
+    }
+
+    /// Resolves when a call task reported something (at once if it did since the last wait).
+    pub async fn reported(&self) {
+        self.reported.notified().await;
     }
 }
 
@@ -275,9 +362,11 @@ impl TargetBoard {
 mod tests {
     use super::*;
 
-    fn probes(now: Instant) -> Probes {
+    const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+    fn probes(mode: ProbeMode, now: Instant) -> Probes {
         Probes::new(
-            ProbePolicy::every(Duration::from_secs(10)),
+            ProbePolicy::every(mode, SECS(10)),
             [
                 ("it".to_string(), "sip:it@127.0.0.1:5071".to_string()),
                 ("kt".to_string(), "sip:kt@127.0.0.1:5072".to_string()),
@@ -286,26 +375,103 @@ mod tests {
         )
     }
 
+    fn silent() -> CallReport {
+        CallReport::Unanswered("no response from target within 4s".into())
+    }
+
     #[test]
-    fn every_target_is_probed_each_interval_not_while_in_flight() {
+    fn by_default_no_target_is_probed_until_a_call_finds_it_silent() {
         let start = Instant::now();
-        let mut p = probes(start);
+        let mut p = probes(ProbeMode::Failed, start);
+        assert_eq!(p.next_due(), None);
+        assert!(
+            p.due(start + SECS(1000)).is_empty(),
+            "healthy: never probed"
+        );
+        // A busy or ringing target answered: still not probed.
+        let change = p.on_call("it", &CallReport::Heard, start).expect("up");
+        assert_eq!(
+            (change.from, change.to),
+            (TargetState::Unknown, TargetState::Up)
+        );
+        assert!(p.due(start + SECS(2000)).is_empty());
+        assert!(!p.probing("it"));
+
+        let at = start + SECS(2000);
+        let change = p.on_call("it", &silent(), at).expect("down at once");
+        assert_eq!(
+            (change.from, change.to),
+            (TargetState::Up, TargetState::Down)
+        );
+        assert!(p.probing("it"));
+        assert_eq!(p.next_due(), Some(at + SECS(10)));
+        assert_eq!(
+            p.on_call("it", &silent(), at + SECS(1)),
+            None,
+            "already down"
+        );
+        assert_eq!(
+            p.next_due(),
+            Some(at + SECS(10)),
+            "a second failure does not put it off"
+        );
+        let due = p.due(at + SECS(10));
+        assert_eq!(due, vec![("it".into(), "sip:it@127.0.0.1:5071".into())]);
+        let fail = ProbeResult::Failed("no response within 4s".into());
+        assert_eq!(p.on_result("it", &fail), None, "stays down");
+        assert_eq!(
+            p.due(at + SECS(20)).len(),
+            1,
+            "probed every interval while down"
+        );
+        let change = p.on_result("it", &ProbeResult::Answered(405)).expect("up");
+        assert_eq!(change.to, TargetState::Up);
+        assert!(!p.probing("it"), "up: probes stop");
+        assert_eq!(p.next_due(), None);
+        assert_eq!(p.state("kt"), TargetState::Unknown);
+    }
+
+    #[test]
+    fn a_call_answered_while_a_probe_is_out_ends_the_probing() {
+        let start = Instant::now();
+        let mut p = probes(ProbeMode::Failed, start);
+        p.on_call("it", &silent(), start);
+        assert_eq!(p.due(start + SECS(10)).len(), 1);
+        let change = p
+            .on_call("it", &CallReport::Heard, start + SECS(11))
+            .expect("up");
+        assert_eq!(change.to, TargetState::Up);
+        let fail = ProbeResult::Failed("no response within 4s".into());
+        assert_eq!(
+            p.on_result("it", &fail),
+            None,
+            "the late probe changes nothing"
+        );
+        assert_eq!(p.state("it"), TargetState::Up);
+        assert_eq!(p.next_due(), None);
+    }
+
+    #[test]
+    fn in_all_mode_every_target_is_probed_each_interval_not_while_in_flight() {
+        let start = Instant::now();
+        let mut p = probes(ProbeMode::All, start);
         assert!(p.due(start).is_empty(), "no probe at start");
-        let t0 = start + Duration::from_secs(10);
+        let t0 = start + SECS(10);
         assert_eq!(p.due(t0).len(), 2);
-        assert!(p.due(t0 + Duration::from_secs(30)).is_empty(), "in flight");
+        assert!(p.due(t0 + SECS(30)).is_empty(), "in flight");
         assert_eq!(p.next_due(), None);
         p.on_result("it", &ProbeResult::Answered(200));
-        assert_eq!(p.next_due(), Some(t0 + Duration::from_secs(10)));
-        assert!(p.due(t0 + Duration::from_secs(9)).is_empty());
-        let due = p.due(t0 + Duration::from_secs(10));
+        assert!(p.probing("it"), "up and still probed");
+        assert_eq!(p.next_due(), Some(t0 + SECS(10)));
+        assert!(p.due(t0 + SECS(9)).is_empty());
+        let due = p.due(t0 + SECS(10));
         assert_eq!(due, vec![("it".into(), "sip:it@127.0.0.1:5071".into())]);
     }
 
     #[test]
-    fn any_response_is_up_and_down_takes_failures_in_a_row() {
-        let t0 = Instant::now() + Duration::from_secs(10);
-        let mut p = probes(t0);
+    fn in_all_mode_any_response_is_up_and_down_takes_failures_in_a_row() {
+        let t0 = Instant::now() + SECS(10);
+        let mut p = probes(ProbeMode::All, t0);
         assert_eq!(p.state("it"), TargetState::Unknown);
         let fail = ProbeResult::Failed("no response within 4s".into());
         p.due(t0);
@@ -328,28 +494,36 @@ mod tests {
         assert_eq!(p.state("it"), TargetState::Up);
         assert_eq!(p.state("kt"), TargetState::Unknown);
         assert_eq!(p.on_result("nobody", &fail), None);
+        let change = p.on_call("kt", &silent(), t0).expect("a silent call: down");
+        assert_eq!(change.to, TargetState::Down);
     }
 
     #[test]
-    fn a_response_to_a_call_counts_as_a_probe_and_puts_the_next_one_off() {
+    fn in_all_mode_a_response_to_a_call_counts_as_a_probe_and_puts_the_next_one_off() {
         let start = Instant::now();
-        let mut p = probes(start);
-        let at = start + Duration::from_secs(8);
-        let change = p.heard_from("it", at).expect("unknown to up");
+        let mut p = probes(ProbeMode::All, start);
+        let at = start + SECS(8);
+        let change = p
+            .on_call("it", &CallReport::Heard, at)
+            .expect("unknown to up");
         assert_eq!(change.to, TargetState::Up);
-        assert_eq!(p.heard_from("it", at), None);
-        let due = p.due(start + Duration::from_secs(10));
+        assert_eq!(p.on_call("it", &CallReport::Heard, at), None);
+        let due = p.due(start + SECS(10));
         assert_eq!(due, vec![("kt".into(), "sip:kt@127.0.0.1:5072".into())]);
         assert_eq!(
-            p.due(start + Duration::from_secs(18)).len(),
+            p.due(start + SECS(18)).len(),
             1,
             "it: a whole interval after the call"
         );
-        assert_eq!(p.heard_from("it", at), None, "in flight: the probe decides");
+        assert_eq!(
+            p.on_call("it", &CallReport::Heard, at),
+            None,
+            "in flight: the probe decides"
+        );
     }
 
     #[test]
-    fn the_board_shows_unknown_for_what_it_was_not_told() {
+    fn the_board_shows_unknown_for_what_it_was_not_told_and_keeps_the_latest_report() {
         let board = TargetBoard::default();
         assert_eq!(board.state("it"), TargetState::Unknown);
         board.publish(
@@ -357,6 +531,7 @@ mod tests {
             TargetStatus {
                 target: "sip:it@127.0.0.1".into(),
                 state: TargetState::Down,
+                probing: true,
                 last_probe: None,
                 last_result: Some("no response within 4s".into()),
             },
@@ -364,9 +539,12 @@ mod tests {
         assert_eq!(board.state("it"), TargetState::Down);
         let json = serde_json::to_value(board.snapshot()).unwrap();
         assert_eq!(json["it"]["state"], "down");
-        board.heard_from("it");
-        board.heard_from("it");
-        assert_eq!(board.take_heard().len(), 1);
-        assert!(board.take_heard().is_empty());
+        assert_eq!(json["it"]["probing"], true);
+        board.report("it", CallReport::Heard);
+        board.report("it", silent());
+        let reports = board.take_reports();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].1, silent());
+        assert!(board.take_reports().is_empty());
     }
 }
