@@ -348,7 +348,7 @@ fn a_reload_probes_the_new_functions_targets() {
     let fixture = Fixture::new();
     fixture.write_menu(&old);
     let menu_path = fixture.menu.clone();
-    let daemon = Daemon::start_with(fixture, &["--probe-interval", "1s"]);
+    let daemon = Daemon::start_with(fixture, &["--probe-interval", "1s", "--probe-mode", "all"]);
     let state = |function: &str| {
         let (_, body) = daemon.get("/healthz");
         let health: Value = serde_json::from_str(&body).expect("healthz JSON");
