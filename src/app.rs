@@ -25,6 +25,7 @@ use crate::call::{self, CallServices};
 use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
 use crate::menu::{self, MenuErrors, model::Menu};
+use crate::privacy::{CallerKey, CallerNumbers, CallerNumbersChoice};
 use crate::records::{Records, SqliteStore};
 use crate::sip::digest::Algorithm;
 use crate::sip::{Registrar, SipEndpoint};
@@ -48,6 +49,41 @@ pub struct Settings {
     pub agents: Option<PathBuf>,
     /// The digest algorithms offered (`--digest`), overriding the agents file's `algorithms:`.
     pub digest: Option<Vec<Algorithm>>,
+    /// Whether callers' numbers are stored as pseudonyms (the default) or kept.
+    pub caller_numbers: CallerNumbersChoice,
+    /// The key behind the pseudonyms; by default `caller-key` beside the database.
+    pub caller_key: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Where the caller key is: `--caller-key`, or `caller-key` in the database's folder.
+    pub fn caller_key_path(&self) -> PathBuf {
+        self.caller_key.clone().unwrap_or_else(|| {
+            self.db
+                .parent()
+                .unwrap_or_else(|| Path::new(""))
+                .join("caller-key")
+        })
+    }
+}
+
+/// The caller key read (or created at first start), or the admin's choice to keep numbers.
+fn caller_numbers(settings: &Settings) -> anyhow::Result<CallerNumbers> {
+    match settings.caller_numbers {
+        CallerNumbersChoice::Keep => {
+            info!("caller numbers are stored as received (--caller-numbers keep)");
+            Ok(CallerNumbers::Keep)
+        }
+        CallerNumbersChoice::Pseudonymise => {
+            let path = settings.caller_key_path();
+            let (key, created) = CallerKey::load_or_create(&path)?;
+            if created {
+                info!(file = %path.display(), "created the caller key (mode 0600): back it up apart from the database");
+            }
+            info!(key = %path.display(), "caller numbers are stored as pseudonyms");
+            Ok(CallerNumbers::Pseudonymise(key))
+        }
+    }
 }
 
 /// Loads and validates the menu, decoding every prompt exactly once: the same decode serves the validation
@@ -85,6 +121,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .map_err(|errors| anyhow::anyhow!("{errors}"))?;
     info!(menu = %settings.menu.display(), name = %menu.name, functions = menu.functions.len(),
           menus = menu.menus.len(), prompts = prompts.len(), "menu loaded");
+    // Before the database: nothing about a caller may be written until it is known how.
+    let callers = caller_numbers(&settings)?;
 
     let store = SqliteStore::open(&settings.db).with_context(|| {
         format!(
@@ -166,6 +204,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         rtp_ports,
         media_ip,
         records: records.clone(),
+        callers,
         health: health.clone(),
         hangup_all: CancellationToken::new(),
         media_timeout: settings.media_timeout,

@@ -83,7 +83,7 @@ enum AgentsCommand {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
-    /// answer_delay, agents, digest.
+    /// answer_delay, agents, digest, caller_numbers, caller_key.
     #[arg(long, env = "KNAPPVAL_CONFIG")]
     config: Option<PathBuf>,
     #[arg(long, env = "KNAPPVAL_MENU")]
@@ -117,6 +117,13 @@ struct RunArgs {
     /// Digest algorithms offered to registering phones, preferred first: md5 (default), or sha-256,md5.
     #[arg(long, env = "KNAPPVAL_DIGEST")]
     digest: Option<String>,
+    /// How callers' numbers are stored and logged: pseudonymise (default: a keyed hash, `p:` and 20 hex digits)
+    /// or keep (the number itself, for a service that calls back).
+    #[arg(long, env = "KNAPPVAL_CALLER_NUMBERS")]
+    caller_numbers: Option<String>,
+    /// The key behind the pseudonyms (created with mode 0600 at first start); default: caller-key beside --db.
+    #[arg(long, env = "KNAPPVAL_CALLER_KEY")]
+    caller_key: Option<PathBuf>,
     /// Log format on stderr: text or json. The level comes from KNAPPVAL_LOG or RUST_LOG (default info).
     #[arg(long, env = "KNAPPVAL_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -137,6 +144,8 @@ struct SettingsFile {
     answer_delay: Option<String>,
     agents: Option<PathBuf>,
     digest: Option<String>,
+    caller_numbers: Option<String>,
+    caller_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -300,6 +309,17 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
                     .map_err(|e| anyhow::anyhow!("--digest {list:?}: {e}"))
             })
             .transpose()?,
+        caller_numbers: args
+            .caller_numbers
+            .or(file.caller_numbers)
+            .map(|choice| {
+                choice
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--caller-numbers {e}"))
+            })
+            .transpose()?
+            .unwrap_or_default(),
+        caller_key: args.caller_key.or(file.caller_key),
     })
 }
 

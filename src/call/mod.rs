@@ -29,6 +29,7 @@ use crate::flow::{Action, Event, Flow, Outcome};
 use crate::media::prompt::{Prompt, PromptCache};
 use crate::media::{Codec, MediaEvent, MediaSession, RtpPorts};
 use crate::menu::model::{Menu, TransferMode};
+use crate::privacy::CallerNumbers;
 use crate::records::{ContactRecord, Records};
 use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
@@ -48,6 +49,8 @@ pub struct CallServices {
     /// The address RTP is bound to and announced in SDP.
     pub media_ip: IpAddr,
     pub records: Records,
+    /// How the caller's number is stored and logged: a pseudonym unless the admin keeps numbers.
+    pub callers: CallerNumbers,
     pub health: Arc<Health>,
     /// Fired when the shutdown grace period is over: calls still up are ended cleanly.
     pub hangup_all: CancellationToken,
@@ -66,7 +69,10 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
         .call_id_header()
         .map(|h| h.value().trim().to_string())
         .unwrap_or_default();
-    let caller = message::caller_number(&call.request);
+    // Pseudonymised before anything is written or logged; the real number goes on only to the function.
+    let caller = services
+        .callers
+        .stored(&message::caller_identity(&call.request));
     let span = info_span!("call", call_id = %call_id, caller = %caller);
     async move {
         services.health.active_calls.fetch_add(1, Ordering::SeqCst);
@@ -218,6 +224,7 @@ async fn answer_and_run(
         refer_deadline: None,
         refer_accepted: false,
         answer_in_ack: false,
+        caller_number: message::caller_number(&request),
         record,
     };
     call.run().await
@@ -285,6 +292,8 @@ struct Call<'r> {
     refer_accepted: bool,
     /// We offered in a 200 to a re-INVITE without SDP: the caller's answer comes with the ACK.
     answer_in_ack: bool,
+    /// The caller's real number (From), which the function gets; the record holds only what `callers` stores.
+    caller_number: String,
     record: &'r mut ContactRecord,
 }
 
@@ -448,7 +457,7 @@ impl Call<'_> {
         };
         let journey = self.flow.journey();
         let handoff = Handoff {
-            caller_number: self.record.from.clone(),
+            caller_number: self.caller_number.clone(),
             call_id: self.record.call_id.clone(),
             function_id: function.id.clone(),
             digits: journey.digits.clone(),
