@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::api::{self, ApiState, Health};
+use crate::api::{self, ApiState, ApiToken, Health};
 use crate::call::{self, CallServices};
 use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
@@ -53,6 +53,8 @@ pub struct Settings {
     pub caller_numbers: CallerNumbersChoice,
     /// The key behind the pseudonyms; by default `caller-key` beside the database.
     pub caller_key: Option<PathBuf>,
+    /// With it, the API and `/metrics` need `Authorization: Bearer <the file's token>`.
+    pub api_token_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -123,6 +125,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
           menus = menu.menus.len(), prompts = prompts.len(), "menu loaded");
     // Before the database: nothing about a caller may be written until it is known how.
     let callers = caller_numbers(&settings)?;
+    let token = settings
+        .api_token_file
+        .as_deref()
+        .map(ApiToken::read)
+        .transpose()?
+        .map(Arc::new);
+    if let Some(file) = &settings.api_token_file {
+        info!(file = %file.display(), "the API and /metrics need the bearer token");
+    }
 
     let store = SqliteStore::open(&settings.db).with_context(|| {
         format!(
@@ -187,6 +198,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             records: records.clone(),
             health: health.clone(),
             registrar: registrar.clone(),
+            token: token.clone(),
         };
         let stop = stop_http.clone();
         tokio::spawn(async move {

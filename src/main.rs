@@ -83,7 +83,8 @@ enum AgentsCommand {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
-    /// answer_delay, agents, digest, caller_numbers, caller_key.
+    /// answer_delay, agents, digest, caller_numbers, caller_key,
+    /// api_token_file.
     #[arg(long, env = "KNAPPVAL_CONFIG")]
     config: Option<PathBuf>,
     #[arg(long, env = "KNAPPVAL_MENU")]
@@ -124,6 +125,10 @@ struct RunArgs {
     /// The key behind the pseudonyms (created with mode 0600 at first start); default: caller-key beside --db.
     #[arg(long, env = "KNAPPVAL_CALLER_KEY")]
     caller_key: Option<PathBuf>,
+    /// A file holding a bearer token: the API and /metrics then need `Authorization: Bearer <token>`
+    /// (/healthz stays open).
+    #[arg(long, env = "KNAPPVAL_API_TOKEN_FILE")]
+    api_token_file: Option<PathBuf>,
     /// Log format on stderr: text or json. The level comes from KNAPPVAL_LOG or RUST_LOG (default info).
     #[arg(long, env = "KNAPPVAL_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -146,6 +151,7 @@ struct SettingsFile {
     digest: Option<String>,
     caller_numbers: Option<String>,
     caller_key: Option<PathBuf>,
+    api_token_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -320,6 +326,7 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
             .transpose()?
             .unwrap_or_default(),
         caller_key: args.caller_key.or(file.caller_key),
+        api_token_file: args.api_token_file.or(file.api_token_file),
     })
 }
 

@@ -23,6 +23,9 @@ use serde::Deserialize;
 use crate::records::{ContactQuery, Records, parse_timestamp};
 use crate::sip::Registrar;
 
+mod token;
+pub use token::{ApiToken, OPEN_PATHS, TokenError};
+
 /// Records returned by `/api/v1/contacts` when no `limit` is given.
 pub const DEFAULT_LIMIT: usize = 1000;
 /// The largest `limit` accepted: one answer stays a few megabytes at most.
@@ -35,6 +38,8 @@ pub struct ApiState {
     pub health: Arc<Health>,
     /// The agents' registrations, when the daemon runs with `--agents`.
     pub registrar: Option<Registrar>,
+    /// With `--api-token-file`: every route but `/healthz` needs it.
+    pub token: Option<Arc<ApiToken>>,
 }
 
 /// The daemon's liveness as `/healthz` reports it; the call side updates it.
@@ -70,6 +75,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/agents", get(agents))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.token.clone(),
+            token::require,
+        ))
         .with_state(state)
 }
 

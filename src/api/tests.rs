@@ -32,6 +32,7 @@ impl TestServer {
             records: Records::new(store),
             health: Arc::new(Health::new()),
             registrar: None,
+            token: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state.clone(), async move {

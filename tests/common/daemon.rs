@@ -451,12 +451,22 @@ pub fn path_arg(p: &Path) -> &std::ffi::OsStr {
 
 /// A raw HTTP/1.1 GET with `Connection: close`: (status, body). Handles Content-Length, chunked and read-to-close.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    http_request(addr, path, &[]).map(|(status, _head, body)| (status, body))
+}
+
+/// A raw HTTP/1.1 GET with `extra` header lines (e.g. `Authorization: Bearer x`): (status, head, body).
+pub fn http_request(
+    addr: SocketAddr,
+    path: &str,
+    extra: &[&str],
+) -> Result<(u16, String, String), String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let extra: String = extra.iter().map(|line| format!("{line}\r\n")).collect();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{extra}Connection: close\r\n\r\n").map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
@@ -485,7 +495,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
         body.truncate(len);
     }
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok((status, head, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
