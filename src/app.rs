@@ -25,6 +25,7 @@ use crate::call::{self, CallServices};
 use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
 use crate::menu::{self, MenuErrors, model::Menu};
+use crate::metrics::Metrics;
 use crate::privacy::{CallerKey, CallerNumbers, CallerNumbersChoice};
 use crate::records::{Records, SqliteStore};
 use crate::sip::digest::Algorithm;
@@ -175,7 +176,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             settings.sip
         );
     }
-    let sip = SipEndpoint::bind(settings.sip).await?;
+    let metrics = Metrics::new();
+    let sip = SipEndpoint::bind(settings.sip, metrics.clone()).await?;
     let stop_expiry = CancellationToken::new();
     if let Some(registrar) = &registrar {
         sip.set_registrar(registrar.clone());
@@ -199,6 +201,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             health: health.clone(),
             registrar: registrar.clone(),
             token: token.clone(),
+            metrics: metrics.clone(),
         };
         let stop = stop_http.clone();
         tokio::spawn(async move {
@@ -217,6 +220,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         media_ip,
         records: records.clone(),
         callers,
+        metrics: metrics.clone(),
         health: health.clone(),
         hangup_all: CancellationToken::new(),
         media_timeout: settings.media_timeout,

@@ -12,6 +12,7 @@ pub mod call;
 pub mod flow;
 pub mod media;
 pub mod menu;
+pub mod metrics;
 pub mod privacy;
 pub mod records;
 pub mod routing;

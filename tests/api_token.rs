@@ -56,7 +56,7 @@ fn with_a_token_file_the_api_and_metrics_need_the_bearer_token_and_healthz_stays
         let (status, _, _) = get(&daemon, path, &[&format!("Authorization: Basic {TOKEN}")]);
         assert_eq!(status, 401, "{path} with the token under another scheme");
     }
-    for path in ["/api/v1/contacts", "/api/v1/agents"] {
+    for path in ["/api/v1/contacts", "/api/v1/agents", "/metrics"] {
         let (status, _, body) = get(&daemon, path, &[&bearer]);
         assert_eq!(status, 200, "{path} with the token: {body}");
     }
@@ -83,7 +83,7 @@ fn without_a_token_file_the_api_is_open_as_before() {
     let fixture = Fixture::new();
     fixture.write_menu(&MenuSpec::new("sip:it@127.0.0.1:9", "sip:kt@127.0.0.1:9").yaml());
     let daemon = Daemon::start(fixture);
-    for path in ["/api/v1/contacts", "/healthz"] {
+    for path in ["/api/v1/contacts", "/metrics", "/healthz"] {
         let (status, _, body) = get(&daemon, path, &[]);
         assert_eq!(status, 200, "{path}: {body}");
     }

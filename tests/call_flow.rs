@@ -479,32 +479,12 @@ fn tcp_caller_is_bridged_and_gets_the_bye_over_tcp() {
     stop_cleanly(daemon);
 }
 
-fn out_of_dialog(caller: &Caller, daemon: &Daemon, method: &str) -> u16 {
-    let request = format!(
-        "{method} {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: <{}>;tag={}\r\nTo: <{}>\r\n\
-Call-ID: {}@knappval-test\r\nCSeq: 1 {method}\r\nContact: {}\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n",
-        daemon.uri(),
-        caller.sip.via(&common::sip::new_branch()),
-        caller.caller_uri(),
-        common::sip::random_token(),
-        daemon.uri(),
-        common::sip::random_token(),
-        caller.sip.contact("caller"),
-    );
-    let mut provisional = Vec::new();
-    caller
-        .sip
-        .transact(&request, 10 * SECOND, &mut provisional)
-        .and_then(|r| r.status())
-        .unwrap_or_else(|| panic!("no response to {method}"))
-}
-
 #[test]
 fn options_unknown_method_and_no_common_codec() {
     let (daemon, _it, _kt) = setup(|_| {});
     let caller = Caller::udp(daemon.sip);
-    assert_eq!(out_of_dialog(&caller, &daemon, "OPTIONS"), 200);
-    assert_eq!(out_of_dialog(&caller, &daemon, "FOO"), 501);
+    assert_eq!(caller.out_of_dialog(&daemon, "OPTIONS"), 200);
+    assert_eq!(caller.out_of_dialog(&daemon, "FOO"), 501);
 
     let offer = sdp::build(caller.rtp.local, &[G729], None, "sendrecv");
     let mut call = caller

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use crate::metrics::Metrics;
 use crate::records::{ContactQuery, Records, parse_timestamp};
 use crate::sip::Registrar;
 
@@ -40,6 +41,8 @@ pub struct ApiState {
     pub registrar: Option<Registrar>,
     /// With `--api-token-file`: every route but `/healthz` needs it.
     pub token: Option<Arc<ApiToken>>,
+    /// What `/metrics` exposes.
+    pub metrics: Metrics,
 }
 
 /// The daemon's liveness as `/healthz` reports it; the call side updates it.
@@ -68,12 +71,14 @@ impl Default for Health {
     }
 }
 
-/// The routes: `GET /api/v1/contacts`, `GET /api/v1/agents`, `GET /healthz`; anything else is a JSON 404.
+/// The routes: `GET /api/v1/contacts`, `GET /api/v1/agents`, `GET /healthz`, `GET /metrics`; anything else is a
+/// JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
         .route("/api/v1/agents", get(agents))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.token.clone(),
@@ -219,11 +224,23 @@ async fn healthz(State(state): State<ApiState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Prometheus text format 0.0.4.
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
 async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
-        help: "the API serves GET /api/v1/contacts, GET /api/v1/agents and GET /healthz",
+        help: "the API serves GET /api/v1/contacts, GET /api/v1/agents, GET /healthz and GET /metrics",
     }
 }
 

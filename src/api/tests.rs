@@ -33,6 +33,7 @@ impl TestServer {
             health: Arc::new(Health::new()),
             registrar: None,
             token: None,
+            metrics: crate::metrics::Metrics::new(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state.clone(), async move {

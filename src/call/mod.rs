@@ -29,6 +29,7 @@ use crate::flow::{Action, Event, Flow, Outcome};
 use crate::media::prompt::{Prompt, PromptCache};
 use crate::media::{Codec, MediaEvent, MediaSession, RtpPorts};
 use crate::menu::model::{Menu, TransferMode};
+use crate::metrics::{CallGauge, Metrics, Phase};
 use crate::privacy::CallerNumbers;
 use crate::records::{ContactRecord, Records};
 use crate::routing::Handoff;
@@ -51,6 +52,7 @@ pub struct CallServices {
     pub records: Records,
     /// How the caller's number is stored and logged: a pseudonym unless the admin keeps numbers.
     pub callers: CallerNumbers,
+    pub metrics: Metrics,
     pub health: Arc<Health>,
     /// Fired when the shutdown grace period is over: calls still up are ended cleanly.
     pub hangup_all: CancellationToken,
@@ -76,6 +78,7 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
     let span = info_span!("call", call_id = %call_id, caller = %caller);
     async move {
         services.health.active_calls.fetch_add(1, Ordering::SeqCst);
+        let mut gauge = services.metrics.call_started();
         let mut record = ContactRecord::started(
             call_id.clone(),
             caller.clone(),
@@ -89,10 +92,13 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
             tokio::spawn(async move { records.call_started(record).await })
         };
         let caller_dialog = call.dialog.clone();
-        let end = answer_and_run(call, &services, &mut record).await;
+        let end = answer_and_run(call, &services, &mut record, &mut gauge).await;
         // The dialog layer keeps every dialog until told: forgetting this would leak one per call.
         services.sip.dialogs.remove_dialog(&caller_dialog.id());
         record.finish(end.outcome, end.at, end.reason);
+        services
+            .metrics
+            .call_ended(record.function.as_deref(), end.outcome);
         info!(outcome = %end.outcome, digits = %record.digits, function = ?record.function,
               open_dialogs = services.sip.dialogs.len(),
               "call ended: {}", record.end_reason.as_deref().unwrap_or(""));
@@ -129,6 +135,7 @@ async fn answer_and_run(
     call: IncomingCall,
     services: &Arc<CallServices>,
     record: &mut ContactRecord,
+    gauge: &mut CallGauge,
 ) -> End {
     let IncomingCall {
         request,
@@ -152,7 +159,10 @@ async fn answer_and_run(
         }
     };
     let mut media = match MediaSession::open(services.media_ip, &services.rtp_ports).await {
-        Ok(media) => media,
+        Ok(mut media) => {
+            media.count_into(services.metrics.rtp());
+            media
+        }
         Err(e) => {
             warn!(error = %e, "no RTP port free");
             reject(
@@ -200,6 +210,7 @@ async fn answer_and_run(
     }
     let now = Instant::now();
     record.answered_at = Some(OffsetDateTime::now_utc());
+    gauge.enter(Phase::Menu);
     media.set_media_timeout(services.media_timeout);
     if let Some(source) = source {
         media.set_signalling_source(source.ip());
@@ -226,6 +237,7 @@ async fn answer_and_run(
         answer_in_ack: false,
         caller_number: message::caller_number(&request),
         record,
+        gauge,
     };
     call.run().await
 }
@@ -295,6 +307,7 @@ struct Call<'r> {
     /// The caller's real number (From), which the function gets; the record holds only what `callers` stores.
     caller_number: String,
     record: &'r mut ContactRecord,
+    gauge: &'r mut CallGauge,
 }
 
 /// How long a REFER may take, beyond the function's ring timeout, before we take it as failed.
@@ -582,6 +595,8 @@ impl Call<'_> {
 
     async fn relay_until_hangup(&mut self, mut leg: FunctionLeg) -> End {
         info!(codec_caller = ?self.codec, codec_function = ?leg.negotiated.codec, "bridged");
+        self.gauge.enter(Phase::Bridged);
+        leg.media.count_into(self.services.metrics.rtp());
         self.media.stop_prompt();
         loop {
             let wake = tokio::select! {
