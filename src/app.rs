@@ -1,5 +1,6 @@
-//! The running daemon, assembled: menu and prompts loaded once, the record store opened (and calls a crash left
-//! open closed as failed), SIP and HTTP bound, one task per call, and a clean shutdown.
+//! The running daemon, assembled: menu and prompts loaded once, the record database locked for this process,
+//! opened and proven writable (and calls a crash left open closed as failed), SIP and HTTP bound, one task per
+//! call, and a clean shutdown.
 //!
 //! Shutdown (SIGTERM or Ctrl-C): new calls get 503, calls in progress may finish within the grace period, then
 //! the rest are ended with BYE; every record is written before the process exits 0.
@@ -11,7 +12,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use time::OffsetDateTime;
@@ -27,7 +28,8 @@ use crate::media::{RtpPorts, tone, wav};
 use crate::menu::{self, MenuErrors, model::Menu};
 use crate::metrics::Metrics;
 use crate::privacy::{CallerKey, CallerNumbers, CallerNumbersChoice};
-use crate::records::{Records, SqliteStore};
+use crate::records::{ContactStore, DatabaseLock, Records, SqliteStore};
+use crate::routing::probe::{ProbePolicy, ProbeResult, Probes, TargetState, TargetStatus};
 use crate::sip::digest::Algorithm;
 use crate::sip::{Registrar, SipEndpoint};
 
@@ -56,6 +58,8 @@ pub struct Settings {
     pub caller_key: Option<PathBuf>,
     /// With it, the API and `/metrics` need `Authorization: Bearer <the file's token>`.
     pub api_token_file: Option<PathBuf>,
+    /// How often function targets are probed with OPTIONS; zero turns probing off.
+    pub probe_interval: Duration,
 }
 
 impl Settings {
@@ -111,10 +115,15 @@ pub fn load_menu(menu_path: &Path, prompts_dir: &Path) -> Result<(Menu, PromptCa
     Ok((menu, prompts))
 }
 
+/// Peak amplitude (16-bit sample units) of the ringback tone: about -13 dBm0. G.711's 0 dBm0 sine peaks at
+/// about 22 650 on the 16-bit scale (3.17 dB below full scale), and ITU-T E.180 asks for ringing tone between
+/// -10 and -20 dBm0: -13 dBm0 is as loud as a network's own ringback, well above line noise, far from clipping.
+const RINGBACK_AMPLITUDE: f64 = 5_000.0;
+
 /// Swedish ringback (425 Hz, 1 s on, 4 s off) for a caller waiting while a function rings.
 fn ringback() -> Prompt {
     let rate = crate::media::codec::CLOCK_RATE as usize;
-    let mut samples = tone::synthesize(&[(425.0, 0.25)], rate);
+    let mut samples = tone::synthesize(&[(425.0, RINGBACK_AMPLITUDE)], rate);
     samples.resize(rate * 5, 0);
     Prompt::from_samples("ringback", samples)
 }
@@ -136,12 +145,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         info!(file = %file.display(), "the API and /metrics need the bearer token");
     }
 
-    let store = SqliteStore::open(&settings.db).with_context(|| {
-        format!(
-            "cannot open the contact record database {}",
-            settings.db.display()
-        )
-    })?;
+    // Before anything is written: a second daemon on this file would close the first one's live calls.
+    let _db_lock = DatabaseLock::acquire(&settings.db)?;
+    let store = SqliteStore::open(&settings.db)?;
+    // A database that cannot take writes would lose every record of this run: refuse to start instead.
+    store.probe_write()?;
     let records = Records::new(Arc::new(store));
     match records.close_unfinished(OffsetDateTime::now_utc()).await {
         Ok(0) => {}
@@ -227,6 +235,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         answer_delay: settings.answer_delay,
         signalling: TaskTracker::new(),
     });
+    let stop_probes = CancellationToken::new();
+    let probe_task = tokio::spawn(probe_targets(
+        sip.clone(),
+        services.menu.clone(),
+        settings.probe_interval,
+        health.clone(),
+        stop_probes.clone(),
+    ));
     let (calls_tx, mut calls_rx) = mpsc::channel(256);
     let sip_task = tokio::spawn(sip.clone().serve(calls_tx));
     sip.wait_until_listening(Duration::from_secs(5))
@@ -244,7 +260,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )?;
         stdout.flush()?;
     }
-    info!(sip = %sip.local_addr(), http = %http_addr, rtp = ?settings.rtp_ports, "knappval ready");
+    info!(sip = %sip.local_addr(), http = %http_addr, rtp = %format_args!("{}-{}", settings.rtp_ports.start(), settings.rtp_ports.end()), "knappval ready");
 
     let calls = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -258,7 +274,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
 
-    info!(calls = calls.len(), grace = ?settings.grace_period, "shutting down: new calls get 503");
+    info!(calls = calls.len(), grace = %menu::format_duration(settings.grace_period), "shutting down: new calls get 503");
     health.draining.store(true, Ordering::SeqCst);
     sip.stop_accepting();
     calls.close();
@@ -303,6 +319,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "some BYEs were still unanswered at exit"
         );
     }
+    stop_probes.cancel();
+    let _ = probe_task.await;
+    // Every call has ended and queued its record: write them before the process goes.
+    records.close(Duration::from_secs(10)).await;
     sip.shutdown();
     stop_expiry.cancel();
     stop_http.cancel();
@@ -310,6 +330,98 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), sip_task).await;
     info!("stopped");
     Ok(())
+}
+
+/// Probes every function's target with OPTIONS until `stop` (see [`crate::routing::probe`]), publishing each
+/// target's state on the health board, where call tasks and `/healthz` read it.
+async fn probe_targets(
+    sip: Arc<SipEndpoint>,
+    menu: Arc<Menu>,
+    interval: Duration,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) {
+    let board = &health.functions;
+    for function in menu.functions.values() {
+        board.publish(
+            &function.id,
+            TargetStatus {
+                target: function.target.clone(),
+                state: TargetState::Unknown,
+                last_probe: None,
+                last_result: None,
+            },
+        );
+    }
+    if interval.is_zero() {
+        return;
+    }
+    let functions = menu
+        .functions
+        .values()
+        .map(|f| (f.id.clone(), f.target.clone()));
+    let mut probes = Probes::new(ProbePolicy::every(interval), functions, Instant::now());
+    let timeout = probes.policy().timeout;
+    let (results_tx, mut results) = mpsc::channel::<(String, String, ProbeResult)>(64);
+    loop {
+        for (function, at) in board.take_heard() {
+            if let Some(change) = probes.heard_from(&function, at) {
+                info!(function = %function, target = %change.target, "function target up: it answered a call");
+                let last_probe = board
+                    .snapshot()
+                    .get(&function)
+                    .and_then(|s| s.last_probe.clone());
+                board.publish(
+                    &function,
+                    TargetStatus {
+                        target: change.target,
+                        state: change.to,
+                        last_probe,
+                        last_result: Some("answered a call".into()),
+                    },
+                );
+            }
+        }
+        for (function, target) in probes.due(Instant::now()) {
+            let sip = sip.clone();
+            let results_tx = results_tx.clone();
+            tokio::spawn(async move {
+                let result = match sip.options(&target, timeout).await {
+                    Ok(code) => ProbeResult::Answered(code),
+                    Err(why) => ProbeResult::Failed(why),
+                };
+                let _ = results_tx.send((function, target, result)).await;
+            });
+        }
+        let next = probes.next_due().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            Some((function, target, result)) = results.recv() => {
+                if let Some(change) = probes.on_result(&function, &result) {
+                    match change.to {
+                        TargetState::Down => warn!(function = %function, target = %target,
+                            last = %result.describe(), "function target down: its calls go to their failure path"),
+                        _ => info!(function = %function, target = %target, "function target up"),
+                    }
+                }
+                let now = OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok();
+                board.publish(&function, TargetStatus {
+                    target,
+                    state: probes.state(&function),
+                    last_probe: now,
+                    last_result: Some(result.describe()),
+                });
+            }
+            _ = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            _ = stop.cancelled() => return,
+        }
+    }
 }
 
 async fn shutdown_signal() {

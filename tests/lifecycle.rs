@@ -5,16 +5,10 @@ mod common;
 
 use common::audio::{CALLER_HZ, MENU_HZ};
 use common::sdp::PCMU;
-use common::{Caller, Daemon, Fixture, FunctionEndpoint, MenuSpec, SECOND};
+use common::{Caller, Daemon, FunctionEndpoint, SECOND};
 
-/// The standard test menu, with these extra `knappval run` flags.
 fn daemon_with(extra: &[&str]) -> (Daemon, FunctionEndpoint, FunctionEndpoint) {
-    let it = FunctionEndpoint::new(&[PCMU]);
-    let kt = FunctionEndpoint::new(&[PCMU]);
-    let spec = MenuSpec::new(&it.uri("it"), &kt.uri("kt"));
-    let fixture = Fixture::new();
-    fixture.write_menu(&spec.yaml());
-    (Daemon::start_with(fixture, extra), it, kt)
+    common::standard_daemon(extra)
 }
 
 fn daemon() -> (Daemon, FunctionEndpoint, FunctionEndpoint) {

@@ -105,6 +105,9 @@ fn callers_are_stable_pseudonyms_and_their_number_is_nowhere_on_disk_or_in_the_l
         "the function's INVITE carries the caller's number in From: {from}"
     );
     it.answer(&mut incoming, FUNCTION_HZ);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 10, std::time::Instant::now(), 10 * SECOND);
     assert_eq!(call.bye().status(), Some(200));
     incoming.call.expect_bye(10 * SECOND);
     let first = daemon.wait_record(&call.call_id, 5 * SECOND);

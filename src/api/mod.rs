@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use crate::metrics::Metrics;
 use crate::records::{ContactQuery, Records, parse_timestamp};
+use crate::routing::probe::TargetBoard;
 use crate::sip::Registrar;
 
 mod token;
@@ -53,6 +54,8 @@ pub struct Health {
     /// Set at shutdown: new calls are refused, so a load balancer should stop sending them here.
     pub draining: AtomicBool,
     pub started: Instant,
+    /// Each function target's state from the OPTIONS probes.
+    pub functions: TargetBoard,
 }
 
 impl Health {
@@ -61,6 +64,7 @@ impl Health {
             active_calls: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             started: Instant::now(),
+            functions: TargetBoard::default(),
         }
     }
 }
@@ -207,14 +211,27 @@ async fn agents(State(state): State<ApiState>) -> Response {
     Json(agents).into_response()
 }
 
+/// `status` is `ok`, `degraded` (calls are served, but contact records wait in memory because the database
+/// refuses writes: still 200, so that a load balancer keeps sending calls here, while monitoring alerts on the
+/// body) or `draining` (503: send new calls elsewhere).
 async fn healthz(State(state): State<ApiState>) -> Response {
     let health = &state.health;
     let draining = health.draining.load(Ordering::Relaxed);
+    let writer = state.records.status();
+    let last_error = writer.last_error();
+    let status = match (draining, &last_error) {
+        (true, _) => "draining",
+        (false, Some(_)) => "degraded",
+        (false, None) => "ok",
+    };
     let body = serde_json::json!({
-        "status": if draining { "draining" } else { "ok" },
+        "status": status,
         "active_calls": health.active_calls.load(Ordering::Relaxed),
         "draining": draining,
         "uptime_seconds": health.started.elapsed().as_secs(),
+        // A target that is down does not make knappval unhealthy: its callers get the failure path.
+        "functions": health.functions.snapshot(),
+        "records": { "pending": writer.pending(), "last_error": last_error },
     });
     let status = if draining {
         StatusCode::SERVICE_UNAVAILABLE

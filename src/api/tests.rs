@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::flow::Outcome;
-use crate::records::{ContactRecord, ContactStore, SqliteStore, StoreError};
+use crate::records::{ContactRecord, ContactStore, RecordUpdate, SqliteStore, StoreError};
 
 /// Long enough for a loaded shared machine; only reached when something hangs.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -49,9 +49,11 @@ impl TestServer {
 
     async fn with_records(records: &[ContactRecord]) -> TestServer {
         let store = SqliteStore::open_in_memory().unwrap();
-        for record in records {
-            store.call_ended(record).unwrap();
-        }
+        let whole: Vec<RecordUpdate> = records
+            .iter()
+            .map(|record| RecordUpdate::Whole(Box::new(record.clone())))
+            .collect();
+        store.write(&whole).unwrap();
         TestServer::start(Arc::new(store)).await
     }
 
@@ -129,14 +131,15 @@ fn three_calls() -> Vec<ContactRecord> {
 
 #[tokio::test]
 async fn contacts_are_newest_first_with_every_field() {
-    let server = TestServer::with_records(&three_calls()).await;
+    let calls = three_calls();
+    let server = TestServer::with_records(&calls).await;
     let (status, body) = server.get("/api/v1/contacts").await;
     assert_eq!(status, 200);
     assert_eq!(call_ids(&body), ["evening", "noon", "morning"]);
-    assert_eq!(
-        body[0],
-        serde_json::to_value(record("evening", datetime!(2026-11-23 18:00 UTC))).unwrap()
-    );
+    assert_eq!(body[0], serde_json::to_value(&calls[2]).unwrap());
+    // Both keys: our own record id and the caller leg's Call-ID.
+    assert_eq!(body[0]["id"], calls[2].id.as_str());
+    assert_eq!(body[0]["call_id"], "evening");
     assert_eq!(body[0]["duration_ms"], 12_000);
     server.stop().await;
 }
@@ -224,7 +227,28 @@ async fn healthz_reports_calls_and_turns_503_while_draining() {
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
     assert_eq!(body["active_calls"], 3);
+    assert_eq!(
+        body["records"],
+        serde_json::json!({ "pending": 0, "last_error": null })
+    );
     assert_eq!(body["draining"], false);
+    assert_eq!(body["functions"], serde_json::json!({}));
+    server.state.health.functions.publish(
+        "it",
+        crate::routing::probe::TargetStatus {
+            target: "sip:it@127.0.0.1:5073".into(),
+            state: crate::routing::probe::TargetState::Down,
+            last_probe: Some("2026-12-01T00:00:00Z".into()),
+            last_result: Some("no response within 4s".into()),
+        },
+    );
+    let (status, body) = server.get("/healthz").await;
+    assert_eq!(
+        status, 200,
+        "a target that is down does not fail the health check"
+    );
+    assert_eq!(body["functions"]["it"]["state"], "down", "{body}");
+    assert_eq!(body["functions"]["it"]["target"], "sip:it@127.0.0.1:5073");
     server.state.health.draining.store(true, Ordering::Relaxed);
     let (status, body) = server.get("/healthz").await;
     assert_eq!(status, 503);
@@ -248,10 +272,10 @@ async fn unknown_paths_are_a_json_404_and_other_methods_405() {
 struct Unreadable;
 
 impl ContactStore for Unreadable {
-    fn call_started(&self, _: &ContactRecord) -> Result<(), StoreError> {
+    fn write(&self, _: &[RecordUpdate]) -> Result<(), StoreError> {
         Ok(())
     }
-    fn call_ended(&self, _: &ContactRecord) -> Result<(), StoreError> {
+    fn probe_write(&self) -> Result<(), StoreError> {
         Ok(())
     }
     fn close_unfinished(&self, _: OffsetDateTime) -> Result<usize, StoreError> {

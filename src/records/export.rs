@@ -12,7 +12,8 @@ use super::record::{ContactRecord, format_timestamp};
 pub enum ExportFormat {
     /// One JSON object per line, exactly as the HTTP API returns them (steps included).
     Jsonl,
-    /// RFC 4180 CSV with a header row; the path as `root>it`, steps left out (see [`CSV_HEADER`]).
+    /// RFC 4180 CSV with a header row; the path as `root>it`, steps left out.
+    // The columns are CSV_HEADER's.
     Csv,
 }
 
@@ -48,7 +49,8 @@ impl FromStr for ExportFormat {
 
 /// The CSV columns, in order. Steps are left out: a JSON blob per cell breaks spreadsheets' cell limits and
 /// helps no pivot table; JSONL carries them.
-pub const CSV_HEADER: [&str; 14] = [
+pub const CSV_HEADER: [&str; 15] = [
+    "id",
     "call_id",
     "from",
     "to",
@@ -84,6 +86,7 @@ pub fn export(
                 let time =
                     |t: Option<time::OffsetDateTime>| t.map(format_timestamp).unwrap_or_default();
                 let cells: [String; CSV_HEADER.len()] = [
+                    record.id.clone(),
                     record.call_id.clone(),
                     record.from.clone(),
                     record.to.clone(),
@@ -164,6 +167,7 @@ mod tests {
             "0771100200",
             datetime!(2026-11-23 10:16 UTC),
         );
+        tricky.id = "0196b4f2-1c3b-7abc-8def-000000000002".into();
         tricky.path = vec!["root".into(), "it".into()];
         tricky.digits = "2#".into();
         let mut done = ContactRecord::started(
@@ -172,6 +176,7 @@ mod tests {
             "0771100200",
             datetime!(2026-11-23 10:15 UTC),
         );
+        done.id = "0196b4f2-1c3b-7abc-8def-000000000001".into();
         done.path = vec!["root".into()];
         done.function = Some("kundtjanst".into());
         done.finish(
@@ -206,10 +211,10 @@ mod tests {
         let text = exported(ExportFormat::Csv);
         assert_eq!(
             text,
-            "call_id,from,to,started_at,answered_at,ended_at,duration_ms,digits,path,function,outcome,\
+            "id,call_id,from,to,started_at,answered_at,ended_at,duration_ms,digits,path,function,outcome,\
              transfer_target,transferred_at,end_reason\r\n\
-             c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,\r\n\
-             c1@trunk,+46701234567,0771100200,2026-11-23T10:15:00.000Z,,2026-11-23T10:15:09.500Z,9500,,root,\
+             0196b4f2-1c3b-7abc-8def-000000000002,c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,\r\n\
+             0196b4f2-1c3b-7abc-8def-000000000001,c1@trunk,+46701234567,0771100200,2026-11-23T10:15:00.000Z,,2026-11-23T10:15:09.500Z,9500,,root,\
              kundtjanst,abandoned,,,caller BYE\r\n"
         );
     }

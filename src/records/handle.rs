@@ -1,55 +1,111 @@
-//! The async handle call tasks and the HTTP side hold: runs the blocking store on tokio's blocking pool.
+//! The async handle call tasks and the HTTP side hold. Call tasks hand updates to the writer task (see
+//! `super::writer`) and never wait for the disk; reads run the blocking store on tokio's blocking pool.
 //!
 //! A contact record that cannot be written must never take the call down with it, so the call-side methods
-//! log and return nothing; the reading side returns errors for its caller to answer.
+//! return nothing; the reading side returns errors for its caller to answer.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 
-use super::record::ContactRecord;
-use super::store::{ContactQuery, ContactStore, StoreError};
+use super::record::{ContactRecord, Progress};
+use super::store::{ContactQuery, ContactStore, RecordUpdate, StoreError};
+use super::writer::{self, Message, WriterSettings, WriterStatus};
 
-/// A cheap, cloneable handle on the contact store.
+/// A cheap, cloneable handle on the contact store and its writer.
 #[derive(Clone)]
-pub struct Records(Arc<dyn ContactStore>);
+pub struct Records {
+    store: Arc<dyn ContactStore>,
+    writer: mpsc::UnboundedSender<Message>,
+    status: Arc<WriterStatus>,
+}
 
 impl Records {
+    /// Starts the writer task with the default batching; needs a tokio runtime.
     pub fn new(store: Arc<dyn ContactStore>) -> Self {
-        Records(store)
+        Records::with_writer(store, WriterSettings::default())
+    }
+
+    pub fn with_writer(store: Arc<dyn ContactStore>, settings: WriterSettings) -> Self {
+        let (writer, inbox) = mpsc::unbounded_channel();
+        let status = Arc::new(WriterStatus::default());
+        tokio::spawn(writer::run(
+            Arc::clone(&store),
+            inbox,
+            Arc::clone(&status),
+            settings,
+        ));
+        Records {
+            store,
+            writer,
+            status,
+        }
     }
 
     /// The blocking store, for code that is not on the runtime (the `contacts` CLI).
     pub fn store(&self) -> &Arc<dyn ContactStore> {
-        &self.0
+        &self.store
     }
 
-    /// Writes the start of a call; a failure is logged, not returned.
-    pub async fn call_started(&self, record: ContactRecord) {
-        let call_id = record.call_id.clone();
-        let store = Arc::clone(&self.0);
-        if let Err(error) = run(move || store.call_started(&record)).await {
-            tracing::error!(call_id, %error, "contact record for the call's start not written");
+    /// Whether writes are keeping up, for `/healthz`.
+    pub fn status(&self) -> &WriterStatus {
+        &self.status
+    }
+
+    /// Queues the start of a call (outcome NULL), so a crash leaves a trace.
+    pub fn call_started(&self, record: &ContactRecord) {
+        self.send(RecordUpdate::Whole(Box::new(record.clone())));
+    }
+
+    /// Queues what changed in a call in progress.
+    pub fn progress(&self, progress: Progress) {
+        self.send(RecordUpdate::Progress(Box::new(progress)));
+    }
+
+    /// Queues the final record.
+    pub fn call_ended(&self, record: ContactRecord) {
+        self.send(RecordUpdate::Whole(Box::new(record)));
+    }
+
+    fn send(&self, update: RecordUpdate) {
+        if self.writer.send(Message::Update(update)).is_err() {
+            // Only after `close`: nothing may be written any more, so the log keeps it.
+            tracing::error!("contact record update after the writer stopped");
         }
     }
 
-    /// Writes the final record; a failure is logged, not returned.
-    pub async fn call_ended(&self, record: ContactRecord) {
-        let call_id = record.call_id.clone();
-        let store = Arc::clone(&self.0);
-        if let Err(error) = run(move || store.call_ended(&record)).await {
-            tracing::error!(call_id, %error, "final contact record not written");
+    /// Waits until everything queued so far is in the database; false when `patience` ran out first.
+    pub async fn flush(&self, patience: Duration) -> bool {
+        let (done, flushed) = oneshot::channel();
+        if self.writer.send(Message::Flush(done)).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(patience, flushed).await, Ok(Ok(())))
+    }
+
+    /// At exit: writes what is queued, waiting up to `patience`; what the database still refuses then goes to
+    /// the log as JSON, so no record is lost while the process lives.
+    pub async fn close(&self, patience: Duration) {
+        if self.flush(patience).await {
+            return;
+        }
+        let (done, abandoned) = oneshot::channel();
+        if self.writer.send(Message::Abandon(done)).is_ok() {
+            // The writer may be inside one more attempt (SQLite's busy timeout) before it reads this.
+            let _ = tokio::time::timeout(patience + Duration::from_secs(10), abandoned).await;
         }
     }
 
     /// See [`ContactStore::close_unfinished`]; start-up decides whether a failure is fatal.
     pub async fn close_unfinished(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
-        let store = Arc::clone(&self.0);
+        let store = Arc::clone(&self.store);
         run(move || store.close_unfinished(now)).await
     }
 
     pub async fn list(&self, query: ContactQuery) -> Result<Vec<ContactRecord>, StoreError> {
-        let store = Arc::clone(&self.0);
+        let store = Arc::clone(&self.store);
         run(move || store.list(&query)).await
     }
 }
@@ -63,69 +119,4 @@ async fn run<T: Send + 'static>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::flow::Outcome;
-    use crate::records::SqliteStore;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use time::macros::datetime;
-
-    /// A store whose every write fails, counting the attempts.
-    struct BrokenDisk(AtomicUsize);
-
-    impl ContactStore for BrokenDisk {
-        fn call_started(&self, _: &ContactRecord) -> Result<(), StoreError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Err(StoreError::Worker("disk full".into()))
-        }
-        fn call_ended(&self, _: &ContactRecord) -> Result<(), StoreError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Err(StoreError::Worker("disk full".into()))
-        }
-        fn close_unfinished(&self, _: OffsetDateTime) -> Result<usize, StoreError> {
-            Err(StoreError::Worker("disk full".into()))
-        }
-        fn list(&self, _: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError> {
-            Err(StoreError::Worker("disk full".into()))
-        }
-    }
-
-    #[tokio::test]
-    async fn writes_go_through_to_the_store() {
-        let records = Records::new(Arc::new(SqliteStore::open_in_memory().unwrap()));
-        let mut record = ContactRecord::started("c1", "a", "b", datetime!(2026-11-23 10:00 UTC));
-        records.call_started(record.clone()).await;
-        assert_eq!(
-            records.list(ContactQuery::default()).await.unwrap(),
-            vec![record.clone()]
-        );
-        record.finish(
-            Outcome::Abandoned,
-            datetime!(2026-11-23 10:00:07 UTC),
-            "caller BYE",
-        );
-        records.call_ended(record.clone()).await;
-        assert_eq!(
-            records.list(ContactQuery::default()).await.unwrap(),
-            vec![record]
-        );
-        assert_eq!(
-            records
-                .close_unfinished(datetime!(2026-11-23 11:00 UTC))
-                .await
-                .unwrap(),
-            0
-        );
-    }
-
-    #[tokio::test]
-    async fn a_failing_store_does_not_fail_the_call() {
-        let store = Arc::new(BrokenDisk(AtomicUsize::new(0)));
-        let records = Records::new(store.clone());
-        let record = ContactRecord::started("c1", "a", "b", datetime!(2026-11-23 10:00 UTC));
-        records.call_started(record.clone()).await;
-        records.call_ended(record).await;
-        assert_eq!(store.0.load(Ordering::SeqCst), 2);
-        assert!(records.list(ContactQuery::default()).await.is_err());
-    }
-}
+mod tests;

@@ -16,7 +16,10 @@ use crate::menu::model::{FunctionId, MenuId};
 /// One call as the statistics see it. `outcome` is `None` only while the call is in progress.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContactRecord {
-    /// The SIP Call-ID of the caller's leg.
+    /// knappval's own id for this record, see [`new_record_id`]. The key: two calls never share it, whatever
+    /// their Call-IDs.
+    pub id: String,
+    /// The SIP Call-ID of the caller's leg. Not unique: trunks recycle Call-IDs, and a peer may reuse one.
     pub call_id: String,
     /// The caller's number or user, as taken from the From URI (`sip:` or `tel:`); see `crate::sip::message::caller_number`.
     pub from: String,
@@ -44,7 +47,7 @@ pub struct ContactRecord {
 }
 
 impl ContactRecord {
-    /// A record for a call that has just arrived: nothing pressed, nothing decided.
+    /// A record for a call that has just arrived, with a new id: nothing pressed, nothing decided.
     pub fn started(
         call_id: impl Into<String>,
         from: impl Into<String>,
@@ -52,6 +55,7 @@ impl ContactRecord {
         started_at: OffsetDateTime,
     ) -> Self {
         ContactRecord {
+            id: new_record_id(started_at),
             call_id: call_id.into(),
             from: from.into(),
             to: to.into(),
@@ -81,6 +85,53 @@ impl ContactRecord {
         self.end_reason = Some(end_reason.into());
     }
 
+    /// Takes the menu's latest state and returns what changed since the last call, for the store to write; `None`
+    /// when nothing did. `new_steps` are the steps after those the record already has, so a call's steps are
+    /// serialised once each, not once per event.
+    pub fn advance(
+        &mut self,
+        digits: &str,
+        path: &[MenuId],
+        function: Option<&FunctionId>,
+        new_steps: Vec<serde_json::Value>,
+    ) -> Option<Progress> {
+        let mut progress = Progress::of(self);
+        if self.digits != digits {
+            self.digits = digits.to_string();
+            progress.digits = Some(self.digits.clone());
+        }
+        if self.path != path {
+            self.path = path.to_vec();
+            progress.path = Some(self.path.clone());
+        }
+        if function.is_some() && self.function.as_ref() != function {
+            self.function = function.cloned();
+            progress.function = self.function.clone();
+        }
+        if !new_steps.is_empty() {
+            let steps = self.steps_mut();
+            progress.first_step = steps.len();
+            steps.extend(new_steps.iter().cloned());
+            progress.steps = new_steps;
+        }
+        (!progress.is_empty()).then_some(progress)
+    }
+
+    /// How many steps the record holds.
+    pub fn step_count(&self) -> usize {
+        self.steps.as_array().map_or(0, Vec::len)
+    }
+
+    fn steps_mut(&mut self) -> &mut Vec<serde_json::Value> {
+        if !self.steps.is_array() {
+            self.steps = serde_json::Value::Array(Vec::new());
+        }
+        match &mut self.steps {
+            serde_json::Value::Array(steps) => steps,
+            _ => unreachable!("made an array above"),
+        }
+    }
+
     /// `ended_at - started_at` in whole milliseconds, as written; `None` while the call is in progress.
     ///
     /// Never negative: a wall clock stepped back by NTP mid-call must not produce a negative call length
@@ -90,6 +141,75 @@ impl ContactRecord {
         let millis = unix_millis(ended) - unix_millis(self.started_at);
         Some(i64::try_from(millis.max(0)).unwrap_or(i64::MAX))
     }
+}
+
+/// What changed in a call's record since its last write: the store updates these columns only and appends
+/// the new steps. `None` and empty mean "unchanged"; a progress never clears a field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// The record's [`ContactRecord::id`].
+    pub id: String,
+    pub answered_at: Option<OffsetDateTime>,
+    pub digits: Option<String>,
+    pub path: Option<Vec<MenuId>>,
+    pub function: Option<FunctionId>,
+    pub transfer_target: Option<String>,
+    pub transferred_at: Option<OffsetDateTime>,
+    /// The index of `steps[0]` in the record's step list: writing a step twice (a batch retried after a commit
+    /// that reported failure) leaves one copy.
+    pub first_step: usize,
+    pub steps: Vec<serde_json::Value>,
+}
+
+impl Progress {
+    /// No change yet, for `record`.
+    pub fn of(record: &ContactRecord) -> Progress {
+        Progress {
+            id: record.id.clone(),
+            answered_at: None,
+            digits: None,
+            path: None,
+            function: None,
+            transfer_target: None,
+            transferred_at: None,
+            first_step: record.step_count(),
+            steps: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.answered_at.is_none()
+            && self.digits.is_none()
+            && self.path.is_none()
+            && self.function.is_none()
+            && self.transfer_target.is_none()
+            && self.transferred_at.is_none()
+            && self.steps.is_empty()
+    }
+}
+
+/// A new record id: a UUIDv7 (RFC 9562) in its usual text form, from the call's start time and 74 random bits.
+///
+/// Ours, not the Call-ID, because Call-IDs repeat; time-ordered, so ids sort like the calls and index well;
+/// 74 random bits per millisecond, so several knappval nodes writing one PostgreSQL later need no coordination.
+/// A dozen lines instead of a crate.
+pub fn new_record_id(at: OffsetDateTime) -> String {
+    let millis = u64::try_from(unix_millis(at)).unwrap_or(0) & 0xffff_ffff_ffff;
+    let random: u128 = rand::random();
+    let bits = (u128::from(millis) << 80)
+        | (0x7 << 76) // version 7
+        | ((random & 0xfff) << 64) // rand_a
+        | (0b10 << 62) // variant
+        | ((random >> 12) & 0x3fff_ffff_ffff_ffff); // rand_b
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 /// Milliseconds since the Unix epoch, truncated the way [`format_timestamp`] truncates.
@@ -120,6 +240,7 @@ pub fn parse_timestamp(text: &str) -> Result<OffsetDateTime, time::error::Parse>
 /// The JSON shape, field for field; borrowed so serialising a long list copies nothing.
 #[derive(Serialize)]
 struct RecordOut<'a> {
+    id: &'a str,
     call_id: &'a str,
     from: &'a str,
     to: &'a str,
@@ -140,6 +261,7 @@ struct RecordOut<'a> {
 impl Serialize for ContactRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         RecordOut {
+            id: &self.id,
             call_id: &self.call_id,
             from: &self.from,
             to: &self.to,
@@ -164,6 +286,9 @@ impl Serialize for ContactRecord {
 /// but recomputed from the timestamps, so the two can never disagree.
 #[derive(Deserialize)]
 struct RecordIn {
+    /// Absent in exports made before records had ids.
+    #[serde(default)]
+    id: String,
     call_id: String,
     from: String,
     to: String,
@@ -215,6 +340,7 @@ impl<'de> Deserialize<'de> for ContactRecord {
             answered_at: optional_time("answered_at", raw.answered_at)?,
             ended_at: optional_time("ended_at", raw.ended_at)?,
             transferred_at: optional_time("transferred_at", raw.transferred_at)?,
+            id: raw.id,
             call_id: raw.call_id,
             from: raw.from,
             to: raw.to,
@@ -257,6 +383,7 @@ mod tests {
             "0771-100200",
             datetime!(2026-11-23 10:15:02.123 UTC),
         );
+        record.id = "0196b4f2-1c3b-7abc-8def-0123456789ab".into();
         record.answered_at = Some(datetime!(2026-11-23 10:15:02.400 UTC));
         record.digits = "12".into();
         record.path = vec!["root".into(), "it".into()];
@@ -295,6 +422,7 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({
+                "id": "0196b4f2-1c3b-7abc-8def-0123456789ab",
                 "call_id": "a84b4c76e66710@pc33",
                 "from": "0701234567",
                 "to": "0771-100200",
@@ -343,6 +471,56 @@ mod tests {
             error.to_string().contains("ended_at 'yesterday'"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn record_ids_are_uuid_v7_ordered_by_time_and_unique() {
+        let at = datetime!(2026-11-23 10:15:02.123 UTC);
+        let id = new_record_id(at);
+        assert_eq!(id.len(), 36, "{id}");
+        let dashes: Vec<usize> = id.match_indices('-').map(|(i, _)| i).collect();
+        assert_eq!(dashes, [8, 13, 18, 23], "{id}");
+        assert_eq!(&id[14..15], "7", "version nibble: {id}");
+        assert!(
+            matches!(&id[19..20], "8" | "9" | "a" | "b"),
+            "variant: {id}"
+        );
+        // The first 48 bits are the start in Unix milliseconds.
+        let millis = u64::from_str_radix(&id[..13].replace('-', ""), 16).unwrap();
+        assert_eq!(i128::from(millis), unix_millis(at));
+        let later = new_record_id(at + time::Duration::milliseconds(1));
+        assert!(later > id, "{later} sorts after {id}");
+        let same_ms: std::collections::HashSet<String> =
+            (0..1000).map(|_| new_record_id(at)).collect();
+        assert_eq!(same_ms.len(), 1000);
+    }
+
+    #[test]
+    fn advance_reports_only_what_changed_and_only_the_new_steps() {
+        let mut record = ContactRecord::started("x", "a", "b", datetime!(2026-11-23 10:00 UTC));
+        let root = vec![MenuId::from("root")];
+        let step = |n: u64| serde_json::json!({ "at_ms": n, "kind": "timeout" });
+        let first = record
+            .advance("", &root, None, vec![step(1), step(2)])
+            .expect("path and steps changed");
+        assert_eq!(first.id, record.id);
+        assert_eq!(first.path.as_deref(), Some(&root[..]));
+        assert_eq!((first.digits.clone(), first.function.clone()), (None, None));
+        assert_eq!((first.first_step, first.steps.len()), (0, 2));
+        assert!(record.advance("", &root, None, Vec::new()).is_none());
+        let it = FunctionId::from("it");
+        let second = record
+            .advance("3", &root, Some(&it), vec![step(3)])
+            .expect("digit, function and a step");
+        assert_eq!(second.digits.as_deref(), Some("3"));
+        assert_eq!(second.path, None);
+        assert_eq!(second.function.as_deref(), Some("it"));
+        assert_eq!(
+            (second.first_step, second.steps.clone()),
+            (2, vec![step(3)])
+        );
+        assert_eq!(record.step_count(), 3);
+        assert_eq!(record.digits, "3");
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! The SQLite contact store: one file, WAL, every commit synced, schema versioned by `PRAGMA user_version`.
+//! Writes come in batches (see `super::writer`), one transaction and so one sync each.
 //!
 //! Owns the table layout and its migrations. Knows nothing about calls beyond [`ContactRecord`]; the async
 //! side (`Records`) and HTTP live elsewhere.
@@ -7,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior, params};
 use time::OffsetDateTime;
 
-use super::record::{ContactRecord, format_timestamp, parse_timestamp};
-use super::store::{ContactQuery, ContactStore, StoreError, UNFINISHED_END_REASON};
+use super::record::{ContactRecord, Progress, format_timestamp, parse_timestamp};
+use super::store::{ContactQuery, ContactStore, RecordUpdate, StoreError, UNFINISHED_END_REASON};
 use crate::flow::Outcome;
 
 /// Schema steps, oldest first; step `n` takes the file from `user_version` n to n + 1. Append, never edit:
@@ -44,6 +45,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX contact_records_started_at ON contact_records (started_at);
     -- Start-up looks for calls a crash left open; this stays tiny however many records there are.
     CREATE INDEX contact_records_unfinished ON contact_records (id) WHERE outcome IS NULL;",
+    // 2: records keyed by an id of our own (issue 7.3): a Call-ID may come again and must not overwrite the
+    // earlier call. Rows from before get a UUIDv7 from their start time, like new ones.
+    "ALTER TABLE contact_records ADD COLUMN record_id TEXT NOT NULL DEFAULT '';
+    UPDATE contact_records SET record_id = lower(printf('%08x-%04x-7%03x-%04x-%012x',
+        ms >> 16, ms & 65535, random() & 4095, (random() & 16383) | 32768, random() & 281474976710655))
+        FROM (SELECT id AS row_id,
+                coalesce(CAST(round((julianday(started_at) - 2440587.5) * 86400000) AS INTEGER), 0) AS ms
+              FROM contact_records)
+        WHERE id = row_id;
+    CREATE UNIQUE INDEX contact_records_record_id ON contact_records (record_id);
+    DROP INDEX contact_records_call_id;
+    CREATE INDEX contact_records_call_id ON contact_records (call_id);",
 ];
 
 /// The schema version this build writes.
@@ -53,10 +66,11 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const UPSERT: &str = "INSERT INTO contact_records (
-        call_id, caller, called, started_at, answered_at, ended_at, duration_ms, digits, path, function_id,
-        outcome, transfer_target, transferred_at, end_reason, steps)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-    ON CONFLICT (call_id) DO UPDATE SET
+        record_id, call_id, caller, called, started_at, answered_at, ended_at, duration_ms, digits, path,
+        function_id, outcome, transfer_target, transferred_at, end_reason, steps)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+    ON CONFLICT (record_id) DO UPDATE SET
+        call_id = excluded.call_id,
         caller = excluded.caller,
         called = excluded.called,
         started_at = excluded.started_at,
@@ -72,13 +86,28 @@ const UPSERT: &str = "INSERT INTO contact_records (
         end_reason = excluded.end_reason,
         steps = excluded.steps";
 
-const COLUMNS: &str = "id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
+/// A call moved on: the columns that changed (NULL keeps the old value).
+const PROGRESS: &str = "UPDATE contact_records SET
+        answered_at = coalesce(?2, answered_at),
+        digits = coalesce(?3, digits),
+        path = coalesce(?4, path),
+        function_id = coalesce(?5, function_id),
+        transfer_target = coalesce(?6, transfer_target),
+        transferred_at = coalesce(?7, transferred_at)
+    WHERE record_id = ?1";
+
+/// Appends one step at its index; a step already there is left alone (json_insert never overwrites).
+const APPEND_STEP: &str = "UPDATE contact_records SET steps = json_insert(steps, '$[' || ?2 || ']', json(?3)) WHERE record_id = ?1";
+
+const COLUMNS: &str = "id, record_id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
      outcome, transfer_target, transferred_at, end_reason, steps";
 
-/// Contact records in one SQLite file. One connection behind a mutex: SQLite has one writer at a time anyway,
-/// and a record is a single small upsert.
+/// Contact records in one SQLite file. One writing connection behind a mutex (SQLite has one writer at a time
+/// anyway, and the writer task sends one batch at a time), and for a file a second, read-only one for lists:
+/// with WAL, reads never wait for a write, even one stuck in the busy timeout of a locked database.
 pub struct SqliteStore {
     connection: Mutex<Connection>,
+    reader: Option<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -108,12 +137,17 @@ impl SqliteStore {
                 "contact record database is not in WAL mode; keep it on a local disk"
             );
         }
-        // Every commit reaches the disk before the call moves on: a record lost on power failure is a call the
-        // statistics never saw.
+        // Every commit reaches the disk: a record lost on power failure is a call the statistics never saw.
+        // Cheap, because the writer commits a batch of updates at a time, not one per call event.
         connection
             .pragma_update(None, "synchronous", "FULL")
             .map_err(open_error)?;
-        Self::with_connection(connection, path.to_path_buf())
+        let mut store = Self::with_connection(connection, path.to_path_buf())?;
+        let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(open_error)?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        store.reader = Some(Mutex::new(reader));
+        Ok(store)
     }
 
     /// A store that lives in memory only, for tests and `knappval simulate`.
@@ -133,6 +167,7 @@ impl SqliteStore {
         migrate(&mut connection, &path)?;
         Ok(SqliteStore {
             connection: Mutex::new(connection),
+            reader: None,
             path,
         })
     }
@@ -141,7 +176,7 @@ impl SqliteStore {
         &self.path
     }
 
-    fn connection(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn connection(&self) -> MutexGuard<'_, Connection> {
         // A panic elsewhere while holding the lock leaves no half-written state: every write is one SQLite
         // statement or transaction, which SQLite rolls back on its own.
         self.connection
@@ -149,46 +184,109 @@ impl SqliteStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn upsert(&self, record: &ContactRecord) -> Result<(), StoreError> {
-        let encode = |what, result: serde_json::Result<String>| {
-            result.map_err(|source| StoreError::Encode {
-                call_id: record.call_id.clone(),
-                what,
-                source,
-            })
-        };
-        let path = encode("path", serde_json::to_string(&record.path))?;
-        let steps = encode("steps", serde_json::to_string(&record.steps))?;
-        let connection = self.connection();
-        let mut statement = connection.prepare_cached(UPSERT)?;
-        statement.execute(params![
-            record.call_id,
-            record.from,
-            record.to,
-            format_timestamp(record.started_at),
-            record.answered_at.map(format_timestamp),
-            record.ended_at.map(format_timestamp),
-            record.duration_ms(),
-            record.digits,
-            path,
-            record.function,
-            record.outcome.map(Outcome::as_str),
-            record.transfer_target,
-            record.transferred_at.map(format_timestamp),
-            record.end_reason,
-            steps,
-        ])?;
-        Ok(())
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(reader) => reader.lock().unwrap_or_else(PoisonError::into_inner),
+            None => self.connection(),
+        }
     }
 }
 
+fn encode(
+    record_id: &str,
+    what: &'static str,
+    value: &impl serde::Serialize,
+) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Encode {
+        record_id: record_id.to_string(),
+        what,
+        source,
+    })
+}
+
+fn upsert(connection: &Connection, record: &ContactRecord) -> Result<(), StoreError> {
+    let path = encode(&record.id, "path", &record.path)?;
+    let steps = encode(&record.id, "steps", &record.steps)?;
+    let mut statement = connection.prepare_cached(UPSERT)?;
+    statement.execute(params![
+        record.id,
+        record.call_id,
+        record.from,
+        record.to,
+        format_timestamp(record.started_at),
+        record.answered_at.map(format_timestamp),
+        record.ended_at.map(format_timestamp),
+        record.duration_ms(),
+        record.digits,
+        path,
+        record.function,
+        record.outcome.map(Outcome::as_str),
+        record.transfer_target,
+        record.transferred_at.map(format_timestamp),
+        record.end_reason,
+        steps,
+    ])?;
+    Ok(())
+}
+
+fn progress(connection: &Connection, progress: &Progress) -> Result<(), StoreError> {
+    let path = progress
+        .path
+        .as_ref()
+        .map(|path| encode(&progress.id, "path", path))
+        .transpose()?;
+    connection.prepare_cached(PROGRESS)?.execute(params![
+        progress.id,
+        progress.answered_at.map(format_timestamp),
+        progress.digits,
+        path,
+        progress.function,
+        progress.transfer_target,
+        progress.transferred_at.map(format_timestamp),
+    ])?;
+    let mut append = connection.prepare_cached(APPEND_STEP)?;
+    for (i, step) in progress.steps.iter().enumerate() {
+        let index = i64::try_from(progress.first_step + i).unwrap_or(i64::MAX);
+        append.execute(params![
+            progress.id,
+            index,
+            encode(&progress.id, "steps", step)?
+        ])?;
+    }
+    Ok(())
+}
+
 impl ContactStore for SqliteStore {
-    fn call_started(&self, record: &ContactRecord) -> Result<(), StoreError> {
-        self.upsert(record)
+    fn write(&self, updates: &[RecordUpdate]) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for update in updates {
+            match update {
+                RecordUpdate::Whole(record) => upsert(&transaction, record)?,
+                RecordUpdate::Progress(change) => progress(&transaction, change)?,
+            }
+        }
+        transaction.commit()?;
+        Ok(())
     }
 
-    fn call_ended(&self, record: &ContactRecord) -> Result<(), StoreError> {
-        self.upsert(record)
+    fn probe_write(&self) -> Result<(), StoreError> {
+        let not_writable = |source| StoreError::NotWritable {
+            path: self.path.clone(),
+            source,
+        };
+        let mut connection = self.connection();
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(not_writable)?;
+        // Writing the version it already has dirties the header page: a real write, committed and synced.
+        let version: i64 = transaction
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(not_writable)?;
+        transaction
+            .pragma_update(None, "user_version", version)
+            .map_err(not_writable)?;
+        transaction.commit().map_err(not_writable)
     }
 
     fn close_unfinished(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
@@ -243,7 +341,7 @@ impl ContactStore for SqliteStore {
         let limit = query
             .limit
             .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
-        let connection = self.connection();
+        let connection = self.reader();
         let rows: Vec<RawRow> = match query.since {
             Some(since) => {
                 let mut statement = connection.prepare_cached(&format!(
@@ -303,6 +401,7 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
 /// A row as SQLite hands it over, before the text columns are checked.
 struct RawRow {
     id: i64,
+    record_id: String,
     call_id: String,
     caller: String,
     called: String,
@@ -323,20 +422,21 @@ impl RawRow {
     fn read(row: &Row<'_>) -> rusqlite::Result<RawRow> {
         Ok(RawRow {
             id: row.get(0)?,
-            call_id: row.get(1)?,
-            caller: row.get(2)?,
-            called: row.get(3)?,
-            started_at: row.get(4)?,
-            answered_at: row.get(5)?,
-            ended_at: row.get(6)?,
-            digits: row.get(7)?,
-            path: row.get(8)?,
-            function_id: row.get(9)?,
-            outcome: row.get(10)?,
-            transfer_target: row.get(11)?,
-            transferred_at: row.get(12)?,
-            end_reason: row.get(13)?,
-            steps: row.get(14)?,
+            record_id: row.get(1)?,
+            call_id: row.get(2)?,
+            caller: row.get(3)?,
+            called: row.get(4)?,
+            started_at: row.get(5)?,
+            answered_at: row.get(6)?,
+            ended_at: row.get(7)?,
+            digits: row.get(8)?,
+            path: row.get(9)?,
+            function_id: row.get(10)?,
+            outcome: row.get(11)?,
+            transfer_target: row.get(12)?,
+            transferred_at: row.get(13)?,
+            end_reason: row.get(14)?,
+            steps: row.get(15)?,
         })
     }
 
@@ -364,6 +464,7 @@ impl RawRow {
                 .map(|name| name.parse::<Outcome>())
                 .transpose()
                 .map_err(|e| corrupt("outcome", e.to_string()))?,
+            id: self.record_id,
             call_id: self.call_id,
             from: self.caller,
             to: self.called,
@@ -402,6 +503,12 @@ mod tests {
         record
     }
 
+    fn put(store: &SqliteStore, record: &ContactRecord) {
+        store
+            .write(&[RecordUpdate::Whole(Box::new(record.clone()))])
+            .unwrap();
+    }
+
     fn all(store: &SqliteStore) -> Vec<ContactRecord> {
         store.list(&ContactQuery::default()).unwrap()
     }
@@ -432,11 +539,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_in(&dir);
         let started = call("c1@trunk", datetime!(2026-11-23 10:15:02.123 UTC));
-        store.call_started(&started).unwrap();
+        put(&store, &started);
         assert_eq!(all(&store), vec![started.clone()]);
 
         let finished = ended(started);
-        store.call_ended(&finished).unwrap();
+        put(&store, &finished);
         let stored = all(&store);
         assert_eq!(stored, vec![finished]);
         assert_eq!(stored[0].duration_ms(), Some(95_000));
@@ -450,16 +557,127 @@ mod tests {
     }
 
     #[test]
-    fn an_end_without_a_start_is_written_and_a_repeated_start_does_not_fail() {
+    fn a_reused_call_id_is_a_new_record_and_a_repeated_write_does_not_fail() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_in(&dir);
         let finished = ended(call("c1@trunk", datetime!(2026-11-23 10:00 UTC)));
-        store.call_ended(&finished).unwrap();
-        store.call_ended(&finished).unwrap();
+        put(&store, &finished);
+        put(&store, &finished);
         assert_eq!(all(&store), vec![finished.clone()]);
-        let retry = call("c1@trunk", datetime!(2026-11-23 11:00 UTC));
-        store.call_started(&retry).unwrap();
-        assert_eq!(all(&store), vec![retry]);
+        // A trunk that recycles Call-IDs: the later call must not overwrite the earlier one's record.
+        let reused = call("c1@trunk", datetime!(2026-11-23 11:00 UTC));
+        put(&store, &reused);
+        assert_eq!(all(&store), vec![reused, finished]);
+    }
+
+    #[test]
+    fn progress_updates_only_what_changed_and_appends_each_step_once() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut record = call("c1", datetime!(2026-11-23 10:00 UTC));
+        put(&store, &record);
+        let step = |n: u64| serde_json::json!({ "at_ms": n, "kind": "timeout" });
+        let root = vec!["root".to_string()];
+        let first = record
+            .advance("", &root, None, vec![step(1), step(2)])
+            .unwrap();
+        let it = "it".to_string();
+        let second = record
+            .advance("3", &root, Some(&it), vec![step(3)])
+            .unwrap();
+        let progress = |p: &Progress| RecordUpdate::Progress(Box::new(p.clone()));
+        store.write(&[progress(&first), progress(&second)]).unwrap();
+        assert_eq!(all(&store), vec![record.clone()]);
+        // A batch written again (its commit reported a failure that was not one) adds no step twice.
+        store.write(&[progress(&first), progress(&second)]).unwrap();
+        assert_eq!(all(&store), vec![record.clone()]);
+        assert_eq!(all(&store)[0].step_count(), 3);
+    }
+
+    #[test]
+    fn schema_1_files_get_record_ids_and_keep_their_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.sqlite");
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection.execute_batch(MIGRATIONS[0]).unwrap();
+            connection.pragma_update(None, "user_version", 1).unwrap();
+            connection
+                .execute_batch(
+                    "INSERT INTO contact_records (call_id, caller, called, started_at, digits, path, outcome, steps)
+                     VALUES ('old-1@trunk', '0701', '0771', '2026-11-23T10:15:02.123Z', '3', '[\"root\"]',
+                             'abandoned', '[{\"at_ms\":0,\"kind\":\"entered_menu\",\"value\":\"root\"}]'),
+                            ('old-2@trunk', '0702', '0771', '2026-11-23T10:16:00.000Z', '', '[]', NULL, '[]');",
+                )
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let records = all(&store);
+        assert_eq!(records.len(), 2);
+        let old = &records[1];
+        assert_eq!(
+            (old.call_id.as_str(), old.digits.as_str()),
+            ("old-1@trunk", "3")
+        );
+        assert_eq!(old.step_count(), 1);
+        for record in &records {
+            // A UUIDv7 whose time is the call's start.
+            let millis = i64::from_str_radix(&record.id[..13].replace('-', ""), 16).unwrap();
+            let started = record.started_at.unix_timestamp_nanos() / 1_000_000;
+            assert_eq!(i128::from(millis), started, "{}", record.id);
+            assert_eq!(&record.id[14..15], "7", "{}", record.id);
+        }
+        assert_ne!(records[0].id, records[1].id);
+        // The Call-ID is no longer unique.
+        put(
+            &store,
+            &call("old-1@trunk", datetime!(2026-11-24 08:00 UTC)),
+        );
+        assert_eq!(all(&store).len(), 3);
+    }
+
+    #[test]
+    fn lists_do_not_wait_for_a_write_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(store_in(&dir));
+        let record = call("c1", datetime!(2026-11-23 10:00 UTC));
+        put(&store, &record);
+        // The writer stuck inside a write (a locked database's busy timeout) holds the writing connection.
+        let writing = store.connection();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                reader
+                    .list(&ContactQuery::default())
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        let listed = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the list waited for the writer");
+        drop(writing);
+        assert_eq!(listed.unwrap(), vec![record]);
+    }
+
+    #[test]
+    fn the_write_probe_fails_on_a_read_only_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.sqlite");
+        SqliteStore::open(&path).unwrap().probe_write().unwrap();
+        let read_only =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let store = SqliteStore {
+            connection: Mutex::new(read_only),
+            reader: None,
+            path: path.clone(),
+        };
+        let error = store.probe_write().unwrap_err();
+        assert!(matches!(error, StoreError::NotWritable { .. }), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains(&path.display().to_string()) && message.contains("--db"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -474,9 +692,7 @@ mod tests {
         ];
         // Written out of order: order must come from started_at, not from insertion.
         for (i, at) in [(2, times[2]), (0, times[0]), (3, times[3]), (1, times[1])] {
-            store
-                .call_ended(&ended(call(&format!("c{i}"), at)))
-                .unwrap();
+            put(&store, &ended(call(&format!("c{i}"), at)));
         }
         let ids = |records: Vec<ContactRecord>| {
             records.into_iter().map(|r| r.call_id).collect::<Vec<_>>()
@@ -509,13 +725,14 @@ mod tests {
     fn close_unfinished_fails_only_the_open_calls() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_in(&dir);
-        let done = ended(call("done", datetime!(2026-11-23 10:00 UTC)));
-        store.call_started(&call("done", done.started_at)).unwrap();
-        store.call_ended(&done).unwrap();
+        let started = call("done", datetime!(2026-11-23 10:00 UTC));
+        put(&store, &started);
+        let done = ended(started);
+        put(&store, &done);
         let mut open = call("open", datetime!(2026-11-23 10:05 UTC));
         open.path = vec!["root".into()];
         open.digits = "9".into();
-        store.call_started(&open).unwrap();
+        put(&store, &open);
 
         let now = datetime!(2026-11-23 10:07:30.250 UTC);
         assert_eq!(store.close_unfinished(now).unwrap(), 1);
@@ -540,10 +757,10 @@ mod tests {
         let open = call("still-open", datetime!(2026-11-23 10:01 UTC));
         {
             let store = store_in(&dir);
-            store.call_ended(&finished).unwrap();
+            put(&store, &finished);
         }
         let store = store_in(&dir);
-        store.call_started(&open).unwrap();
+        put(&store, &open);
         // A crash: the connection is never closed, so the last write exists only in the WAL file.
         std::mem::forget(store);
         assert!(dir.path().join("data/records.sqlite-wal").exists());
@@ -574,9 +791,7 @@ mod tests {
     #[test]
     fn a_corrupt_row_is_reported_with_its_id_and_column() {
         let store = SqliteStore::open_in_memory().unwrap();
-        store
-            .call_ended(&ended(call("c1", datetime!(2026-11-23 10:00 UTC))))
-            .unwrap();
+        put(&store, &ended(call("c1", datetime!(2026-11-23 10:00 UTC))));
         store
             .connection()
             .execute("UPDATE contact_records SET outcome = 'gave-up'", [])
@@ -598,9 +813,7 @@ mod tests {
     #[test]
     fn a_corrupt_start_time_does_not_stop_close_unfinished() {
         let store = SqliteStore::open_in_memory().unwrap();
-        store
-            .call_started(&call("c1", datetime!(2026-11-23 10:00 UTC)))
-            .unwrap();
+        put(&store, &call("c1", datetime!(2026-11-23 10:00 UTC)));
         store
             .connection()
             .execute("UPDATE contact_records SET started_at = 'garbage'", [])

@@ -4,19 +4,40 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use super::record::ContactRecord;
+use super::record::{ContactRecord, Progress};
 
 /// Where contact records are kept. Blocking: async callers go through [`super::Records`].
 pub trait ContactStore: Send + Sync + 'static {
-    /// Record the start of a call at once (outcome NULL), so a crash leaves a trace.
-    fn call_started(&self, record: &ContactRecord) -> Result<(), StoreError>;
-    /// Write the final record (upsert by call_id).
-    fn call_ended(&self, record: &ContactRecord) -> Result<(), StoreError>;
+    /// Writes `updates` in order in one transaction: all of them or, on error, none.
+    fn write(&self, updates: &[RecordUpdate]) -> Result<(), StoreError>;
+    /// A real write, committed, that changes nothing: start-up proves the database takes writes before it says
+    /// it is ready.
+    fn probe_write(&self) -> Result<(), StoreError>;
     /// At start-up: every record still without outcome is closed as `failed`, ended_at = now, end_reason
     /// [`UNFINISHED_END_REASON`]. Returns how many.
     fn close_unfinished(&self, now: OffsetDateTime) -> Result<usize, StoreError>;
     /// Records matching `query`, newest (by `started_at`) first.
     fn list(&self, query: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError>;
+}
+
+/// One change to the contact records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordUpdate {
+    /// The whole record, inserted or replacing the one with its id: a call's start (outcome NULL, so a crash
+    /// leaves a trace) and its end.
+    Whole(Box<ContactRecord>),
+    /// A call in progress moved on: only what changed.
+    Progress(Box<Progress>),
+}
+
+impl RecordUpdate {
+    /// The record this update is about.
+    pub fn record_id(&self) -> &str {
+        match self {
+            RecordUpdate::Whole(record) => &record.id,
+            RecordUpdate::Progress(progress) => &progress.id,
+        }
+    }
 }
 
 /// The end reason [`ContactStore::close_unfinished`] writes.
@@ -74,9 +95,36 @@ pub enum StoreError {
         column: &'static str,
         reason: String,
     },
-    #[error("cannot encode the {what} of contact record {call_id}: {source}")]
+    #[error(
+        "the contact record database {path} does not take writes ({source}); make the file, the -wal and -shm \
+         files beside it and their folder writable by the user knappval runs as, or point --db at a writable path"
+    )]
+    NotWritable {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "another knappval (PID {pid}) is running on the contact record database {path}: it holds {lock}; stop \
+         it first, or give this one another --db"
+    )]
+    InUse {
+        path: PathBuf,
+        lock: PathBuf,
+        pid: String,
+    },
+    #[error(
+        "cannot lock the contact record database with {lock}: {source}; make that file and its folder writable by \
+         the user knappval runs as"
+    )]
+    Lock {
+        lock: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode the {what} of contact record {record_id}: {source}")]
     Encode {
-        call_id: String,
+        record_id: String,
         what: &'static str,
         #[source]
         source: serde_json::Error,

@@ -18,6 +18,8 @@ use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, Request, StatusCode, Transport};
+use rsipstack::transaction::endpoint::EndpointOption;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{TcpListenerConnection, TransportLayer};
@@ -112,8 +114,15 @@ impl SipEndpoint {
         .await?;
         transport.add_transport(udp.into());
         transport.add_transport(TcpListenerConnection::new(local, None).await?.into());
+        // Call-IDs of the requests we originate (the bridged INVITE, OPTIONS probes) end in our own address,
+        // not the library's default host, so that an operator reading a trace sees who made them.
+        let option = EndpointOption {
+            callid_suffix: Some(call_id_host(local)),
+            ..EndpointOption::default()
+        };
         let endpoint = EndpointBuilder::new()
             .with_inspector(Box::new(CountResponses(metrics)))
+            .with_option(option)
             .with_transport_layer(transport)
             .with_cancel_token(cancel.clone())
             .with_user_agent(concat!("knappval/", env!("CARGO_PKG_VERSION")))
@@ -177,6 +186,43 @@ impl SipEndpoint {
             uri.params.push(rsipstack::sip::Param::Transport(transport));
         }
         uri
+    }
+
+    /// Sends OPTIONS to `target` outside any dialog and waits at most `timeout` for a response: its status
+    /// code, or why there was none. Used to probe whether a support function's target is alive.
+    pub async fn options(&self, target: &str, timeout: std::time::Duration) -> Result<u16, String> {
+        let uri = rsipstack::sip::Uri::try_from(target).map_err(|e| format!("bad target: {e}"))?;
+        let inner = &self.endpoint.inner;
+        let via = inner.get_via(None, None).map_err(|e| e.to_string())?;
+        let from = rsipstack::sip::typed::From {
+            display_name: None,
+            uri: self.contact(Transport::Udp),
+            params: vec![],
+        }
+        .with_tag(rsipstack::transaction::make_tag());
+        let to = rsipstack::sip::typed::To {
+            display_name: None,
+            uri: uri.clone(),
+            params: vec![],
+        };
+        let request = inner.make_request(Method::Options, uri, via, from, to, 1, None);
+        let key = TransactionKey::from_request(&request, TransactionRole::Client)
+            .map_err(|e| e.to_string())?;
+        let mut tx = Transaction::new_client(key, request, inner.clone(), None);
+        tx.send().await.map_err(|e| format!("not sent: {e}"))?;
+        let response = async {
+            while let Some(message) = tx.receive().await {
+                if let rsipstack::sip::SipMessage::Response(response) = message {
+                    return Some(u16::from(response.status_code));
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(timeout, response).await {
+            Ok(Some(code)) => Ok(code),
+            Ok(None) => Err("no response".into()),
+            Err(_) => Err(format!("no response within {}s", timeout.as_secs())),
+        }
     }
 
     /// Waits until the TCP listener (which rsipstack binds when [`serve`](Self::serve) starts) takes connections,
@@ -259,6 +305,7 @@ impl SipEndpoint {
                 StatusCode::OK,
                 vec![
                     allow(),
+                    Header::Supported("timer".into()),
                     Header::Accept("application/sdp".into()),
                     Header::AcceptLanguage("sv, en".into()),
                 ],
@@ -341,12 +388,22 @@ impl SipEndpoint {
                 return Err((StatusCode::LoopDetected, vec![]));
             }
         }
-        // RFC 3261 §8.2.2.3: we implement no extensions, so any required one is unsupported.
-        let required = message::required_extensions(invite);
+        // RFC 3261 §8.2.2.3: session timers are the one extension we implement; any other required one is
+        // unsupported.
+        let mut required = message::required_extensions(invite);
+        required.retain(|tag| !tag.eq_ignore_ascii_case("timer"));
         if !required.is_empty() {
             return Err((
                 StatusCode::BadExtension,
                 vec![Header::Unsupported(required.join(", ").into())],
+            ));
+        }
+        if super::session_timer::asked(invite) == super::session_timer::Asked::TooSmall {
+            // RFC 4028 §8.1: the caller retries with our minimum.
+            let min_se = super::session_timer::MIN_SE.as_secs().to_string();
+            return Err((
+                StatusCode::SessionIntervalTooSmall,
+                vec![Header::MinSE(min_se.into())],
             ));
         }
         if let Err(e) = message::session_offer(invite) {
@@ -470,6 +527,14 @@ fn has_to_tag(request: &Request) -> bool {
 /// and every drop costs the caller a retransmission (0.5 s, 1 s, 2 s, ...). Measured under load: the default
 /// buffer overflowed at 500 concurrent calls. The kernel caps it at net.core.rmem_max.
 const SIP_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Our address as the host part of a Call-ID (`uuid@127.0.0.1`, `uuid@[::1]`).
+fn call_id_host(local: SocketAddr) -> String {
+    match local.ip() {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    }
+}
 
 fn bind_sip_udp(listen: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};

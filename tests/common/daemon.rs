@@ -441,6 +441,17 @@ pub fn run_cli(args: &[&std::ffi::OsStr]) -> Output {
     }
 }
 
+/// `knappval contacts --db DB --format FORMAT`, run to completion.
+pub fn export_contacts(db: &Path, format: &str) -> Output {
+    run_cli(&[
+        os("contacts"),
+        os("--db"),
+        path_arg(db),
+        os("--format"),
+        os(format),
+    ])
+}
+
 pub fn os(s: &str) -> &std::ffi::OsStr {
     std::ffi::OsStr::new(s)
 }

@@ -13,6 +13,7 @@ pub mod sdp;
 pub mod sip;
 pub mod sipmsg;
 pub mod sipp;
+pub mod transferee;
 
 pub use daemon::{Daemon, Fixture, MenuSpec};
 pub use function::FunctionEndpoint;
@@ -23,6 +24,17 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub const SECOND: Duration = Duration::from_secs(1);
+
+/// The standard test menu (`it` bridges, `kundtjanst` refers, each to its own endpoint), run with these extra
+/// `knappval run` flags.
+pub fn standard_daemon(extra: &[&str]) -> (Daemon, FunctionEndpoint, FunctionEndpoint) {
+    let it = FunctionEndpoint::new(&[sdp::PCMU]);
+    let kt = FunctionEndpoint::new(&[sdp::PCMU]);
+    let spec = MenuSpec::new(&it.uri("it"), &kt.uri("kt"));
+    let fixture = Fixture::new();
+    fixture.write_menu(&spec.yaml());
+    (Daemon::start_with(fixture, extra), it, kt)
+}
 
 /// Polls `done` every 40 ms until it holds or `timeout` passes; then panics with `describe()`.
 pub fn wait_until(
