@@ -161,15 +161,14 @@ struct RunArgs {
     /// Let the call ring (180) this long before answering; 0s answers at once [default: 0s]
     #[arg(long, env = "KNAPPVAL_ANSWER_DELAY", value_name = "DURATION")]
     answer_delay: Option<String>,
-    /// Agents file: lets agents' phones REGISTER with digest authentication (see `knappval agents passwd`).
-    #[arg(long, env = "KNAPPVAL_AGENTS")]
+    /// Agents file (see `knappval agents passwd`); without it REGISTER gets 405 [default: none]
+    #[arg(long, env = "KNAPPVAL_AGENTS", value_name = "FILE")]
     agents: Option<PathBuf>,
-    /// Digest algorithms offered to registering phones, preferred first: md5 (default), or sha-256,md5.
-    #[arg(long, env = "KNAPPVAL_DIGEST")]
+    /// Digest algorithms offered to registering phones, preferred first, e.g. sha-256,md5 [default: md5]
+    #[arg(long, env = "KNAPPVAL_DIGEST", value_name = "LIST")]
     digest: Option<String>,
-    /// Probe each function's target with SIP OPTIONS this often (default 20s; 0s disables). A target that
-    /// does not answer two probes in a row is down: its calls go straight to the failure path.
-    #[arg(long, env = "KNAPPVAL_PROBE_INTERVAL")]
+    /// Probe function targets with OPTIONS this often; two unanswered: down; 0s disables [default: 20s]
+    #[arg(long, env = "KNAPPVAL_PROBE_INTERVAL", value_name = "DURATION")]
     probe_interval: Option<String>,
     /// How callers' numbers are stored and logged: pseudonymise (a keyed hash, `p:` and 20 hex digits) or
     /// keep (the number itself, for a service that calls back) [default: pseudonymise]

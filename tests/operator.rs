@@ -216,6 +216,9 @@ fn run_help_names_every_setting_with_its_default() {
         ("--media-timeout", "60s"),
         ("--answer-delay", "0s"),
         ("--log-format", "text"),
+        ("--agents", "none"),
+        ("--digest", "md5"),
+        ("--probe-interval", "20s"),
     ] {
         let line = help
             .lines()
