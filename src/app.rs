@@ -28,7 +28,7 @@ use crate::media::{RtpPorts, tone, wav};
 use crate::menu::{self, MenuErrors, model::Menu};
 use crate::metrics::Metrics;
 use crate::privacy::{CallerKey, CallerNumbers, CallerNumbersChoice};
-use crate::records::{ContactStore, DatabaseLock, Records, SqliteStore};
+use crate::records::{ContactStore, DatabaseLock, Records, Retention, SqliteStore};
 use crate::routing::probe::{ProbePolicy, ProbeResult, Probes, TargetState, TargetStatus};
 use crate::sip::digest::Algorithm;
 use crate::sip::{Registrar, SipEndpoint};
@@ -58,6 +58,8 @@ pub struct Settings {
     pub caller_key: Option<PathBuf>,
     /// With it, the API and `/metrics` need `Authorization: Bearer <the file's token>`.
     pub api_token_file: Option<PathBuf>,
+    /// How long contact records are kept; older ones are deleted at start and daily.
+    pub retention: Retention,
     /// How often function targets are probed with OPTIONS; zero turns probing off.
     pub probe_interval: Duration,
 }
@@ -159,6 +161,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ),
         Err(e) => return Err(e).context("cannot close unfinished contact records"),
     }
+    settings
+        .retention
+        .sweep(&records, OffsetDateTime::now_utc())
+        .await
+        .context("cannot delete the contact records past retention")?;
+    info!(retention = %settings.retention, "contact records past retention are deleted daily");
+    let stop_retention = CancellationToken::new();
+    let retention_task = tokio::spawn(
+        settings
+            .retention
+            .run_daily(records.clone(), stop_retention.clone()),
+    );
 
     let registrar = match &settings.agents {
         Some(path) => {
@@ -321,6 +335,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     stop_probes.cancel();
     let _ = probe_task.await;
+    stop_retention.cancel();
+    let _ = retention_task.await;
     // Every call has ended and queued its record: write them before the process goes.
     records.close(Duration::from_secs(10)).await;
     sip.shutdown();

@@ -131,7 +131,7 @@ enum GraphFormat {
 struct RunArgs {
     /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
     /// answer_delay, agents, digest, probe_interval, log_format,
-    /// caller_numbers, caller_key, api_token_file.
+    /// caller_numbers, caller_key, api_token_file, retention.
     #[arg(long, env = "KNAPPVAL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Menu file (YAML); check it first with `knappval check` [default: menus/kommunsupport.yaml]
@@ -170,19 +170,18 @@ struct RunArgs {
     /// Probe function targets with OPTIONS this often; two unanswered: down; 0s disables [default: 20s]
     #[arg(long, env = "KNAPPVAL_PROBE_INTERVAL", value_name = "DURATION")]
     probe_interval: Option<String>,
+    /// Contact records of calls older than this are deleted, at start and daily: days or hours, or off to keep
+    /// them [default: 90d]
+    #[arg(long, env = "KNAPPVAL_RETENTION", value_name = "DURATION")]
+    retention: Option<String>,
     /// How callers' numbers are stored and logged: pseudonymise (a keyed hash, `p:` and 20 hex digits) or
     /// keep (the number itself, for a service that calls back) [default: pseudonymise]
-    #[arg(
-        long,
-        env = "KNAPPVAL_CALLER_NUMBERS",
-        value_name = "pseudonymise|keep"
-    )]
+    #[arg(long, env = "KNAPPVAL_CALLER_NUMBERS", value_name = "MODE")]
     caller_numbers: Option<String>,
     /// The key behind the pseudonyms, created with mode 0600 at first start [default: caller-key beside --db]
     #[arg(long, env = "KNAPPVAL_CALLER_KEY", value_name = "FILE")]
     caller_key: Option<PathBuf>,
-    /// A file holding a bearer token: the API and /metrics then need `Authorization: Bearer <token>`;
-    /// /healthz stays open
+    /// Bearer token file: the API and /metrics then need `Authorization: Bearer <token>` [default: none]
     #[arg(long, env = "KNAPPVAL_API_TOKEN_FILE", value_name = "FILE")]
     api_token_file: Option<PathBuf>,
     /// Log format on stderr; the level comes from KNAPPVAL_LOG or RUST_LOG (e.g. debug) [default: text]
@@ -218,6 +217,7 @@ struct SettingsFile {
     digest: Option<String>,
     probe_interval: Option<String>,
     log_format: Option<LogFormat>,
+    retention: Option<String>,
     caller_numbers: Option<String>,
     caller_key: Option<PathBuf>,
     api_token_file: Option<PathBuf>,
@@ -589,6 +589,12 @@ fn settings(args: RunArgs) -> anyhow::Result<(Settings, LogFormat)> {
             .unwrap_or_default(),
         caller_key: args.caller_key.or(file.caller_key),
         api_token_file: args.api_token_file.or(file.api_token_file),
+        retention: args
+            .retention
+            .or(file.retention)
+            .map(|text| text.parse().map_err(|e| anyhow::anyhow!("--retention {e}")))
+            .transpose()?
+            .unwrap_or_default(),
     };
     Ok((settings, log_format))
 }
@@ -665,6 +671,15 @@ mod tests {
         assert_eq!(s.sip, "127.0.0.1:5060".parse().unwrap());
         assert_eq!(s.http, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(s.db, PathBuf::from(DEFAULT_DB));
+        assert_eq!(s.retention, knappval::records::Retention::default());
+        assert_eq!(
+            s.caller_numbers,
+            knappval::privacy::CallerNumbersChoice::Pseudonymise
+        );
+        assert_eq!(
+            (s.caller_key.as_ref(), s.api_token_file.as_ref()),
+            (None, None)
+        );
         assert_eq!(s.rtp_ports, 10000..=20000);
         assert_eq!(s.grace_period, Duration::from_secs(30));
         assert_eq!(s.answer_delay, Duration::ZERO);
@@ -722,6 +737,13 @@ mod tests {
 
     #[test]
     fn bad_values_say_what_to_write() {
+        for (flag, value, says) in [
+            ("--retention", "90", "90d"),
+            ("--caller-numbers", "hash", "keep"),
+        ] {
+            let err = settings(run_args(&[flag, value])).unwrap_err().to_string();
+            assert!(err.contains(flag) && err.contains(says), "{err}");
+        }
         let err = settings(run_args(&["--sip", "localhost"]))
             .unwrap_err()
             .to_string();

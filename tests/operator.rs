@@ -219,6 +219,10 @@ fn run_help_names_every_setting_with_its_default() {
         ("--agents", "none"),
         ("--digest", "md5"),
         ("--probe-interval", "20s"),
+        ("--caller-numbers", "pseudonymise"),
+        ("--caller-key", "caller-key beside --db"),
+        ("--api-token-file", "none"),
+        ("--retention", "90d"),
     ] {
         let line = help
             .lines()

@@ -281,6 +281,9 @@ impl ContactStore for Unreadable {
     fn close_unfinished(&self, _: OffsetDateTime) -> Result<usize, StoreError> {
         Ok(0)
     }
+    fn delete_started_before(&self, _: OffsetDateTime) -> Result<usize, StoreError> {
+        Ok(0)
+    }
     fn list(&self, _: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError> {
         Err(StoreError::CorruptRow {
             row_id: 7,

@@ -18,6 +18,9 @@ pub trait ContactStore: Send + Sync + 'static {
     fn close_unfinished(&self, now: OffsetDateTime) -> Result<usize, StoreError>;
     /// Records matching `query`, newest (by `started_at`) first.
     fn list(&self, query: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError>;
+    /// Retention: deletes every record of a call that started before `cutoff`, so that nothing of it is left
+    /// in the store's files; a record started at `cutoff` stays. Returns how many went.
+    fn delete_started_before(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError>;
 }
 
 /// One change to the contact records.
