@@ -77,7 +77,8 @@ fn metrics_count_real_calls_responses_and_rtp() {
     let it = FunctionEndpoint::new(&[PCMU, PCMA]);
     let fixture = Fixture::new();
     fixture.write_menu(&MenuSpec::new(&it.uri("it"), "sip:kt@127.0.0.1:9").yaml());
-    let mut daemon = Daemon::start(fixture);
+    // Calls ring before they are answered: a 180 for every call, so 1xx is counted whatever the timing.
+    let mut daemon = Daemon::start_with(fixture, &["--answer-delay", "1s"]);
 
     let before = scrape(&daemon);
     assert_eq!(expect(&before, "knappval_calls_active", &[]), 0.0);
