@@ -44,13 +44,6 @@ impl CallerNumbers {
             CallerNumbers::Pseudonymise(key) => key.pseudonym(number),
         }
     }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            CallerNumbers::Pseudonymise(_) => "pseudonymise",
-            CallerNumbers::Keep => "keep",
-        }
-    }
 }
 
 fn is_anonymous(number: &str) -> bool {
