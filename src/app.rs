@@ -62,6 +62,8 @@ pub struct Settings {
     pub retention: Retention,
     /// How often function targets are probed with OPTIONS; zero turns probing off.
     pub probe_interval: Duration,
+    /// The zone statistics are bucketed in (local days and hours).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 impl Settings {
@@ -224,6 +226,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             registrar: registrar.clone(),
             token: token.clone(),
             metrics: metrics.clone(),
+            time_zone: settings.time_zone.clone(),
         };
         let stop = stop_http.clone();
         tokio::spawn(async move {

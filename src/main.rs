@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use knappval::app::{self, Settings};
+use knappval::records::stats::{self, DEFAULT_TIME_ZONE, GroupBy, StatsQuery};
 use knappval::records::{ContactQuery, ContactStore, ExportFormat, SqliteStore, parse_timestamp};
 
 const DEFAULT_MENU: &str = "menus/kommunsupport.yaml";
@@ -94,6 +95,43 @@ enum Command {
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
+    /// Statistics from the contact records: calls, outcomes and menu time per function, outcome or time bucket.
+    Stats(StatsArgs),
+}
+
+#[derive(clap::Args)]
+struct StatsArgs {
+    #[arg(long, env = "KNAPPVAL_DB", default_value = DEFAULT_DB)]
+    db: PathBuf,
+    /// Calls started at or after this time: RFC 3339 (2026-03-29T00:00:00+01:00) or a date (local midnight).
+    #[arg(long)]
+    from: String,
+    /// Calls started before this time, written like --from.
+    #[arg(long)]
+    to: String,
+    /// Rows per function, outcome, hour, weekday_hour, day or week.
+    #[arg(long, default_value = "day")]
+    group_by: String,
+    /// Only the calls routed to this support function.
+    #[arg(long)]
+    function: Option<String>,
+    /// The IANA zone days and hours are counted in.
+    #[arg(long, env = "KNAPPVAL_TIMEZONE", default_value = DEFAULT_TIME_ZONE)]
+    timezone: String,
+    /// Print the menu funnel (what callers did in each menu) instead of the rows.
+    #[arg(long)]
+    menu_funnel: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    format: StatsFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StatsFormat {
+    /// A table for the terminal.
+    Table,
+    Csv,
+    /// The same JSON as the HTTP API.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -130,8 +168,8 @@ enum GraphFormat {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
-    /// answer_delay, agents, digest, probe_interval, log_format,
-    /// caller_numbers, caller_key, api_token_file, retention.
+    /// answer_delay, agents, digest, probe_interval, log_format, timezone, caller_numbers, caller_key, api_token_file,
+    /// retention.
     #[arg(long, env = "KNAPPVAL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Menu file (YAML); check it first with `knappval check` [default: menus/kommunsupport.yaml]
@@ -161,6 +199,9 @@ struct RunArgs {
     /// Let the call ring (180) this long before answering; 0s answers at once [default: 0s]
     #[arg(long, env = "KNAPPVAL_ANSWER_DELAY", value_name = "DURATION")]
     answer_delay: Option<String>,
+    /// Time zone statistics count local days and hours in [default: Europe/Stockholm]
+    #[arg(long, env = "KNAPPVAL_TIMEZONE", value_name = "ZONE")]
+    timezone: Option<String>,
     /// Agents file (see `knappval agents passwd`); without it REGISTER gets 405 [default: none]
     #[arg(long, env = "KNAPPVAL_AGENTS", value_name = "FILE")]
     agents: Option<PathBuf>,
@@ -217,6 +258,7 @@ struct SettingsFile {
     digest: Option<String>,
     probe_interval: Option<String>,
     log_format: Option<LogFormat>,
+    timezone: Option<String>,
     retention: Option<String>,
     caller_numbers: Option<String>,
     caller_key: Option<PathBuf>,
@@ -315,6 +357,60 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Stats(args) => match print_stats(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("knappval: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn print_stats(args: StatsArgs) -> anyhow::Result<()> {
+    if !args.db.exists() {
+        anyhow::bail!(
+            "no contact record database at {} (start the daemon once, or pass --db)",
+            args.db.display()
+        );
+    }
+    let zone = stats::time_zone(&args.timezone).context("--timezone")?;
+    let from = stats::parse_instant("--from", &args.from, &zone)?;
+    let to = stats::parse_instant("--to", &args.to, &zone)?;
+    let store = SqliteStore::open(&args.db)?;
+    let mut out = std::io::stdout().lock();
+    let written = if args.menu_funnel {
+        if to <= from {
+            anyhow::bail!("--to ({to}) must be later than --from ({from})");
+        }
+        let funnel = store.menu_funnel(from, to)?;
+        match args.format {
+            StatsFormat::Table => writeln!(out, "{}", funnel.table()),
+            StatsFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&funnel)?),
+            StatsFormat::Csv => {
+                knappval::records::write_csv(&mut out, funnel.csv_header(), funnel.csv_rows())
+            }
+        }
+    } else {
+        let group_by: GroupBy = args.group_by.parse().context("--group-by")?;
+        let mut query = StatsQuery::new(from, to, group_by, zone)?;
+        query.function = args.function;
+        let report = store.stats(&query)?;
+        match args.format {
+            StatsFormat::Table => writeln!(out, "{}", report.table()),
+            StatsFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?),
+            StatsFormat::Csv => knappval::records::write_csv(
+                &mut out,
+                stats::STATS_CSV_HEADER,
+                report.rows.iter().map(|row| row.csv_cells()),
+            ),
+        }
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        // `knappval stats | head` is a normal way to end.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -577,6 +673,13 @@ fn settings(args: RunArgs) -> anyhow::Result<(Settings, LogFormat)> {
             })
             .transpose()?,
         probe_interval: parse_duration("probe_interval", &probe_interval)?,
+        time_zone: stats::time_zone(
+            &args
+                .timezone
+                .or(file.timezone)
+                .unwrap_or_else(|| DEFAULT_TIME_ZONE.into()),
+        )
+        .context("--timezone")?,
         caller_numbers: args
             .caller_numbers
             .or(file.caller_numbers)
@@ -699,7 +802,7 @@ mod tests {
         let file = dir.path().join("knappval.yaml");
         std::fs::write(
             &file,
-            "sip: \"[::1]:5070\"\nhttp: 127.0.0.1:9090\nrtp_ports: 30000-30999\ngrace_period: 5s\ndb: /var/lib/knappval/c.db\n",
+            "sip: \"[::1]:5070\"\nhttp: 127.0.0.1:9090\nrtp_ports: 30000-30999\ngrace_period: 5s\ndb: /var/lib/knappval/c.db\ntimezone: Europe/Helsinki\n",
         )
         .unwrap();
         let config = file.to_str().unwrap();
@@ -709,6 +812,11 @@ mod tests {
         assert_eq!(s.rtp_ports, 30000..=30999);
         assert_eq!(s.grace_period, Duration::from_secs(5));
         assert_eq!(s.db, PathBuf::from("/var/lib/knappval/c.db"));
+        assert_eq!(s.time_zone.iana_name(), Some("Europe/Helsinki"));
+        let (flag, _) = settings(run_args(&["--config", config, "--timezone", "UTC"])).unwrap();
+        assert_eq!(flag.time_zone.iana_name(), Some("UTC"), "the flag wins");
+        let (default, _) = settings(run_args(&[])).unwrap();
+        assert_eq!(default.time_zone.iana_name(), Some("Europe/Stockholm"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! HTTP for operators and managers' tools: the contact records, the agents' registrations, and a health check
-//! for load balancers.
+//! HTTP for operators and managers' tools: the contact records, statistics, the agents' registrations, and a
+//! health check for load balancers.
 //!
 //! Owns the routes, their query parameters and JSON error bodies. Reads contact records through [`Records`],
 //! registrations through [`Registrar`] and the daemon's state through [`Health`] only, never the call tasks'
@@ -40,6 +40,8 @@ pub struct ApiState {
     pub health: Arc<Health>,
     /// The agents' registrations, when the daemon runs with `--agents`.
     pub registrar: Option<Registrar>,
+    /// The zone statistics buckets are cut in.
+    pub time_zone: jiff::tz::TimeZone,
     /// With `--api-token-file`: every route but `/healthz` needs it.
     pub token: Option<Arc<ApiToken>>,
     /// What `/metrics` exposes.
@@ -75,11 +77,13 @@ impl Default for Health {
     }
 }
 
-/// The routes: `GET /api/v1/contacts`, `GET /api/v1/agents`, `GET /healthz`, `GET /metrics`; anything else is a
-/// JSON 404.
+/// The routes: `GET /api/v1/contacts`, `GET /api/v1/stats`, `GET /api/v1/stats/menu`, `GET /api/v1/agents`,
+/// `GET /healthz`, `GET /metrics`; anything else is a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
+        .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/stats/menu", get(stats::menu))
         .route("/api/v1/agents", get(agents))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -257,9 +261,10 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
-        help: "the API serves GET /api/v1/contacts, GET /api/v1/agents, GET /healthz and GET /metrics",
+        help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu, /api/v1/agents, /healthz and /metrics",
     }
 }
 
+mod stats;
 #[cfg(test)]
 mod tests;

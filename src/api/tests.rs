@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::flow::Outcome;
+use crate::records::stats::{MenuFunnel, StatsQuery, StatsReport};
 use crate::records::{ContactRecord, ContactStore, RecordUpdate, SqliteStore, StoreError};
 
 /// Long enough for a loaded shared machine; only reached when something hangs.
@@ -34,6 +35,7 @@ impl TestServer {
             registrar: None,
             token: None,
             metrics: crate::metrics::Metrics::new(),
+            time_zone: crate::records::stats::time_zone("Europe/Stockholm").unwrap(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state.clone(), async move {
@@ -59,10 +61,21 @@ impl TestServer {
 
     /// Sends one request and returns the status and the JSON body.
     async fn request(&self, method: &str, target: &str) -> (u16, serde_json::Value) {
+        let (status, _, body) = self.exchange(method, target, "").await;
+        let body = if body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("JSON body ({e}): {body}"))
+        };
+        (status, body)
+    }
+
+    /// Sends one request with `headers` (each line ending in CRLF); returns status, head and body text.
+    async fn exchange(&self, method: &str, target: &str, headers: &str) -> (u16, String, String) {
         let exchange = async {
             let mut stream = TcpStream::connect(self.address).await.unwrap();
             let request = format!(
-                "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n"
             );
             stream.write_all(request.as_bytes()).await.unwrap();
             let mut response = Vec::new();
@@ -79,12 +92,7 @@ impl TestServer {
             .nth(1)
             .and_then(|code| code.parse().ok())
             .expect("a status line");
-        let body = if body.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(body).unwrap_or_else(|e| panic!("JSON body ({e}): {body}"))
-        };
-        (status, body)
+        (status, head.to_string(), body.to_string())
     }
 
     async fn get(&self, target: &str) -> (u16, serde_json::Value) {
@@ -285,11 +293,25 @@ impl ContactStore for Unreadable {
         Ok(0)
     }
     fn list(&self, _: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError> {
-        Err(StoreError::CorruptRow {
-            row_id: 7,
-            column: "outcome",
-            reason: "unknown outcome".into(),
-        })
+        Err(unreadable())
+    }
+    fn stats(&self, _: &StatsQuery) -> Result<StatsReport, StoreError> {
+        Err(unreadable())
+    }
+    fn menu_funnel(
+        &self,
+        _: jiff::Timestamp,
+        _: jiff::Timestamp,
+    ) -> Result<MenuFunnel, StoreError> {
+        Err(unreadable())
+    }
+}
+
+fn unreadable() -> StoreError {
+    StoreError::CorruptRow {
+        row_id: 7,
+        column: "outcome",
+        reason: "unknown outcome".into(),
     }
 }
 
@@ -299,5 +321,220 @@ async fn a_store_failure_is_a_json_500_without_internals() {
     let (status, body) = server.get("/api/v1/contacts").await;
     assert_eq!(status, 500);
     assert!(!body["error"].as_str().unwrap().contains("row 7"), "{body}");
+    server.stop().await;
+}
+
+/// Calls on the spring-forward day (2026-03-29, 23 hours in Stockholm), one with a function id a spreadsheet would
+/// run.
+fn spring_calls() -> Vec<ContactRecord> {
+    let mut calls = vec![
+        record("night", datetime!(2026-03-28 23:30 UTC)),
+        record("evening", datetime!(2026-03-29 21:30 UTC)),
+        record("next-day", datetime!(2026-03-29 22:30 UTC)),
+    ];
+    calls[1].function = Some("=HYPERLINK(\"http://x\")".into());
+    calls
+}
+
+#[tokio::test]
+async fn stats_rows_are_local_days_with_the_zone_offset() {
+    let server = TestServer::with_records(&spring_calls()).await;
+    let (status, body) = server
+        .get("/api/v1/stats?from=2026-03-29&to=2026-03-31&group_by=day")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["from"], "2026-03-29T00:00:00+01:00");
+    assert_eq!(body["to"], "2026-03-31T00:00:00+02:00");
+    assert_eq!(body["group_by"], "day");
+    let rows = body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["key"], "2026-03-29T00:00:00+01:00");
+    assert_eq!(rows[0]["calls"], 2);
+    assert_eq!(rows[0]["abandoned"], 2);
+    assert_eq!(rows[1]["key"], "2026-03-30T00:00:00+02:00");
+    assert_eq!(rows[1]["calls"], 1);
+    for field in [
+        "transferred",
+        "timeout",
+        "failed",
+        "menu_time_avg_ms",
+        "menu_time_p90_ms",
+    ] {
+        assert!(rows[0].get(field).is_some(), "{field} in {body}");
+    }
+    let (_, body) = server
+        .get("/api/v1/stats?from=2026-03-29T00:00:00%2B01:00&to=2026-03-30T00:00:00%2B02:00&group_by=hour&function=kundtjanst")
+        .await;
+    assert_eq!(body["rows"].as_array().unwrap().len(), 23, "{body}");
+    assert_eq!(body["rows"][0]["calls"], 1);
+    server.stop().await;
+}
+
+fn parse_csv(body: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let header = reader.headers().unwrap().iter().map(String::from).collect();
+    let rows = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
+/// A JSON value as its CSV cell: null is empty, strings bare.
+fn cell(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn stats_csv_has_the_json_rows_and_guards_formulas() {
+    let server = TestServer::with_records(&spring_calls()).await;
+    let query = "/api/v1/stats?from=2026-03-29&to=2026-03-31&group_by=function";
+    let (_, json) = server.get(query).await;
+    let (status, head, by_param) = server
+        .exchange("GET", &format!("{query}&format=csv"), "")
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: text/csv"),
+        "{head}"
+    );
+    let (status, _, by_accept) = server.exchange("GET", query, "Accept: text/csv\r\n").await;
+    assert_eq!(status, 200);
+    assert_eq!(by_param, by_accept);
+    let (header, rows) = parse_csv(&by_param);
+    let json_rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), json_rows.len());
+    for (csv_row, json_row) in rows.iter().zip(json_rows) {
+        for (name, value) in header.iter().zip(csv_row) {
+            let expected = cell(&json_row[name]);
+            if expected.starts_with('=') {
+                // The one cell a spreadsheet would run arrives as text.
+                assert_eq!(value, &format!("'{expected}"));
+            } else {
+                assert_eq!(value, &expected, "{name} in {csv_row:?} vs {json_row}");
+            }
+        }
+    }
+    assert!(header.iter().any(|h| h == "menu_time_p90_ms"), "{header:?}");
+    assert!(by_param.contains("'=HYPERLINK"), "{by_param}");
+    // Accept: text/csv loses to an explicit format=json.
+    let (_, head, _) = server
+        .exchange(
+            "GET",
+            &format!("{query}&format=json"),
+            "Accept: text/csv\r\n",
+        )
+        .await;
+    assert!(
+        head.to_ascii_lowercase().contains("application/json"),
+        "{head}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_menu_funnel_is_json_or_csv() {
+    let mut calls = spring_calls();
+    calls[0].steps = serde_json::json!([
+        {"at_ms": 0, "kind": "entered_menu", "value": "root"},
+        {"at_ms": 500, "kind": "invalid_digit", "value": "4"},
+        {"at_ms": 900, "kind": "digit", "value": "3"},
+        {"at_ms": 900, "kind": "transfer_started", "value": "it"},
+    ]);
+    calls[1].steps = serde_json::json!([
+        {"at_ms": 0, "kind": "entered_menu", "value": "root"},
+        {"at_ms": 4000, "kind": "caller_hung_up"},
+    ]);
+    let server = TestServer::with_records(&calls).await;
+    let query = "/api/v1/stats/menu?from=2026-03-29&to=2026-03-30";
+    let (status, body) = server.get(query).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"nodes": [{
+            "menu": "root", "reached": 2, "options": {"3": 1}, "invalid": 1, "timeouts": 0, "hangups": 1
+        }]})
+    );
+    let (status, _, csv) = server
+        .exchange("GET", &format!("{query}&format=csv"), "")
+        .await;
+    assert_eq!(status, 200);
+    let (header, rows) = parse_csv(&csv);
+    assert_eq!(
+        header,
+        [
+            "menu", "reached", "invalid", "timeouts", "hangups", "option_3"
+        ]
+    );
+    assert_eq!(rows, [["root", "2", "1", "0", "1", "1"]]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_stats_parameters_get_a_400_naming_the_accepted_values() {
+    let server = TestServer::with_records(&[]).await;
+    let cases = [
+        (
+            "/api/v1/stats?from=2026-03-29&to=2026-03-30",
+            "group_by is missing",
+        ),
+        (
+            "/api/v1/stats?from=2026-03-29&to=2026-03-30&group_by=month",
+            "weekday_hour",
+        ),
+        (
+            "/api/v1/stats?to=2026-03-30&group_by=day",
+            "from is missing",
+        ),
+        (
+            "/api/v1/stats?from=yesterday&to=2026-03-30&group_by=day",
+            "RFC 3339",
+        ),
+        (
+            "/api/v1/stats?from=2026-03-30&to=2026-03-29&group_by=day",
+            "later than from",
+        ),
+        (
+            "/api/v1/stats?from=2026-03-29&to=2026-03-30&group_by=day&format=xlsx",
+            "json or csv",
+        ),
+        (
+            "/api/v1/stats?from=1990-01-01&to=2026-03-30&group_by=hour",
+            "coarser group_by",
+        ),
+        ("/api/v1/stats/menu?from=2026-03-29", "to is missing"),
+        (
+            "/api/v1/stats/menu?from=2026-03-30&to=2026-03-29",
+            "later than from",
+        ),
+    ];
+    for (target, says) in cases {
+        let (status, body) = server.get(target).await;
+        assert_eq!(status, 400, "{target}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{target}: {body}");
+        assert!(
+            body["help"].as_str().is_some_and(|h| h.contains("from=")),
+            "{target}: {body}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_store_failure_in_stats_is_a_json_500() {
+    let server = TestServer::start(Arc::new(Unreadable)).await;
+    for target in [
+        "/api/v1/stats?from=2026-03-29&to=2026-03-30&group_by=day",
+        "/api/v1/stats/menu?from=2026-03-29&to=2026-03-30",
+    ] {
+        let (status, body) = server.get(target).await;
+        assert_eq!(status, 500, "{target}: {body}");
+        assert!(!body["error"].as_str().unwrap().contains("row 7"), "{body}");
+    }
     server.stop().await;
 }

@@ -81,11 +81,10 @@ pub fn export(
             }
         }
         ExportFormat::Csv => {
-            write_csv_row(out, CSV_HEADER.iter().copied())?;
-            for record in records {
-                let time =
-                    |t: Option<time::OffsetDateTime>| t.map(format_timestamp).unwrap_or_default();
-                let cells: [String; CSV_HEADER.len()] = [
+            let time =
+                |t: Option<time::OffsetDateTime>| t.map(format_timestamp).unwrap_or_default();
+            let rows = records.iter().map(|record| {
+                [
                     record.id.clone(),
                     record.call_id.clone(),
                     record.from.clone(),
@@ -107,33 +106,42 @@ pub fn export(
                     record.transfer_target.clone().unwrap_or_default(),
                     time(record.transferred_at),
                     record.end_reason.clone().unwrap_or_default(),
-                ];
-                write_csv_row(out, cells.iter().map(String::as_str))?;
-            }
+                ]
+            });
+            write_csv(out, CSV_HEADER, rows)?;
         }
     }
     out.flush()
 }
 
-fn write_csv_row<'a>(out: &mut dyn Write, cells: impl Iterator<Item = &'a str>) -> io::Result<()> {
-    for (i, cell) in cells.enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        write_csv_cell(out, cell)?;
+/// Writes `header` and `rows` as RFC 4180 CSV with CRLF line ends, quoting only where needed. Every cell is
+/// guarded against formula injection: `from`, `to` and `call_id` come from the caller's INVITE, and a From user
+/// of `=HYPERLINK(...)` must reach the manager's spreadsheet as text, not as a formula (OWASP "CSV injection").
+pub fn write_csv<R, C>(
+    out: &mut dyn Write,
+    header: impl IntoIterator<Item = impl AsRef<str>>,
+    rows: R,
+) -> io::Result<()>
+where
+    R: IntoIterator<Item = C>,
+    C: IntoIterator<Item = String>,
+{
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(out);
+    writer.write_record(header.into_iter().map(|cell| guarded(cell.as_ref())))?;
+    for row in rows {
+        writer.write_record(row.into_iter().map(|cell| guarded(&cell)))?;
     }
-    out.write_all(b"\r\n")
+    writer.flush()
 }
 
-/// One RFC 4180 field, quoted only when it must be.
-fn write_csv_cell(out: &mut dyn Write, cell: &str) -> io::Result<()> {
-    // `from`, `to` and `call_id` come from the caller's INVITE: a From user of `=HYPERLINK(...)` must reach the
-    // manager's spreadsheet as text, not as a formula (CSV injection).
-    let guard = if starts_like_formula(cell) { "'" } else { "" };
-    if cell.contains([',', '"', '\r', '\n']) {
-        write!(out, "\"{guard}{}\"", cell.replace('"', "\"\""))
+/// `cell`, with a leading `'` when a spreadsheet would evaluate it.
+fn guarded(cell: &str) -> String {
+    if starts_like_formula(cell) {
+        format!("'{cell}")
     } else {
-        write!(out, "{guard}{cell}")
+        cell.to_string()
     }
 }
 
@@ -223,8 +231,8 @@ mod tests {
     fn csv_cells_a_spreadsheet_would_run_are_made_text() {
         let cell = |text: &str| {
             let mut out = Vec::new();
-            write_csv_cell(&mut out, text).unwrap();
-            String::from_utf8(out).unwrap()
+            write_csv(&mut out, [text], Vec::<Vec<String>>::new()).unwrap();
+            String::from_utf8(out).unwrap().trim_end().to_string()
         };
         assert_eq!(cell("=1+2"), "'=1+2");
         assert_eq!(cell("@SUM(A1)"), "'@SUM(A1)");

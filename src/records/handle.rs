@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{ContactRecord, Progress};
+use super::stats::{MenuFunnel, StatsQuery, StatsReport};
 use super::store::{ContactQuery, ContactStore, RecordUpdate, StoreError};
 use super::writer::{self, Message, WriterSettings, WriterStatus};
 
@@ -113,6 +114,20 @@ impl Records {
     pub async fn list(&self, query: ContactQuery) -> Result<Vec<ContactRecord>, StoreError> {
         let store = Arc::clone(&self.store);
         run(move || store.list(&query)).await
+    }
+
+    pub async fn stats(&self, query: StatsQuery) -> Result<StatsReport, StoreError> {
+        let store = Arc::clone(&self.store);
+        run(move || store.stats(&query)).await
+    }
+
+    pub async fn menu_funnel(
+        &self,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+    ) -> Result<MenuFunnel, StoreError> {
+        let store = Arc::clone(&self.store);
+        run(move || store.menu_funnel(from, to)).await
     }
 }
 

@@ -12,10 +12,11 @@ mod lock;
 mod record;
 mod retention;
 mod sqlite;
+pub mod stats;
 mod store;
 mod writer;
 
-pub use export::{ExportFormat, UnknownExportFormat, export};
+pub use export::{ExportFormat, UnknownExportFormat, export, write_csv};
 pub use handle::Records;
 pub use lock::DatabaseLock;
 pub use record::{ContactRecord, Progress, format_timestamp, new_record_id, parse_timestamp};

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::record::{ContactRecord, Progress};
+use super::stats::{MenuFunnel, StatsError, StatsQuery, StatsReport};
 
 /// Where contact records are kept. Blocking: async callers go through [`super::Records`].
 pub trait ContactStore: Send + Sync + 'static {
@@ -18,6 +19,14 @@ pub trait ContactStore: Send + Sync + 'static {
     fn close_unfinished(&self, now: OffsetDateTime) -> Result<usize, StoreError>;
     /// Records matching `query`, newest (by `started_at`) first.
     fn list(&self, query: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError>;
+    /// Aggregates the calls started in the query's range (see [`super::stats`] for the definitions).
+    fn stats(&self, query: &StatsQuery) -> Result<StatsReport, StoreError>;
+    /// The menu funnel of the calls started in `from..to`.
+    fn menu_funnel(
+        &self,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+    ) -> Result<MenuFunnel, StoreError>;
     /// Retention: deletes every record of a call that started before `cutoff`, so that nothing of it is left
     /// in the store's files; a record started at `cutoff` stays. Returns how many went.
     fn delete_started_before(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError>;
@@ -132,6 +141,8 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{0}")]
+    Stats(#[from] StatsError),
     #[error("the contact record worker stopped before it answered: {0}")]
     Worker(String),
 }

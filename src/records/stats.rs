@@ -1,0 +1,1308 @@
+//! Statistics over the contact records: rows per support function, outcome or time bucket, and the menu funnel.
+//!
+//! Owns the question ([`StatsQuery`]), the answer's shape ([`StatsReport`], [`MenuFunnel`]), the bucket arithmetic
+//! in the configured time zone, and the SQL that aggregates. Knows nothing about HTTP or the terminal.
+//!
+//! # Definitions
+//! - A call belongs to the bucket in which it **started** (`started_at`); a call from 23:58 to 00:03 counts on
+//!   the day it began.
+//! - Buckets are in the configured time zone. `day` is a local calendar day (23 hours on the spring-forward day,
+//!   25 on the fall-back day), `week` starts on Monday 00:00 local, `hour` is one real hour labelled with its
+//!   local offset (the fall-back day has two rows for 02:00, `+02:00` and `+01:00`). `weekday_hour` folds every
+//!   hour onto a week: key `"mon 08"` is every Monday's 08:00-09:00 in the range (for a staffing heat map).
+//! - Time buckets cover `from..to` without gaps, so hours with no calls show up as zeros; the first bucket's key
+//!   may lie before `from` (it is the bucket's start) but only calls at or after `from` are counted.
+//! - **Menu time** is how long an answered caller was held by knappval before a person took over: from
+//!   `answered_at` to `transferred_at` (the function answered, or the REFER succeeded) for a transferred call,
+//!   and to `ended_at` for every other answered call (the caller hung up in the menu or while the function rang,
+//!   or the call ended otherwise). It includes the function's ringing. Calls never answered, and calls still in
+//!   progress, have no menu time and are left out of its average and percentile.
+//! - `menu_time_p90_ms` is the nearest-rank 90th percentile: the smallest menu time that at least 90 % of the
+//!   row's timed calls do not exceed.
+//! - `calls` counts every call that started in the bucket, calls in progress and rejected calls included.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+use super::record::format_timestamp;
+use super::store::StoreError;
+use crate::flow::{Step, StepKind};
+use crate::menu::model::ROOT_MENU;
+
+/// The zone buckets are cut in when none is configured.
+pub const DEFAULT_TIME_ZONE: &str = "Europe/Stockholm";
+
+/// The most rows one time-bucketed answer may have (about five and a half years of hours).
+pub const MAX_BUCKETS: usize = 50_000;
+
+/// What the rows of a [`StatsReport`] are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Function,
+    Outcome,
+    Hour,
+    WeekdayHour,
+    Day,
+    Week,
+}
+
+impl GroupBy {
+    pub const ALL: [GroupBy; 6] = [
+        GroupBy::Function,
+        GroupBy::Outcome,
+        GroupBy::Hour,
+        GroupBy::WeekdayHour,
+        GroupBy::Day,
+        GroupBy::Week,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Function => "function",
+            GroupBy::Outcome => "outcome",
+            GroupBy::Hour => "hour",
+            GroupBy::WeekdayHour => "weekday_hour",
+            GroupBy::Day => "day",
+            GroupBy::Week => "week",
+        }
+    }
+}
+
+impl fmt::Display for GroupBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The accepted `group_by` values, for error messages.
+pub const GROUP_BY_VALUES: &str = "function, outcome, hour, weekday_hour, day or week";
+
+impl FromStr for GroupBy {
+    type Err = StatsError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        GroupBy::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| StatsError::GroupBy(s.to_string()))
+    }
+}
+
+/// A question that cannot be answered as asked; each says what to write instead.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("group_by '{0}' is not known; use one of {GROUP_BY_VALUES}")]
+    GroupBy(String),
+    #[error(
+        "{name} '{text}' is not a time; write an RFC 3339 timestamp such as 2026-03-29T00:00:00+01:00 \
+         (a + must be sent as %2B in a URL) or a date such as 2026-03-29 (midnight in {zone})"
+    )]
+    Time {
+        name: &'static str,
+        text: String,
+        zone: String,
+    },
+    #[error("to ({to}) must be later than from ({from})")]
+    EmptyRange { from: String, to: String },
+    #[error(
+        "from..to holds more than {MAX_BUCKETS} {group_by} buckets; ask for a shorter range or a coarser group_by \
+         (day or week)"
+    )]
+    TooManyBuckets { group_by: GroupBy },
+    #[error("time zone '{0}' is not known; use an IANA name such as Europe/Stockholm or UTC")]
+    TimeZone(String),
+}
+
+/// Looks up an IANA time zone in the tz database compiled into the binary (no /usr/share/zoneinfo needed).
+pub fn time_zone(name: &str) -> Result<TimeZone, StatsError> {
+    TimeZone::get(name).map_err(|_| StatsError::TimeZone(name.to_string()))
+}
+
+/// Reads `from`/`to`: an RFC 3339 timestamp, or a plain date meaning that day's start in `zone`.
+pub fn parse_instant(
+    name: &'static str,
+    text: &str,
+    zone: &TimeZone,
+) -> Result<Timestamp, StatsError> {
+    let bad = || StatsError::Time {
+        name,
+        text: text.to_string(),
+        zone: zone
+            .iana_name()
+            .unwrap_or("the configured zone")
+            .to_string(),
+    };
+    let trimmed = text.trim();
+    if let Ok(at) = trimmed.parse::<Timestamp>() {
+        return Ok(at);
+    }
+    // An unescaped `+01:00` in a query string arrives as ` 01:00`; it can only have meant `+`.
+    if let Some((date_time, offset)) = trimmed.rsplit_once(' ')
+        && let Ok(at) = format!("{date_time}+{offset}").parse::<Timestamp>()
+    {
+        return Ok(at);
+    }
+    let date: Date = trimmed.parse().map_err(|_| bad())?;
+    day_start(date, zone).map_err(|_| bad())
+}
+
+/// One statistics question.
+#[derive(Debug, Clone)]
+pub struct StatsQuery {
+    /// Calls started at or after this instant...
+    pub from: Timestamp,
+    /// ...and before this one.
+    pub to: Timestamp,
+    pub group_by: GroupBy,
+    /// Only calls routed to this support function.
+    pub function: Option<String>,
+    /// The zone buckets are cut in and keys are written in.
+    pub zone: TimeZone,
+}
+
+impl StatsQuery {
+    pub fn new(
+        from: Timestamp,
+        to: Timestamp,
+        group_by: GroupBy,
+        zone: TimeZone,
+    ) -> Result<StatsQuery, StatsError> {
+        if to <= from {
+            return Err(StatsError::EmptyRange {
+                from: rfc3339(from, &zone),
+                to: rfc3339(to, &zone),
+            });
+        }
+        Ok(StatsQuery {
+            from,
+            to,
+            group_by,
+            function: None,
+            zone,
+        })
+    }
+}
+
+/// The answer: the question echoed (times in the zone's offset) and one row per key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsReport {
+    pub from: String,
+    pub to: String,
+    pub group_by: GroupBy,
+    pub rows: Vec<StatsRow>,
+}
+
+/// Counts for one function, outcome or bucket. See the module docs for what each figure means.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsRow {
+    /// The function id, the outcome, the bucket's start (RFC 3339 with the zone's offset) or `"mon 08"`; null for
+    /// calls that chose no function (group_by=function) or are still in progress (group_by=outcome).
+    pub key: Option<String>,
+    pub calls: u64,
+    pub transferred: u64,
+    pub abandoned: u64,
+    pub timeout: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    pub menu_time_avg_ms: Option<u64>,
+    pub menu_time_p90_ms: Option<u64>,
+}
+
+/// The CSV columns of a [`StatsRow`], in order.
+pub const STATS_CSV_HEADER: [&str; 9] = [
+    "key",
+    "calls",
+    "transferred",
+    "abandoned",
+    "timeout",
+    "failed",
+    "rejected",
+    "menu_time_avg_ms",
+    "menu_time_p90_ms",
+];
+
+impl StatsRow {
+    /// The row as CSV cells in [`STATS_CSV_HEADER`] order; nulls are empty cells.
+    pub fn csv_cells(&self) -> [String; STATS_CSV_HEADER.len()] {
+        let optional = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        [
+            self.key.clone().unwrap_or_default(),
+            self.calls.to_string(),
+            self.transferred.to_string(),
+            self.abandoned.to_string(),
+            self.timeout.to_string(),
+            self.failed.to_string(),
+            self.rejected.to_string(),
+            optional(self.menu_time_avg_ms),
+            optional(self.menu_time_p90_ms),
+        ]
+    }
+}
+
+/// `instant` as RFC 3339 with the offset `zone` has there: `2026-03-29T03:00:00+02:00`.
+pub fn rfc3339(instant: Timestamp, zone: &TimeZone) -> String {
+    instant
+        .display_with_offset(zone.to_offset(instant))
+        .to_string()
+}
+
+fn day_start(date: Date, zone: &TimeZone) -> Result<Timestamp, jiff::Error> {
+    Ok(date
+        .to_zoned_datetime(zone.clone())?
+        .start_of_day()?
+        .timestamp())
+}
+
+/// One slice of `from..to`; `label` indexes the report's rows (several buckets share one for weekday_hour).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Bucket {
+    start: Timestamp,
+    end: Timestamp,
+    label: usize,
+}
+
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const HOUR_MS: i64 = 3_600_000;
+
+/// The start of the local hour `at` falls in, as an instant. Arithmetic on the offset rather than on civil time,
+/// so that the repeated 02:00 hour of the fall-back day stays two distinct hours.
+fn hour_start(at: Timestamp, zone: &TimeZone) -> Result<Timestamp, jiff::Error> {
+    let offset_ms = i64::from(zone.to_offset(at).seconds()) * 1000;
+    let local = at.as_millisecond() + offset_ms;
+    Timestamp::from_millisecond(local.div_euclid(HOUR_MS) * HOUR_MS - offset_ms)
+}
+
+/// Cuts `from..to` into the buckets of `group_by` and names their rows. Empty for function and outcome.
+fn buckets(query: &StatsQuery) -> Result<(Vec<Bucket>, Vec<String>), StatsError> {
+    let zone = &query.zone;
+    let too_many = || StatsError::TooManyBuckets {
+        group_by: query.group_by,
+    };
+    // The range was checked at construction; jiff only fails at the ends of its ±9999-year range.
+    let overflow = |_: jiff::Error| too_many();
+    let mut buckets = Vec::new();
+    let mut labels = Vec::new();
+    match query.group_by {
+        GroupBy::Function | GroupBy::Outcome => {}
+        GroupBy::Hour | GroupBy::WeekdayHour => {
+            if query.group_by == GroupBy::WeekdayHour {
+                for day in WEEKDAYS {
+                    for hour in 0..24 {
+                        labels.push(format!("{day} {hour:02}"));
+                    }
+                }
+            }
+            let mut start = hour_start(query.from, zone).map_err(overflow)?;
+            while start < query.to {
+                let end = hour_start(
+                    start
+                        .checked_add(jiff::SignedDuration::from_hours(1))
+                        .map_err(overflow)?,
+                    zone,
+                )
+                .map_err(overflow)?;
+                let label = if query.group_by == GroupBy::Hour {
+                    labels.push(rfc3339(start, zone));
+                    labels.len() - 1
+                } else {
+                    let local = start.to_zoned_datetime(zone.clone());
+                    let weekday = usize::try_from(local.weekday().to_monday_zero_offset())
+                        .unwrap_or_default();
+                    weekday * 24 + usize::try_from(local.hour()).unwrap_or_default()
+                };
+                buckets.push(Bucket { start, end, label });
+                if buckets.len() > MAX_BUCKETS {
+                    return Err(too_many());
+                }
+                start = end;
+            }
+        }
+        GroupBy::Day | GroupBy::Week => {
+            let mut date = query.from.to_zoned_datetime(zone.clone()).date();
+            let days = if query.group_by == GroupBy::Week {
+                for _ in 0..date.weekday().to_monday_zero_offset() {
+                    date = date.yesterday().map_err(overflow)?;
+                }
+                7
+            } else {
+                1
+            };
+            let mut start = day_start(date, zone).map_err(overflow)?;
+            while start < query.to {
+                for _ in 0..days {
+                    date = date.tomorrow().map_err(overflow)?;
+                }
+                let end = day_start(date, zone).map_err(overflow)?;
+                labels.push(rfc3339(start, zone));
+                buckets.push(Bucket {
+                    start,
+                    end,
+                    label: labels.len() - 1,
+                });
+                if buckets.len() > MAX_BUCKETS {
+                    return Err(too_many());
+                }
+                start = end;
+            }
+        }
+    }
+    Ok((buckets, labels))
+}
+
+fn stored(t: Timestamp) -> String {
+    // The records' own text form, so that comparisons in SQL are text comparisons on the index.
+    let utc = time::OffsetDateTime::from_unix_timestamp_nanos(t.as_nanosecond())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format_timestamp(utc)
+}
+
+/// Aggregates one [`StatsQuery`] on `connection`.
+///
+/// SQL picks the calls of the range with their group (a column, or the bucket their start falls in) from the
+/// covering index `contact_records_stats` (or `contact_records_function_stats` with a function filter), and one
+/// pass in Rust adds them up. A GROUP BY would make SQLite sort the whole range, and the percentile needs every
+/// menu time anyway: kept at 4 bytes per answered call of the range (6 MB for a year of 1.5 million calls), it
+/// is picked per group by selection, not by sorting.
+pub(super) fn stats(
+    connection: &Connection,
+    query: &StatsQuery,
+) -> Result<StatsReport, StoreError> {
+    let (buckets, labels) = buckets(query).map_err(StoreError::Stats)?;
+    // Written out rather than `(?3 IS NULL OR function_id = ?3)`, which would keep SQLite from the
+    // (function_id, started_at) index.
+    let function_filter = if query.function.is_some() {
+        "AND r.function_id = ?3"
+    } else {
+        "AND ?3 IS NULL"
+    };
+    let sql = match query.group_by {
+        GroupBy::Function | GroupBy::Outcome => format!(
+            "SELECT r.{column}, r.outcome, r.menu_ms FROM contact_records AS r
+             WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}",
+            column = if query.group_by == GroupBy::Function {
+                "function_id"
+            } else {
+                "outcome"
+            }
+        ),
+        // The buckets go in as one JSON parameter, unpacked once (MATERIALIZED) rather than per call; CROSS JOIN
+        // keeps them the outer loop: one index range per bucket, each call touched once.
+        _ => format!(
+            "WITH b (label, start, end) AS MATERIALIZED
+                (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?4))
+             SELECT b.label, r.outcome, r.menu_ms
+             FROM b CROSS JOIN contact_records AS r ON r.started_at >= b.start AND r.started_at < b.end
+             WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}"
+        ),
+    };
+    let bucket_json = serde_json::Value::Array(
+        buckets
+            .iter()
+            .map(|b| serde_json::json!([b.label, stored(b.start), stored(b.end)]))
+            .collect(),
+    )
+    .to_string();
+    let (from, to) = (stored(query.from), stored(query.to));
+    let mut parameters: Vec<&dyn rusqlite::ToSql> = vec![&from, &to, &query.function];
+    if !buckets.is_empty() {
+        parameters.push(&bucket_json);
+    }
+    let mut tallies = Tallies {
+        buckets: vec![Tally::default(); labels.len()],
+        ..Tallies::default()
+    };
+    let mut statement = connection.prepare(&sql)?;
+    let mut calls = statement.query(parameters.as_slice())?;
+    while let Some(call) = calls.next()? {
+        let tally = match call.get_ref(0)? {
+            ValueRef::Null => &mut tallies.unlabelled,
+            ValueRef::Integer(i) => {
+                match usize::try_from(i)
+                    .ok()
+                    .and_then(|i| tallies.buckets.get_mut(i))
+                {
+                    Some(tally) => tally,
+                    None => continue,
+                }
+            }
+            ValueRef::Text(text) => {
+                let text = String::from_utf8_lossy(text);
+                if !tallies.named.contains_key(text.as_ref()) {
+                    tallies.named.insert(text.to_string(), Tally::default());
+                }
+                match tallies.named.get_mut(text.as_ref()) {
+                    Some(tally) => tally,
+                    None => continue,
+                }
+            }
+            _ => continue,
+        };
+        let outcome = match call.get_ref(1)? {
+            ValueRef::Text(name) => Some(name),
+            _ => None,
+        };
+        let menu_ms = match call.get_ref(2)? {
+            ValueRef::Integer(ms) => Some(u32::try_from(ms.max(0)).unwrap_or(u32::MAX)),
+            _ => None,
+        };
+        tally.add(outcome, menu_ms);
+    }
+    let rows = match query.group_by {
+        GroupBy::Function | GroupBy::Outcome => {
+            let rank = |key: &Option<String>| match (query.group_by, key) {
+                (_, None) => usize::MAX,
+                (GroupBy::Outcome, Some(k)) => crate::flow::Outcome::ALL
+                    .iter()
+                    .position(|o| o.as_str() == k)
+                    .unwrap_or(usize::MAX - 1),
+                _ => 0,
+            };
+            let mut rows: Vec<StatsRow> = tallies
+                .named
+                .into_iter()
+                .map(|(key, tally)| tally.into_row(Some(key)))
+                .collect();
+            if tallies.unlabelled.calls > 0 {
+                rows.push(tallies.unlabelled.into_row(None));
+            }
+            rows.sort_by(|a, b| {
+                rank(&a.key)
+                    .cmp(&rank(&b.key))
+                    .then_with(|| a.key.cmp(&b.key))
+            });
+            rows
+        }
+        _ => labels
+            .into_iter()
+            .zip(tallies.buckets)
+            .map(|(label, tally)| tally.into_row(Some(label)))
+            .collect(),
+    };
+    Ok(StatsReport {
+        from: rfc3339(query.from, &query.zone),
+        to: rfc3339(query.to, &query.zone),
+        group_by: query.group_by,
+        rows,
+    })
+}
+
+/// The calls of one group, added up.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    calls: u64,
+    transferred: u64,
+    abandoned: u64,
+    timeout: u64,
+    failed: u64,
+    rejected: u64,
+    menu_times: Vec<u32>,
+    menu_total_ms: u64,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Option<&[u8]>, menu_ms: Option<u32>) {
+        self.calls += 1;
+        match outcome {
+            Some(b"transferred") => self.transferred += 1,
+            Some(b"abandoned") => self.abandoned += 1,
+            Some(b"timeout") => self.timeout += 1,
+            Some(b"failed") => self.failed += 1,
+            Some(b"rejected") => self.rejected += 1,
+            _ => {}
+        }
+        if let Some(ms) = menu_ms {
+            self.menu_times.push(ms);
+            self.menu_total_ms += u64::from(ms);
+        }
+    }
+
+    fn into_row(mut self, key: Option<String>) -> StatsRow {
+        let timed = self.menu_times.len() as u64;
+        // Nearest rank: the ceil(0.9 n)-th smallest, 1-based.
+        let rank = (self.menu_times.len() * 9).div_ceil(10);
+        let p90 = match rank.checked_sub(1) {
+            Some(index) => Some(u64::from(*self.menu_times.select_nth_unstable(index).1)),
+            None => None,
+        };
+        StatsRow {
+            key,
+            calls: self.calls,
+            transferred: self.transferred,
+            abandoned: self.abandoned,
+            timeout: self.timeout,
+            failed: self.failed,
+            rejected: self.rejected,
+            menu_time_avg_ms: (timed > 0).then(|| (self.menu_total_ms + timed / 2) / timed),
+            menu_time_p90_ms: p90,
+        }
+    }
+}
+
+/// One [`Tally`] per group: bucket numbers index `buckets`; function ids and outcomes are `named`; calls with no
+/// function (or no outcome yet) are `unlabelled`.
+#[derive(Debug, Default)]
+struct Tallies {
+    buckets: Vec<Tally>,
+    named: std::collections::HashMap<String, Tally>,
+    unlabelled: Tally,
+}
+
+impl StatsReport {
+    /// A table for the terminal: counts right-aligned, menu times in seconds, a null key named for what it means.
+    pub fn table(&self) -> String {
+        let none_key = match self.group_by {
+            GroupBy::Function => "(no function)",
+            GroupBy::Outcome => "(in progress)",
+            _ => "",
+        };
+        let seconds =
+            |ms: Option<u64>| ms.map_or("-".to_string(), |ms| format!("{:.1}", ms as f64 / 1000.0));
+        let rows = self.rows.iter().map(|row| {
+            vec![
+                row.key.clone().unwrap_or_else(|| none_key.to_string()),
+                row.calls.to_string(),
+                row.transferred.to_string(),
+                row.abandoned.to_string(),
+                row.timeout.to_string(),
+                row.failed.to_string(),
+                row.rejected.to_string(),
+                seconds(row.menu_time_avg_ms),
+                seconds(row.menu_time_p90_ms),
+            ]
+        });
+        let header = [
+            self.group_by.as_str(),
+            "calls",
+            "transferred",
+            "abandoned",
+            "timeout",
+            "failed",
+            "rejected",
+            "menu avg s",
+            "menu p90 s",
+        ];
+        format!(
+            "calls started {} .. {}\n{}",
+            self.from,
+            self.to,
+            table(&header, rows)
+        )
+    }
+}
+
+impl MenuFunnel {
+    /// A table for the terminal, one row per menu, one column per digit pressed anywhere.
+    pub fn table(&self) -> String {
+        let header = self.csv_header();
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        table(&header, self.csv_rows().into_iter()).to_string()
+    }
+}
+
+/// A plain table with the first column left-aligned and every other (a number) right-aligned.
+fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row);
+    }
+    for index in 1..header.len() {
+        if let Some(column) = table.column_mut(index) {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    table
+}
+
+/// The menu funnel: one node per menu reached in the range, `root` first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MenuFunnel {
+    pub nodes: Vec<FunnelNode>,
+}
+
+/// What callers did in one menu.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunnelNode {
+    pub menu: String,
+    /// Callers who entered the menu, each counted once however often they heard it.
+    pub reached: u64,
+    /// Valid digits pressed in the menu, by digit: each press counts (a caller who pressed 9, came back and
+    /// pressed 9 again counts twice). Digits nobody pressed are absent.
+    pub options: BTreeMap<String, u64>,
+    /// Digits pressed in the menu that are not among its options.
+    pub invalid: u64,
+    /// Times the menu's wait for a digit ran out.
+    pub timeouts: u64,
+    /// Callers who hung up while in this menu (not while a function rang or talked to them).
+    pub hangups: u64,
+}
+
+/// The keypad order digits are listed in (CSV columns).
+const KEYPAD: &str = "1234567890*#";
+
+impl MenuFunnel {
+    /// The digits that have a column in the CSV: every option pressed in any menu, in keypad order.
+    pub fn option_digits(&self) -> Vec<String> {
+        let pressed: BTreeSet<&String> = self.nodes.iter().flat_map(|n| n.options.keys()).collect();
+        let mut digits: Vec<String> = pressed.into_iter().cloned().collect();
+        digits.sort_by_key(|d| {
+            d.chars()
+                .next()
+                .and_then(|c| KEYPAD.find(c))
+                .unwrap_or(KEYPAD.len())
+        });
+        digits
+    }
+
+    /// The CSV header: `menu,reached,invalid,timeouts,hangups,option_1,option_3,...`.
+    pub fn csv_header(&self) -> Vec<String> {
+        ["menu", "reached", "invalid", "timeouts", "hangups"]
+            .into_iter()
+            .map(String::from)
+            .chain(
+                self.option_digits()
+                    .into_iter()
+                    .map(|d| format!("option_{d}")),
+            )
+            .collect()
+    }
+
+    /// One CSV row per node, matching [`MenuFunnel::csv_header`].
+    pub fn csv_rows(&self) -> Vec<Vec<String>> {
+        let digits = self.option_digits();
+        self.nodes
+            .iter()
+            .map(|node| {
+                [
+                    node.menu.clone(),
+                    node.reached.to_string(),
+                    node.invalid.to_string(),
+                    node.timeouts.to_string(),
+                    node.hangups.to_string(),
+                ]
+                .into_iter()
+                .chain(
+                    digits
+                        .iter()
+                        .map(|d| node.options.get(d).copied().unwrap_or(0).to_string()),
+                )
+                .collect()
+            })
+            .collect()
+    }
+}
+
+/// Adds one call's trail to the nodes.
+fn add_call(nodes: &mut BTreeMap<String, FunnelNode>, steps: &[Step]) {
+    let mut reached = BTreeSet::new();
+    // The menu the caller is in; None while a hand-off runs (a hang-up then is not the menu's).
+    let mut current: Option<&str> = None;
+    for step in steps {
+        match &step.kind {
+            StepKind::EnteredMenu(menu) => {
+                current = Some(menu);
+                if reached.insert(menu.as_str()) {
+                    entry(nodes, menu).reached += 1;
+                }
+            }
+            StepKind::Digit(digit) => {
+                if let Some(menu) = current {
+                    *entry(nodes, menu)
+                        .options
+                        .entry(digit.to_string())
+                        .or_insert(0) += 1;
+                }
+            }
+            StepKind::InvalidDigit(_) => {
+                if let Some(menu) = current {
+                    entry(nodes, menu).invalid += 1;
+                }
+            }
+            StepKind::Timeout => {
+                if let Some(menu) = current {
+                    entry(nodes, menu).timeouts += 1;
+                }
+            }
+            StepKind::CallerHungUp => {
+                if let Some(menu) = current {
+                    entry(nodes, menu).hangups += 1;
+                }
+            }
+            // Past the menu: a hang-up during a hand-off or a closed prompt is not the menu's.
+            StepKind::TransferStarted(_) | StepKind::Closed | StepKind::FunctionClosed(_) => {
+                current = None
+            }
+            StepKind::Repeat
+            | StepKind::Back
+            | StepKind::TransferFailed(_)
+            | StepKind::Transferred(_)
+            | StepKind::Fallback
+            | StepKind::Hangup => {}
+        }
+    }
+}
+
+fn entry<'a>(nodes: &'a mut BTreeMap<String, FunnelNode>, menu: &str) -> &'a mut FunnelNode {
+    nodes.entry(menu.to_string()).or_insert_with(|| FunnelNode {
+        menu: menu.to_string(),
+        ..FunnelNode::default()
+    })
+}
+
+/// The funnel of the calls started in `from..to`, read from their step trails.
+pub(super) fn menu_funnel(
+    connection: &Connection,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<MenuFunnel, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, steps FROM contact_records WHERE started_at >= ?1 AND started_at < ?2",
+    )?;
+    let mut rows = statement.query(params![stored(from), stored(to)])?;
+    let mut nodes = BTreeMap::new();
+    let mut unreadable: Option<(i64, String, usize)> = None;
+    while let Some(row) = rows.next()? {
+        let steps = row.get_ref(1)?.as_str().unwrap_or("");
+        match serde_json::from_str::<Vec<Step>>(steps) {
+            Ok(steps) => add_call(&mut nodes, &steps),
+            Err(error) => match &mut unreadable {
+                Some((_, _, count)) => *count += 1,
+                None => unreadable = Some((row.get(0)?, error.to_string(), 1)),
+            },
+        }
+    }
+    // One unreadable trail must not hide every other call's; one line names the first row for the admin.
+    if let Some((row_id, error, count)) = unreadable {
+        tracing::warn!(
+            row_id,
+            error,
+            count,
+            "contact record steps unreadable; left out of the menu funnel"
+        );
+    }
+    let root = nodes.remove(ROOT_MENU);
+    Ok(MenuFunnel {
+        nodes: root.into_iter().chain(nodes.into_values()).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Outcome;
+    use crate::records::{ContactRecord, ContactStore, RecordUpdate, SqliteStore};
+
+    fn at(text: &str) -> time::OffsetDateTime {
+        crate::records::parse_timestamp(text).unwrap()
+    }
+
+    fn ts(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn stockholm() -> TimeZone {
+        time_zone(DEFAULT_TIME_ZONE).unwrap()
+    }
+
+    /// A finished call: answered `answer_s` after its start, held `menu_ms` in the menu, then ended its way.
+    struct Seed {
+        started: &'static str,
+        function: Option<&'static str>,
+        outcome: Option<Outcome>,
+        menu_ms: Option<i64>,
+    }
+
+    fn put(store: &SqliteStore, record: &ContactRecord) {
+        store
+            .write(&[RecordUpdate::Whole(Box::new(record.clone()))])
+            .unwrap();
+    }
+
+    fn seed(store: &SqliteStore, seeds: &[Seed]) {
+        for (i, s) in seeds.iter().enumerate() {
+            let started = at(s.started);
+            let mut record = ContactRecord::started(format!("c{i}"), "0701", "0771", started);
+            record.function = s.function.map(String::from);
+            if let Some(menu_ms) = s.menu_ms {
+                let answered = started + time::Duration::milliseconds(200);
+                record.answered_at = Some(answered);
+                let left = answered + time::Duration::milliseconds(menu_ms);
+                if s.outcome == Some(Outcome::Transferred) {
+                    record.transferred_at = Some(left);
+                    record.finish(
+                        Outcome::Transferred,
+                        left + time::Duration::minutes(5),
+                        "caller BYE",
+                    );
+                } else if let Some(outcome) = s.outcome {
+                    record.finish(outcome, left, "caller BYE");
+                }
+            } else if let Some(outcome) = s.outcome {
+                record.finish(outcome, started + time::Duration::seconds(3), "CANCEL");
+            }
+            put(store, &record);
+        }
+    }
+
+    fn call(started: &'static str) -> Seed {
+        Seed {
+            started,
+            function: Some("it"),
+            outcome: Some(Outcome::Transferred),
+            menu_ms: Some(1000),
+        }
+    }
+
+    fn report(store: &SqliteStore, from: &str, to: &str, group_by: GroupBy) -> StatsReport {
+        let query = StatsQuery::new(ts(from), ts(to), group_by, stockholm()).unwrap();
+        store.stats(&query).unwrap()
+    }
+
+    fn keyed_calls(report: &StatsReport) -> Vec<(String, u64)> {
+        report
+            .rows
+            .iter()
+            .map(|r| (r.key.clone().unwrap_or_default(), r.calls))
+            .collect()
+    }
+
+    #[test]
+    fn days_are_local_days_the_spring_day_has_23_hours_and_a_call_counts_where_it_started() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        seed(
+            &store,
+            &[
+                // 23:59 on the 28th (+01:00), ends after midnight: counts on the 28th.
+                call("2026-03-28T22:59:00Z"),
+                // 00:30 on the 29th (+01:00).
+                call("2026-03-28T23:30:00Z"),
+                // 23:59:59 on the 29th (+02:00): the 29th has only 23 hours.
+                call("2026-03-29T21:59:59.999Z"),
+                // 00:00 on the 30th (+02:00).
+                call("2026-03-29T22:00:00Z"),
+                // Before `from` and at `to`: not counted.
+                call("2026-03-27T22:59:59.999Z"),
+                call("2026-03-30T22:00:00Z"),
+            ],
+        );
+        let days = report(
+            &store,
+            "2026-03-28T00:00:00+01:00",
+            "2026-03-31T00:00:00+02:00",
+            GroupBy::Day,
+        );
+        assert_eq!(days.from, "2026-03-28T00:00:00+01:00");
+        assert_eq!(days.to, "2026-03-31T00:00:00+02:00");
+        assert_eq!(
+            keyed_calls(&days),
+            [
+                ("2026-03-28T00:00:00+01:00".to_string(), 1),
+                ("2026-03-29T00:00:00+01:00".to_string(), 2),
+                ("2026-03-30T00:00:00+02:00".to_string(), 1),
+            ]
+        );
+        let hours = report(
+            &store,
+            "2026-03-29T00:00:00+01:00",
+            "2026-03-30T00:00:00+02:00",
+            GroupBy::Hour,
+        );
+        let keys: Vec<String> = hours.rows.iter().filter_map(|r| r.key.clone()).collect();
+        assert_eq!(keys.len(), 23, "{keys:?}");
+        assert_eq!(keys[0], "2026-03-29T00:00:00+01:00");
+        assert_eq!(keys[1], "2026-03-29T01:00:00+01:00");
+        assert_eq!(keys[2], "2026-03-29T03:00:00+02:00");
+        assert_eq!(keys[22], "2026-03-29T23:00:00+02:00");
+        assert_eq!(hours.rows[0].calls, 1);
+        assert_eq!(hours.rows[22].calls, 1);
+        assert_eq!(hours.rows.iter().map(|r| r.calls).sum::<u64>(), 2);
+        // Empty hours are rows of zeros with no menu time.
+        assert_eq!(
+            hours.rows[4],
+            StatsRow {
+                key: Some("2026-03-29T05:00:00+02:00".into()),
+                ..StatsRow::default()
+            }
+        );
+    }
+
+    #[test]
+    fn the_autumn_day_has_25_hours_and_the_repeated_hour_is_two_rows() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        seed(
+            &store,
+            &[
+                // 02:30 summer time, then 02:30 winter time an hour later.
+                call("2026-10-25T00:30:00Z"),
+                call("2026-10-25T01:30:00Z"),
+                call("2026-10-25T01:45:00Z"),
+                // 23:30 local, the day's last hour.
+                call("2026-10-25T22:30:00Z"),
+            ],
+        );
+        let hours = report(
+            &store,
+            "2026-10-25T00:00:00+02:00",
+            "2026-10-26T00:00:00+01:00",
+            GroupBy::Hour,
+        );
+        assert_eq!(hours.rows.len(), 25);
+        let nonzero: Vec<(String, u64)> = keyed_calls(&hours)
+            .into_iter()
+            .filter(|(_, calls)| *calls > 0)
+            .collect();
+        assert_eq!(
+            nonzero,
+            [
+                ("2026-10-25T02:00:00+02:00".to_string(), 1),
+                ("2026-10-25T02:00:00+01:00".to_string(), 2),
+                ("2026-10-25T23:00:00+01:00".to_string(), 1),
+            ]
+        );
+        let day = report(
+            &store,
+            "2026-10-25T00:00:00+02:00",
+            "2026-10-26T00:00:00+01:00",
+            GroupBy::Day,
+        );
+        assert_eq!(
+            keyed_calls(&day),
+            [("2026-10-25T00:00:00+02:00".to_string(), 4)]
+        );
+        // Both 02:00 hours are Sunday 02 on the week's heat map.
+        let heat = report(
+            &store,
+            "2026-10-25T00:00:00+02:00",
+            "2026-10-26T00:00:00+01:00",
+            GroupBy::WeekdayHour,
+        );
+        assert_eq!(heat.rows.len(), 168);
+        assert_eq!(heat.rows[0].key.as_deref(), Some("mon 00"));
+        let sunday_2 = &heat.rows[6 * 24 + 2];
+        assert_eq!(
+            (sunday_2.key.as_deref(), sunday_2.calls),
+            (Some("sun 02"), 3)
+        );
+        assert_eq!(heat.rows[6 * 24 + 23].calls, 1);
+        assert_eq!(heat.rows.iter().map(|r| r.calls).sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_span_the_change_of_offset() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        seed(
+            &store,
+            &[call("2026-03-29T10:00:00Z"), call("2026-03-30T10:00:00Z")],
+        );
+        let weeks = report(
+            &store,
+            "2026-03-25T12:00:00Z",
+            "2026-04-01T00:00:00Z",
+            GroupBy::Week,
+        );
+        assert_eq!(
+            keyed_calls(&weeks),
+            [
+                ("2026-03-23T00:00:00+01:00".to_string(), 1),
+                ("2026-03-30T00:00:00+02:00".to_string(), 1),
+            ]
+        );
+    }
+
+    fn function_seeds() -> Vec<Seed> {
+        let mut seeds: Vec<Seed> = (1..=10)
+            .map(|s| Seed {
+                started: "2026-11-23T09:00:00Z",
+                function: Some("it"),
+                outcome: Some(if s <= 7 {
+                    Outcome::Transferred
+                } else {
+                    Outcome::Abandoned
+                }),
+                menu_ms: Some(s * 1000),
+            })
+            .collect();
+        seeds.extend([
+            // Hung up while it rang: no answer, no menu time.
+            Seed {
+                started: "2026-11-23T09:10:00Z",
+                function: None,
+                outcome: Some(Outcome::Abandoned),
+                menu_ms: None,
+            },
+            Seed {
+                started: "2026-11-23T09:11:00Z",
+                function: None,
+                outcome: Some(Outcome::Timeout),
+                menu_ms: Some(20_000),
+            },
+            Seed {
+                started: "2026-11-23T09:12:00Z",
+                function: Some("kundtjanst"),
+                outcome: Some(Outcome::Failed),
+                menu_ms: Some(4_500),
+            },
+            // Still in progress: counted as a call, nothing else.
+            Seed {
+                started: "2026-11-23T09:13:00Z",
+                function: Some("kundtjanst"),
+                outcome: None,
+                menu_ms: None,
+            },
+            Seed {
+                started: "2026-11-23T09:14:00Z",
+                function: None,
+                outcome: Some(Outcome::Rejected),
+                menu_ms: None,
+            },
+        ]);
+        seeds
+    }
+
+    #[test]
+    fn functions_and_outcomes_are_counted_with_average_and_90th_percentile_menu_time() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        seed(&store, &function_seeds());
+        let (from, to) = ("2026-11-23T00:00:00+01:00", "2026-11-24T00:00:00+01:00");
+        let by_function = report(&store, from, to, GroupBy::Function);
+        assert_eq!(
+            by_function.rows,
+            [
+                StatsRow {
+                    key: Some("it".into()),
+                    calls: 10,
+                    transferred: 7,
+                    abandoned: 3,
+                    // 1 s .. 10 s: mean 5.5 s; the 9th of 10 sorted is the nearest-rank p90.
+                    menu_time_avg_ms: Some(5500),
+                    menu_time_p90_ms: Some(9000),
+                    ..StatsRow::default()
+                },
+                StatsRow {
+                    key: Some("kundtjanst".into()),
+                    calls: 2,
+                    failed: 1,
+                    menu_time_avg_ms: Some(4500),
+                    menu_time_p90_ms: Some(4500),
+                    ..StatsRow::default()
+                },
+                StatsRow {
+                    key: None,
+                    calls: 3,
+                    abandoned: 1,
+                    timeout: 1,
+                    rejected: 1,
+                    menu_time_avg_ms: Some(20_000),
+                    menu_time_p90_ms: Some(20_000),
+                    ..StatsRow::default()
+                },
+            ]
+        );
+        let by_outcome = report(&store, from, to, GroupBy::Outcome);
+        let summary: Vec<(Option<&str>, u64, Option<u64>)> = by_outcome
+            .rows
+            .iter()
+            .map(|r| (r.key.as_deref(), r.calls, r.menu_time_avg_ms))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (Some("transferred"), 7, Some(4000)),
+                // 8, 9, 10 s and one unanswered.
+                (Some("abandoned"), 4, Some(9000)),
+                (Some("timeout"), 1, Some(20_000)),
+                (Some("failed"), 1, Some(4500)),
+                (Some("rejected"), 1, None),
+                (None, 1, None),
+            ]
+        );
+        assert_eq!(by_outcome.rows[1].abandoned, 4);
+        assert_eq!(by_outcome.rows[1].menu_time_p90_ms, Some(10_000));
+    }
+
+    #[test]
+    fn a_function_filter_keeps_only_its_calls_in_every_grouping() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        seed(&store, &function_seeds());
+        let mut query = StatsQuery::new(
+            ts("2026-11-23T00:00:00+01:00"),
+            ts("2026-11-24T00:00:00+01:00"),
+            GroupBy::Hour,
+            stockholm(),
+        )
+        .unwrap();
+        query.function = Some("kundtjanst".into());
+        let hours = store.stats(&query).unwrap();
+        assert_eq!(hours.rows.len(), 24);
+        assert_eq!(
+            hours.rows[10].key.as_deref(),
+            Some("2026-11-23T10:00:00+01:00")
+        );
+        assert_eq!((hours.rows[10].calls, hours.rows[10].failed), (2, 1));
+        assert_eq!(hours.rows.iter().map(|r| r.calls).sum::<u64>(), 2);
+        query.group_by = GroupBy::Outcome;
+        let outcomes = store.stats(&query).unwrap();
+        assert_eq!(
+            keyed_calls(&outcomes),
+            [("failed".to_string(), 1), (String::new(), 1)]
+        );
+    }
+
+    #[test]
+    fn questions_that_cannot_be_answered_say_what_to_ask() {
+        let zone = stockholm();
+        let error = StatsQuery::new(
+            ts("2026-11-24T00:00:00Z"),
+            ts("2026-11-23T00:00:00Z"),
+            GroupBy::Day,
+            zone.clone(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("later than from"), "{error}");
+        let error = "month".parse::<GroupBy>().unwrap_err().to_string();
+        assert!(error.contains("weekday_hour"), "{error}");
+        let store = SqliteStore::open_in_memory().unwrap();
+        let query = StatsQuery::new(
+            ts("2000-01-01T00:00:00Z"),
+            ts("2026-01-01T00:00:00Z"),
+            GroupBy::Hour,
+            zone.clone(),
+        )
+        .unwrap();
+        let error = store.stats(&query).unwrap_err().to_string();
+        assert!(error.contains("coarser group_by"), "{error}");
+        let error = time_zone("Europe/Stokholm").unwrap_err().to_string();
+        assert!(error.contains("IANA"), "{error}");
+        let error = parse_instant("from", "yesterday", &zone)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("RFC 3339"), "{error}");
+    }
+
+    #[test]
+    fn times_are_rfc3339_a_lost_plus_or_a_local_date() {
+        let zone = stockholm();
+        let expected = ts("2026-03-29T00:00:00+01:00");
+        for text in [
+            "2026-03-29T00:00:00+01:00",
+            "2026-03-29T00:00:00 01:00",
+            "2026-03-28T23:00:00Z",
+            "2026-03-29",
+        ] {
+            assert_eq!(
+                parse_instant("from", text, &zone).unwrap(),
+                expected,
+                "{text}"
+            );
+        }
+    }
+
+    fn step(kind: StepKind) -> Step {
+        Step { at_ms: 0, kind }
+    }
+
+    #[test]
+    fn the_funnel_counts_callers_once_per_menu_and_every_press() {
+        use StepKind::*;
+        let mut nodes = BTreeMap::new();
+        // Root, into "more", back to root (root reached once), 3 to it, hangs up while it rings.
+        add_call(
+            &mut nodes,
+            &[
+                step(EnteredMenu("root".into())),
+                step(InvalidDigit('7')),
+                step(Digit('9')),
+                step(EnteredMenu("more".into())),
+                step(Timeout),
+                step(Digit('#')),
+                step(Back),
+                step(EnteredMenu("root".into())),
+                step(Digit('3')),
+                step(TransferStarted("it".into())),
+                step(CallerHungUp),
+            ],
+        );
+        // Silence twice, then the fallback hangs up.
+        add_call(
+            &mut nodes,
+            &[
+                step(EnteredMenu("root".into())),
+                step(Timeout),
+                step(Repeat),
+                step(Timeout),
+                step(Fallback),
+                step(Hangup),
+            ],
+        );
+        // Hangs up in "more".
+        add_call(
+            &mut nodes,
+            &[
+                step(EnteredMenu("root".into())),
+                step(Digit('9')),
+                step(EnteredMenu("more".into())),
+                step(CallerHungUp),
+            ],
+        );
+        let root = &nodes["root"];
+        assert_eq!(
+            (root.reached, root.invalid, root.timeouts, root.hangups),
+            (3, 1, 2, 0)
+        );
+        assert_eq!(
+            root.options,
+            BTreeMap::from([("9".to_string(), 2), ("3".to_string(), 1)])
+        );
+        let more = &nodes["more"];
+        assert_eq!(
+            (more.reached, more.invalid, more.timeouts, more.hangups),
+            (2, 0, 1, 1)
+        );
+        assert_eq!(more.options, BTreeMap::from([("#".to_string(), 1)]));
+    }
+
+    #[test]
+    fn the_funnel_reads_the_stored_trails_of_the_range_root_first() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut record = ContactRecord::started("c1", "a", "b", at("2026-11-23T10:00:00Z"));
+        record.steps = serde_json::json!([
+            {"at_ms": 0, "kind": "entered_menu", "value": "root"},
+            {"at_ms": 900, "kind": "digit", "value": "9"},
+            {"at_ms": 950, "kind": "entered_menu", "value": "aaa"},
+            {"at_ms": 2000, "kind": "caller_hung_up"},
+        ]);
+        put(&store, &record);
+        let mut broken = ContactRecord::started("c2", "a", "b", at("2026-11-23T10:01:00Z"));
+        broken.steps = serde_json::json!([{"kind": "from a future knappval"}]);
+        put(&store, &broken);
+        let mut outside = ContactRecord::started("c3", "a", "b", at("2026-11-24T10:00:00Z"));
+        outside.steps = record.steps.clone();
+        put(&store, &outside);
+        let funnel = store
+            .menu_funnel(ts("2026-11-23T00:00:00Z"), ts("2026-11-24T00:00:00Z"))
+            .unwrap();
+        let menus: Vec<(&str, u64, u64)> = funnel
+            .nodes
+            .iter()
+            .map(|n| (n.menu.as_str(), n.reached, n.hangups))
+            .collect();
+        assert_eq!(menus, [("root", 1, 0), ("aaa", 1, 1)]);
+        assert_eq!(
+            funnel.csv_header(),
+            [
+                "menu", "reached", "invalid", "timeouts", "hangups", "option_9"
+            ]
+        );
+        assert_eq!(funnel.csv_rows()[0], ["root", "1", "0", "0", "0", "1"]);
+    }
+}
