@@ -7,6 +7,8 @@ use common::daemon::{http_request, os, run_cli};
 use common::{Daemon, Fixture, MenuSpec};
 
 const TOKEN: &str = "k9Zt-3mQ_vX.7~pL+w/A==";
+const STATS: &str = "/api/v1/stats?from=2026-11-01&to=2026-12-01&group_by=function";
+const FUNNEL: &str = "/api/v1/stats/menu?from=2026-11-01&to=2026-12-01";
 
 fn get(daemon: &Daemon, path: &str, extra: &[&str]) -> (u16, String, String) {
     http_request(daemon.http, path, extra)
@@ -36,6 +38,8 @@ fn with_a_token_file_the_api_and_metrics_need_the_bearer_token_and_healthz_stays
     for path in [
         "/api/v1/contacts",
         "/api/v1/agents",
+        STATS,
+        FUNNEL,
         "/metrics",
         "/api/v1/nothing-here",
     ] {
@@ -56,7 +60,13 @@ fn with_a_token_file_the_api_and_metrics_need_the_bearer_token_and_healthz_stays
         let (status, _, _) = get(&daemon, path, &[&format!("Authorization: Basic {TOKEN}")]);
         assert_eq!(status, 401, "{path} with the token under another scheme");
     }
-    for path in ["/api/v1/contacts", "/api/v1/agents", "/metrics"] {
+    for path in [
+        "/api/v1/contacts",
+        "/api/v1/agents",
+        STATS,
+        FUNNEL,
+        "/metrics",
+    ] {
         let (status, _, body) = get(&daemon, path, &[&bearer]);
         assert_eq!(status, 200, "{path} with the token: {body}");
     }
