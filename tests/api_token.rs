@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::daemon::{http_request, os, run_cli};
+use common::daemon::{http_get_with, os, run_cli};
 use common::{Daemon, Fixture, MenuSpec};
 
 const TOKEN: &str = "k9Zt-3mQ_vX.7~pL+w/A==";
@@ -11,7 +11,7 @@ const STATS: &str = "/api/v1/stats?from=2026-11-01&to=2026-12-01&group_by=functi
 const FUNNEL: &str = "/api/v1/stats/menu?from=2026-11-01&to=2026-12-01";
 
 fn get(daemon: &Daemon, path: &str, extra: &[&str]) -> (u16, String, String) {
-    http_request(daemon.http, path, extra)
+    http_get_with(daemon.http, path, extra)
         .unwrap_or_else(|e| panic!("GET {path}: {e}; log:\n{}", daemon.log_text()))
 }
 

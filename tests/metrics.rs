@@ -5,7 +5,7 @@
 mod common;
 
 use common::audio::{CALLER_HZ, FUNCTION_HZ, MENU_HZ};
-use common::daemon::http_request;
+use common::daemon::http_get_with;
 use common::sdp::{PCMA, PCMU};
 use common::{Caller, Daemon, Fixture, FunctionEndpoint, MenuSpec, SECOND, event_pt};
 use prometheus_parse::{Scrape, Value};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// `/metrics`, parsed; panics unless it is Prometheus text 0.0.4.
 fn scrape(daemon: &Daemon) -> Scrape {
     let (status, head, body) =
-        http_request(daemon.http, "/metrics", &[]).unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+        http_get_with(daemon.http, "/metrics", &[]).unwrap_or_else(|e| panic!("GET /metrics: {e}"));
     assert_eq!(status, 200, "{body}");
     let content_type = head
         .lines()

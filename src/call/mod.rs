@@ -30,6 +30,7 @@ mod session_refresh;
 
 use session_refresh::SessionRefresh;
 
+use crate::announce::Board;
 use crate::api::Health;
 use crate::flow::{Action, Event, Flow, Outcome, StepKind, WallClock};
 use crate::media::prompt::{Prompt, PromptCache};
@@ -41,15 +42,20 @@ use crate::records::{ContactRecord, Progress, Records};
 use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
 use crate::routing::probe::TargetState;
+use crate::routing::queue::QueueHandle;
 use crate::routing::refer::{self, ReferProgress};
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::sip::{IncomingCall, SipEndpoint, message};
+
+mod queue;
 
 /// The shared services a call task is given at spawn.
 pub struct CallServices {
     /// The menu version this call runs from start to end (a reload affects new calls only).
     pub menu: Arc<Menu>,
     pub prompts: Arc<PromptCache>,
+    /// The announcements this call plays are those on the board when it is answered.
+    pub announcements: Arc<Board>,
     /// Played to the caller while a bridged function rings.
     pub ringback: Arc<Prompt>,
     pub sip: Arc<SipEndpoint>,
@@ -69,6 +75,8 @@ pub struct CallServices {
     pub answer_delay: Duration,
     /// BYEs and CANCELs still in flight after their call ended; shutdown waits for them briefly.
     pub signalling: TaskTracker,
+    /// The functions' queues (`transfer: queue`).
+    pub queues: QueueHandle,
 }
 
 /// Runs one call to its end. Never panics on what the network sends; always writes the record.
@@ -231,6 +239,12 @@ async fn answer_and_run(
         negotiated.direction.sends(),
     );
     local.session_version += 1;
+    // Opening hours are judged by the wall clock at the answer, carried forward by the monotonic clock.
+    let mut flow = Flow::new(
+        services.menu.clone(),
+        WallClock::new(jiff::Timestamp::now(), now),
+    );
+    flow.announce(services.announcements.for_call(OffsetDateTime::now_utc()));
     let mut call = Call {
         services: services.clone(),
         dialog,
@@ -238,11 +252,7 @@ async fn answer_and_run(
         media,
         local,
         codec: negotiated.codec,
-        // Opening hours are judged by the wall clock at the answer, carried forward by the monotonic clock.
-        flow: Flow::new(
-            services.menu.clone(),
-            WallClock::new(jiff::Timestamp::now(), now),
-        ),
+        flow,
         transfer: None,
         refer_deadline: None,
         refer_accepted: false,
@@ -261,6 +271,7 @@ async fn answer_and_run(
             call.transfer_failures.join(", ")
         );
     }
+    call.end_in_queue(&mut end);
     end
 }
 
@@ -296,6 +307,7 @@ fn reject(dialog: &InviteDialog, status: StatusCode, why: &str) {
 enum Transfer {
     Bridge(Pin<Box<dyn Future<Output = Result<FunctionLeg, DialFailure>> + Send>>),
     Refer(Pin<Box<dyn Future<Output = Result<(), refer::ReferFailure>> + Send>>),
+    Queue(Box<queue::QueueWait>),
 }
 
 /// What woke the call loop. Lives on the stack for one turn of the loop, so a large variant costs nothing
@@ -309,6 +321,7 @@ enum Wake {
     Referred(Result<(), refer::ReferFailure>),
     ReferTimedOut,
     SessionExpired,
+    Queue(queue::QueueWake),
     Shutdown,
 }
 
@@ -352,18 +365,14 @@ impl Call<'_> {
             let wake = self.wait().await;
             let now = Instant::now();
             let end = match wake {
-                Wake::Dialog(None) => {
-                    self.feed(Event::CallerHungUp, now).await;
-                    Some(End::new(
-                        self.outcome_or(Outcome::Abandoned),
-                        "caller dialog gone",
-                    ))
-                }
+                Wake::Dialog(None) => Some(self.caller_gone(now).await),
                 Wake::Dialog(Some(state)) => self.on_dialog(state).await,
                 Wake::Media(MediaEvent::PromptEnded) => {
                     if matches!(self.transfer, Some(Transfer::Bridge(_))) {
                         // The function is ringing: keep the ringback going.
                         self.media.play(self.services.ringback.clone());
+                        None
+                    } else if self.queue_prompt_ended() {
                         None
                     } else {
                         self.feed(Event::PromptEnded, now).await
@@ -418,6 +427,7 @@ impl Call<'_> {
                     self.transfer_failed("no final NOTIFY for the REFER in time".into(), now)
                         .await
                 }
+                Wake::Queue(wake) => self.on_queue(wake, now).await,
                 Wake::Shutdown => {
                     self.hang_up();
                     Some(End::new(
@@ -493,13 +503,23 @@ impl Call<'_> {
         {
             self.services.records.progress(progress);
         }
+        if let Some(progress) = self
+            .record
+            .announced(&journey.announcements, journey.language.as_deref())
+        {
+            self.services.records.progress(progress);
+        }
     }
 
     async fn apply(&mut self, actions: Vec<Action>) -> Option<End> {
         self.sync_record();
         for action in actions {
             match action {
-                Action::Play(prompt_id) => match self.services.prompts.get(&prompt_id) {
+                Action::Play(prompt_id) => match self
+                    .services
+                    .prompts
+                    .get_in(self.flow.language(), &prompt_id)
+                {
                     Some(prompt) => self.media.play(prompt),
                     None => {
                         // Validated at load, so this is a bug; skipping keeps the caller moving rather than silent.
@@ -553,12 +573,23 @@ impl Call<'_> {
             digits: journey.digits.clone(),
             path: journey.path.clone(),
         };
+        info!(function = %function.id, target = %function.target, mode = %function.transfer, "handing off");
+        if function.transfer == TransferMode::Queue {
+            let function = function.clone();
+            return if self.enter_queue(&function, handoff) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: the queue could not start (hold music not loaded)",
+                    function.id
+                ))
+            };
+        }
         self.record.transfer_target = Some(function.target.clone());
         self.services.records.progress(Progress {
             transfer_target: self.record.transfer_target.clone(),
             ..Progress::of(self.record)
         });
-        info!(function = %function.id, target = %function.target, mode = %function.transfer, "handing off");
         match function.transfer {
             TransferMode::Bridge => {
                 self.media.play(self.services.ringback.clone());
@@ -580,6 +611,10 @@ impl Call<'_> {
                     })
                     .await
                 })));
+            }
+            // Handled above: a queue has no target to dial.
+            TransferMode::Queue => {
+                return Err(format!("{}: a queue has no target to dial", function.id));
             }
             TransferMode::Refer => {
                 let dialog = self.dialog.clone();
@@ -641,10 +676,23 @@ impl Call<'_> {
             DialogState::Info(_, request, handle) => {
                 let digit = message::dtmf_from_info(&request);
                 respond(&handle, StatusCode::OK, None).await;
-                match digit {
+                // The digit may lead to a REFER or a BYE in this dialog; a strict caller drops the dialog on
+                // either overtaking our 200 to its INFO.
+                let later = self.until_answer_sent().await;
+                let mut end = match digit {
                     Some(digit) => self.feed(Event::Digit(digit), now).await,
                     None => None,
+                };
+                for state in later {
+                    if end.is_some() {
+                        break;
+                    }
+                    end = match state {
+                        Some(state) => Box::pin(self.on_dialog(state)).await,
+                        None => Some(self.caller_gone(now).await),
+                    };
                 }
+                end
             }
             DialogState::Updated(_, request, handle) => {
                 self.caller_reoffer(&request, &handle).await;
@@ -663,7 +711,8 @@ impl Call<'_> {
                         self.refer_deadline = None;
                         self.transferred(now);
                         // A strict transferee drops the dialog on a BYE that overtakes our 200 to its NOTIFY.
-                        self.until_answer_sent().await;
+                        // Whatever came meanwhile, the call is over: the BYE goes out (to a gone dialog, harmless).
+                        let _ = self.until_answer_sent().await;
                         self.hang_up();
                         Some(End::new(Outcome::Transferred, "referred"))
                     }
@@ -805,22 +854,38 @@ impl Call<'_> {
     }
 
     /// Waits until our answer to the in-dialog request just answered is on the wire: `respond` only queues it
-    /// for the request's transaction, which sends it and then reports the dialog Confirmed again. Other
-    /// requests arriving meanwhile get their routine answer; bounded, in case the report never comes.
-    async fn until_answer_sent(&mut self) {
+    /// for the request's transaction, which sends it and then reports the dialog Confirmed again; bounded, in
+    /// case the report never comes. Returns, in order, what came meanwhile (requests, the dialog's end; None
+    /// when its events closed), for the caller to handle next.
+    async fn until_answer_sent(&mut self) -> Vec<Option<DialogState>> {
+        let mut later = Vec::new();
         let wait = async {
             loop {
                 match self.events.recv().await {
-                    None | Some(DialogState::Terminated(..) | DialogState::Confirmed(..)) => return,
-                    Some(other) => {
-                        answer_routine(other).await;
+                    Some(DialogState::Confirmed(..)) => return,
+                    None => {
+                        later.push(None);
+                        return;
                     }
+                    Some(ended @ DialogState::Terminated(..)) => {
+                        later.push(Some(ended));
+                        return;
+                    }
+                    // Another INFO carries a digit, a NOTIFY the REFER's progress: all are handled in turn.
+                    Some(other) => later.push(Some(other)),
                 }
             }
         };
         if tokio::time::timeout(ANSWER_SENT_WAIT, wait).await.is_err() {
             debug!("no report that the answer went out; going on");
         }
+        later
+    }
+
+    /// The caller's dialog is gone without a BYE we saw (its events closed).
+    async fn caller_gone(&mut self, now: Instant) -> End {
+        self.feed(Event::CallerHungUp, now).await;
+        End::new(self.outcome_or(Outcome::Abandoned), "caller dialog gone")
     }
 
     fn hang_up(&mut self) {
@@ -984,6 +1049,7 @@ async fn poll_transfer(transfer: &mut Option<Transfer>) -> Wake {
     match transfer {
         Some(Transfer::Bridge(dial)) => Wake::Bridged(dial.await.map(Box::new)),
         Some(Transfer::Refer(refer)) => Wake::Referred(refer.await),
+        Some(Transfer::Queue(wait)) => Wake::Queue(wait.next().await),
         None => std::future::pending().await,
     }
 }
