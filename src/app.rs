@@ -22,13 +22,15 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::announce::{self, Board};
-use crate::api::{self, Announcing, ApiState, Health};
+use crate::api::{self, Announcing, ApiState, ApiToken, Health};
 use crate::call::{self, CallServices};
 use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
 use crate::menu::model::{Menu, QueueAgent};
 use crate::menu::{self, MenuErrors};
-use crate::records::{ContactStore, DatabaseLock, Records, SqliteStore};
+use crate::metrics::Metrics;
+use crate::privacy::{CallerKey, CallerNumbers, CallerNumbersChoice};
+use crate::records::{ContactStore, DatabaseLock, Records, Retention, SqliteStore};
 use crate::reload::{self, MenuCell, Reloader};
 use crate::routing::probe::{
     ProbeMode, ProbePolicy, ProbeResult, Probes, TargetBoard, TargetState, TargetStatus,
@@ -56,12 +58,51 @@ pub struct Settings {
     pub agents: Option<PathBuf>,
     /// The digest algorithms offered (`--digest`), overriding the agents file's `algorithms:`.
     pub digest: Option<Vec<Algorithm>>,
+    /// Whether callers' numbers are stored as pseudonyms (the default) or kept.
+    pub caller_numbers: CallerNumbersChoice,
+    /// The key behind the pseudonyms; by default `caller-key` beside the database.
+    pub caller_key: Option<PathBuf>,
+    /// With it, the API and `/metrics` need `Authorization: Bearer <the file's token>`.
+    pub api_token_file: Option<PathBuf>,
+    /// How long contact records are kept; older ones are deleted at start and daily.
+    pub retention: Retention,
     /// How often function targets are probed with OPTIONS; zero turns probing off.
     pub probe_interval: Duration,
     /// Which targets are probed: those that failed a call, or all.
     pub probe_mode: ProbeMode,
     /// The zone statistics are bucketed in (local days and hours).
     pub time_zone: jiff::tz::TimeZone,
+}
+
+impl Settings {
+    /// Where the caller key is: `--caller-key`, or `caller-key` in the database's folder.
+    pub fn caller_key_path(&self) -> PathBuf {
+        self.caller_key.clone().unwrap_or_else(|| {
+            self.db
+                .parent()
+                .unwrap_or_else(|| Path::new(""))
+                .join("caller-key")
+        })
+    }
+}
+
+/// The caller key read (or created at first start), or the admin's choice to keep numbers.
+fn caller_numbers(settings: &Settings) -> anyhow::Result<CallerNumbers> {
+    match settings.caller_numbers {
+        CallerNumbersChoice::Keep => {
+            info!("caller numbers are stored as received (--caller-numbers keep)");
+            Ok(CallerNumbers::Keep)
+        }
+        CallerNumbersChoice::Pseudonymise => {
+            let path = settings.caller_key_path();
+            let (key, created) = CallerKey::load_or_create(&path)?;
+            if created {
+                info!(file = %path.display(), "created the caller key (mode 0600): back it up apart from the database");
+            }
+            info!(key = %path.display(), "caller numbers are stored as pseudonyms");
+            Ok(CallerNumbers::Pseudonymise(key))
+        }
+    }
 }
 
 /// Loads and validates the menu, decoding every prompt exactly once: the same decode serves the validation
@@ -160,6 +201,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let first = menu_cell.current();
         (first.menu.clone(), first.prompts.clone())
     };
+    // Before the database: nothing about a caller may be written until it is known how.
+    let callers = caller_numbers(&settings)?;
+    let token = settings
+        .api_token_file
+        .as_deref()
+        .map(ApiToken::read)
+        .transpose()?
+        .map(Arc::new);
+    if let Some(file) = &settings.api_token_file {
+        info!(file = %file.display(), "the API and /metrics need the bearer token");
+    }
 
     // Before anything is written: a second daemon on this file would close the first one's live calls.
     let _db_lock = DatabaseLock::acquire(&settings.db)?;
@@ -183,6 +235,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ),
         Err(e) => return Err(e).context("cannot close unfinished contact records"),
     }
+    settings
+        .retention
+        .sweep(&records, OffsetDateTime::now_utc())
+        .await
+        .context("cannot delete the contact records past retention")?;
+    info!(retention = %settings.retention, "contact records past retention are deleted daily");
+    let stop_retention = CancellationToken::new();
+    let retention_task = tokio::spawn(
+        settings
+            .retention
+            .run_daily(records.clone(), stop_retention.clone()),
+    );
 
     let registrar = match &settings.agents {
         Some(path) => {
@@ -208,7 +272,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             settings.sip
         );
     }
-    let sip = SipEndpoint::bind(settings.sip).await?;
+    let metrics = Metrics::new();
+    let sip = SipEndpoint::bind(settings.sip, metrics.clone()).await?;
     let stop_expiry = CancellationToken::new();
     if let Some(registrar) = &registrar {
         sip.set_registrar(registrar.clone());
@@ -251,6 +316,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             health: health.clone(),
             queues: queues.clone(),
             registrar: registrar.clone(),
+            token: token.clone(),
+            metrics: metrics.clone(),
             time_zone: settings.time_zone.clone(),
             announcements: Some(Announcing {
                 board: board.clone(),
@@ -278,6 +345,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         rtp_ports,
         media_ip,
         records: records.clone(),
+        callers,
+        metrics: metrics.clone(),
         health: health.clone(),
         hangup_all: CancellationToken::new(),
         media_timeout: settings.media_timeout,
@@ -385,6 +454,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     stop_probes.cancel();
     let _ = probe_task.await;
+    stop_retention.cancel();
+    let _ = retention_task.await;
     // Every call has ended and queued its record: write them before the process goes.
     records.close(Duration::from_secs(10)).await;
     sip.shutdown();

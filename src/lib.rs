@@ -14,6 +14,8 @@ pub mod call;
 pub mod flow;
 pub mod media;
 pub mod menu;
+pub mod metrics;
+pub mod privacy;
 pub mod prompts;
 pub mod records;
 pub mod reload;

@@ -238,7 +238,8 @@ enum GraphFormat {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
-    /// answer_delay, agents, digest, probe_interval, probe_mode, log_format, timezone.
+    /// answer_delay, agents, digest, probe_interval, probe_mode, log_format, timezone, caller_numbers, caller_key,
+    /// api_token_file, retention.
     #[arg(long, env = "KNAPPVAL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Menu file (YAML); check it first with `knappval check` [default: menus/kommunsupport.yaml]
@@ -284,6 +285,20 @@ struct RunArgs {
     /// Probe only targets a call found silent, until they answer, or all [default: failed]
     #[arg(long, env = "KNAPPVAL_PROBE_MODE", value_enum, value_name = "MODE")]
     probe_mode: Option<ProbeMode>,
+    /// Contact records of calls older than this are deleted, at start and daily: days or hours, or off to keep
+    /// them [default: 90d]
+    #[arg(long, env = "KNAPPVAL_RETENTION", value_name = "DURATION")]
+    retention: Option<String>,
+    /// How callers' numbers are stored and logged: pseudonymise (a keyed hash, `p:` and 20 hex digits) or
+    /// keep (the number itself, for a service that calls back) [default: pseudonymise]
+    #[arg(long, env = "KNAPPVAL_CALLER_NUMBERS", value_name = "MODE")]
+    caller_numbers: Option<String>,
+    /// The key behind the pseudonyms, created with mode 0600 at first start [default: caller-key beside --db]
+    #[arg(long, env = "KNAPPVAL_CALLER_KEY", value_name = "FILE")]
+    caller_key: Option<PathBuf>,
+    /// Bearer token file: the API and /metrics then need `Authorization: Bearer <token>` [default: none]
+    #[arg(long, env = "KNAPPVAL_API_TOKEN_FILE", value_name = "FILE")]
+    api_token_file: Option<PathBuf>,
     /// Log format on stderr; the level comes from KNAPPVAL_LOG or RUST_LOG (e.g. debug) [default: text]
     #[arg(long, env = "KNAPPVAL_LOG_FORMAT", value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -319,6 +334,10 @@ struct SettingsFile {
     probe_mode: Option<ProbeMode>,
     log_format: Option<LogFormat>,
     timezone: Option<String>,
+    retention: Option<String>,
+    caller_numbers: Option<String>,
+    caller_key: Option<PathBuf>,
+    api_token_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -864,6 +883,24 @@ fn settings(args: RunArgs) -> anyhow::Result<(Settings, LogFormat)> {
                 .unwrap_or_else(|| DEFAULT_TIME_ZONE.into()),
         )
         .context("--timezone")?,
+        caller_numbers: args
+            .caller_numbers
+            .or(file.caller_numbers)
+            .map(|choice| {
+                choice
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--caller-numbers {e}"))
+            })
+            .transpose()?
+            .unwrap_or_default(),
+        caller_key: args.caller_key.or(file.caller_key),
+        api_token_file: args.api_token_file.or(file.api_token_file),
+        retention: args
+            .retention
+            .or(file.retention)
+            .map(|text| text.parse().map_err(|e| anyhow::anyhow!("--retention {e}")))
+            .transpose()?
+            .unwrap_or_default(),
     };
     Ok((settings, log_format))
 }
@@ -940,6 +977,15 @@ mod tests {
         assert_eq!(s.sip, "127.0.0.1:5060".parse().unwrap());
         assert_eq!(s.http, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(s.db, PathBuf::from(DEFAULT_DB));
+        assert_eq!(s.retention, knappval::records::Retention::default());
+        assert_eq!(
+            s.caller_numbers,
+            knappval::privacy::CallerNumbersChoice::Pseudonymise
+        );
+        assert_eq!(
+            (s.caller_key.as_ref(), s.api_token_file.as_ref()),
+            (None, None)
+        );
         assert_eq!(s.rtp_ports, 10000..=20000);
         assert_eq!(s.grace_period, Duration::from_secs(30));
         assert_eq!(s.answer_delay, Duration::ZERO);
@@ -1013,6 +1059,13 @@ mod tests {
 
     #[test]
     fn bad_values_say_what_to_write() {
+        for (flag, value, says) in [
+            ("--retention", "90", "90d"),
+            ("--caller-numbers", "hash", "keep"),
+        ] {
+            let err = settings(run_args(&[flag, value])).unwrap_err().to_string();
+            assert!(err.contains(flag) && err.contains(says), "{err}");
+        }
         let err = settings(run_args(&["--sip", "localhost"]))
             .unwrap_err()
             .to_string();

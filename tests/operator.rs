@@ -229,6 +229,10 @@ fn run_help_names_every_setting_with_its_default() {
         ("--digest", "md5"),
         ("--probe-interval", "20s"),
         ("--probe-mode", "failed"),
+        ("--caller-numbers", "pseudonymise"),
+        ("--caller-key", "caller-key beside --db"),
+        ("--api-token-file", "none"),
+        ("--retention", "90d"),
     ] {
         let line = help
             .lines()

@@ -363,7 +363,11 @@ fn three_callers_and_two_agents_are_served_first_in_first_out() {
         line["waiting"][0]["call_id"], callers[2].1.call_id,
         "{line:#}"
     );
-    assert_eq!(line["waiting"][0]["from"], "0701000003");
+    // Callers are shown by their pseudonym, as everywhere the daemon shows them (tests/privacy.rs).
+    let pseudonym = knappval::privacy::CallerKey::load(&daemon.fixture.path("caller-key"))
+        .expect("the caller key beside the database")
+        .pseudonym("0701000003");
+    assert_eq!(line["waiting"][0]["from"], pseudonym.as_str());
     let states: Vec<&str> = line["agents"]
         .as_array()
         .unwrap()

@@ -369,7 +369,9 @@ fn folded_header_lines_are_understood() {
 
 #[test]
 fn tel_uri_caller_is_recorded_by_number() {
-    let (daemon, _it) = setup();
+    let fixture = Fixture::new();
+    fixture.write_menu(&MenuSpec::new("sip:it@127.0.0.1:9", "sip:kt@127.0.0.1:9").yaml());
+    let daemon = Daemon::start_with(fixture, &["--caller-numbers", "keep"]);
     let caller = Caller::udp(daemon.sip);
     let mut call = caller.sip.invite(
         &daemon.uri(),

@@ -54,12 +54,17 @@ fn sipp_caller_presses_3_and_sipp_function_answers_the_bridge() {
                 .into_iter()
                 // Finished: the record is there from the call's start, its end follows within a batch.
                 .find(|r| {
-                    r["from"].as_str().is_some_and(|f| f.contains(CALLER))
+                    r["from"].as_str().is_some_and(|f| f.starts_with("p:"))
                         && !r["outcome"].is_null()
                 });
             record.is_some()
         },
-        || format!("no contact record from {CALLER}: {:?}", daemon.contacts()),
+        || {
+            format!(
+                "no contact record with a pseudonymised caller: {:?}",
+                daemon.contacts()
+            )
+        },
     );
     let record = record.expect("found above");
     assert_record(&record, "transferred", Some("it"), "3", &["root"]);

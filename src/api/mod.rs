@@ -25,11 +25,15 @@ use time::OffsetDateTime;
 use crate::announce::{AnnouncementJson, Board};
 use crate::media::prompt::PromptCache;
 use crate::menu::model::Menu;
+use crate::metrics::Metrics;
 use crate::records::{ContactQuery, Records, parse_timestamp};
 use crate::reload::MenuBoard;
 use crate::routing::probe::TargetBoard;
 use crate::routing::queue::QueueHandle;
 use crate::sip::Registrar;
+
+mod token;
+pub use token::{ApiToken, OPEN_PATHS, TokenError};
 
 /// Records returned by `/api/v1/contacts` when no `limit` is given.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -46,6 +50,10 @@ pub struct ApiState {
     pub registrar: Option<Registrar>,
     /// The zone statistics buckets are cut in.
     pub time_zone: jiff::tz::TimeZone,
+    /// With `--api-token-file`: every route but `/healthz` needs it.
+    pub token: Option<Arc<ApiToken>>,
+    /// What `/metrics` exposes.
+    pub metrics: Metrics,
     /// The announcement board, with what an announcement may name; None: the routes answer 404.
     pub announcements: Option<Announcing>,
 }
@@ -94,7 +102,7 @@ impl Default for Health {
 
 /// The routes: `GET /api/v1/contacts`, `GET /api/v1/stats`, `GET /api/v1/stats/menu`, `GET /api/v1/queues`,
 /// `GET /api/v1/agents`, `GET|POST /api/v1/announcements`, `DELETE /api/v1/announcements/ID`, `GET /api/v1/menu`,
-/// `GET /healthz`; anything else is a JSON 404.
+/// `GET /healthz`, `GET /metrics`; anything else is a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
@@ -109,7 +117,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/announcements/{id}", delete(delete_announcement))
         .route("/api/v1/menu", get(menu))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.token.clone(),
+            token::require,
+        ))
         .with_state(state)
 }
 
@@ -448,13 +461,25 @@ async fn healthz(State(state): State<ApiState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Prometheus text format 0.0.4.
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
 async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
         help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu, /api/v1/queues, \
-               /api/v1/agents, /api/v1/menu, GET|POST /api/v1/announcements, DELETE /api/v1/announcements/ID \
-               and GET /healthz",
+               /api/v1/agents, /api/v1/menu, GET|POST /api/v1/announcements, DELETE /api/v1/announcements/ID, \
+               GET /healthz and GET /metrics",
     }
 }
 

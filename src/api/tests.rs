@@ -37,6 +37,8 @@ impl TestServer {
                 Arc::new(crate::routing::queue::NoRegistrations::default()),
             ),
             registrar: None,
+            token: None,
+            metrics: crate::metrics::Metrics::new(),
             time_zone: crate::records::stats::time_zone("Europe/Stockholm").unwrap(),
             announcements: None,
         };
@@ -358,6 +360,9 @@ impl ContactStore for Unreadable {
         Ok(())
     }
     fn close_unfinished(&self, _: OffsetDateTime) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+    fn delete_started_before(&self, _: OffsetDateTime) -> Result<usize, StoreError> {
         Ok(0)
     }
     fn list(&self, _: &ContactQuery) -> Result<Vec<ContactRecord>, StoreError> {

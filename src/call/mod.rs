@@ -36,6 +36,8 @@ use crate::flow::{Action, Event, Flow, Outcome, StepKind, WallClock};
 use crate::media::prompt::{Prompt, PromptCache};
 use crate::media::{Codec, MediaEvent, MediaSession, RtpPorts};
 use crate::menu::model::{Menu, TransferMode};
+use crate::metrics::{CallGauge, Metrics, Phase};
+use crate::privacy::CallerNumbers;
 use crate::records::{ContactRecord, Progress, Records};
 use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
@@ -66,6 +68,9 @@ pub struct CallServices {
     /// The address RTP is bound to and announced in SDP.
     pub media_ip: IpAddr,
     pub records: Records,
+    /// How the caller's number is stored and logged: a pseudonym unless the admin keeps numbers.
+    pub callers: CallerNumbers,
+    pub metrics: Metrics,
     pub health: Arc<Health>,
     /// Fired when the shutdown grace period is over: calls still up are ended cleanly.
     pub hangup_all: CancellationToken,
@@ -86,10 +91,14 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
         .call_id_header()
         .map(|h| h.value().trim().to_string())
         .unwrap_or_default();
-    let caller = message::caller_number(&call.request);
+    // Pseudonymised before anything is written or logged; the real number goes on only to the function.
+    let caller = services
+        .callers
+        .stored(&message::caller_identity(&call.request));
     let span = info_span!("call", call_id = %call_id, caller = %caller);
     async move {
         services.health.active_calls.fetch_add(1, Ordering::SeqCst);
+        let mut gauge = services.metrics.call_started();
         let mut record = ContactRecord::started(
             call_id.clone(),
             caller.clone(),
@@ -100,10 +109,13 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
         // Queued for the writer task: a slow disk must not delay the caller's 200 OK.
         services.records.call_started(&record);
         let caller_dialog = call.dialog.clone();
-        let end = answer_and_run(call, &services, &mut record).await;
+        let end = answer_and_run(call, &services, &mut record, &mut gauge).await;
         // The dialog layer keeps every dialog until told: forgetting this would leak one per call.
         services.sip.dialogs.remove_dialog(&caller_dialog.id());
         record.finish(end.outcome, end.at, end.reason);
+        services
+            .metrics
+            .call_ended(record.function.as_deref(), end.outcome);
         info!(outcome = %end.outcome, digits = %record.digits, function = record.function.as_deref().map(display),
               open_dialogs = services.sip.dialogs.len(),
               "call ended: {}", record.end_reason.as_deref().unwrap_or(""));
@@ -136,6 +148,7 @@ async fn answer_and_run(
     call: IncomingCall,
     services: &Arc<CallServices>,
     record: &mut ContactRecord,
+    gauge: &mut CallGauge,
 ) -> End {
     let IncomingCall {
         request,
@@ -159,7 +172,10 @@ async fn answer_and_run(
         }
     };
     let mut media = match MediaSession::open(services.media_ip, &services.rtp_ports).await {
-        Ok(media) => media,
+        Ok(mut media) => {
+            media.count_into(services.metrics.rtp());
+            media
+        }
         Err(e) => {
             warn!(error = %e, "no RTP port free");
             reject(
@@ -209,6 +225,7 @@ async fn answer_and_run(
     }
     let now = Instant::now();
     record.answered_at = Some(OffsetDateTime::now_utc());
+    gauge.enter(Phase::Menu);
     services.records.progress(Progress {
         answered_at: record.answered_at,
         ..Progress::of(record)
@@ -246,9 +263,11 @@ async fn answer_and_run(
         refer_deadline: None,
         refer_accepted: false,
         answer_in_ack: false,
+        caller_number: message::caller_number(&request),
         transfer_failures: Vec::new(),
         session,
         record,
+        gauge,
     };
     let mut end = call.run().await;
     if !call.transfer_failures.is_empty() {
@@ -327,11 +346,14 @@ struct Call<'r> {
     refer_accepted: bool,
     /// We offered in a 200 to a re-INVITE without SDP: the caller's answer comes with the ACK.
     answer_in_ack: bool,
+    /// The caller's real number (From), which the function gets; the record holds only what `callers` stores.
+    caller_number: String,
     /// Why each hand-off that failed did (`it: no response from target within 4s`), for the record.
     transfer_failures: Vec<String>,
     /// The caller's session timer, when its INVITE asked for one.
     session: Option<SessionRefresh>,
     record: &'r mut ContactRecord,
+    gauge: &'r mut CallGauge,
 }
 
 /// How long a REFER may take, beyond the function's ring timeout, before we take it as failed.
@@ -553,7 +575,7 @@ impl Call<'_> {
         }
         let journey = self.flow.journey();
         let handoff = Handoff {
-            caller_number: self.record.from.clone(),
+            caller_number: self.caller_number.clone(),
             call_id: self.record.call_id.clone(),
             function_id: function.id.clone(),
             digits: journey.digits.clone(),
@@ -736,6 +758,8 @@ impl Call<'_> {
 
     async fn relay_until_hangup(&mut self, mut leg: FunctionLeg) -> End {
         info!(codec_caller = %self.codec, codec_function = %leg.negotiated.codec, "bridged");
+        self.gauge.enter(Phase::Bridged);
+        leg.media.count_into(self.services.metrics.rtp());
         self.media.stop_prompt();
         loop {
             let wake = tokio::select! {

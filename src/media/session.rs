@@ -11,6 +11,7 @@
 //! parse SDP (sip does): it is told the remote address, codec and telephone-event payload type.
 //! The relay (`relay.rs`) borrows two sessions and uses the receive/forward halves here.
 
+use crate::metrics::RtpCounters;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -62,6 +63,8 @@ pub struct MediaStats {
     pub rtcp_received: u64,
     /// 20 ms frames not sent because the process stalled (the RTP clock still moved on).
     pub frames_skipped: u64,
+    /// 20 ms frames sent a frame period or more after their deadline, catching up after a short stall.
+    pub frames_late: u64,
     pub send_errors: u64,
     /// Packets received on this leg and forwarded to the other by the relay.
     pub packets_relayed: u64,
@@ -147,6 +150,8 @@ pub struct MediaSession {
     last_received: Instant,
     relay_clock: Option<RelayClock>,
     stats: MediaStats,
+    /// The daemon-wide counters `/metrics` shows; counters of their own (shown nowhere) until `count_into`.
+    counters: RtpCounters,
     logged: Logged,
     receive_buffer: Box<[u8; RECEIVE_BUFFER]>,
     rtcp_buffer: Box<[u8; RTCP_BUFFER]>,
@@ -182,6 +187,7 @@ impl MediaSession {
             last_received: Instant::now(),
             relay_clock: None,
             stats: MediaStats::default(),
+            counters: RtpCounters::default(),
             logged: Logged::default(),
             receive_buffer: Box::new([0; RECEIVE_BUFFER]),
             rtcp_buffer: Box::new([0; RTCP_BUFFER]),
@@ -289,6 +295,11 @@ impl MediaSession {
         self.player.is_playing()
     }
 
+    /// From now on this session's packets and frames count in `counters` too.
+    pub fn count_into(&mut self, counters: RtpCounters) {
+        self.counters = counters;
+    }
+
     pub fn stats(&self) -> MediaStats {
         self.stats
     }
@@ -394,8 +405,15 @@ impl MediaSession {
                 .skip((due.skipped * FRAME_SAMPLES as u64) as u32);
             self.stream.mark_talkspurt();
             self.stats.frames_skipped += due.skipped;
+            self.counters.frames_skipped.inc_by(due.skipped);
         }
         let can_send = self.sending && is_sendable(peer.remote);
+        // Of a burst, only the first frame was due now: the rest are late.
+        let late = (due.frames as u64).saturating_sub(1);
+        if can_send && late > 0 {
+            self.stats.frames_late += late;
+            self.counters.frames_late.inc_by(late);
+        }
         for _ in 0..due.frames {
             if !can_send {
                 // On hold the clock runs on and so does the prompt, unheard: the menu keeps moving (its
@@ -419,7 +437,10 @@ impl MediaSession {
                     .frame(peer.codec.payload_type(), payload, FRAME_SAMPLES as u32);
             match packet {
                 Ok(packet) => match self.sender.send_to(packet, peer.remote) {
-                    Ok(_) => self.stats.packets_sent += 1,
+                    Ok(_) => {
+                        self.stats.packets_sent += 1;
+                        self.counters.packets_sent.inc();
+                    }
                     Err(error) => {
                         self.stats.send_errors += 1;
                         log_send_error(&mut self.logged, self.local, peer.remote, &error);
@@ -656,6 +677,7 @@ impl MediaSession {
         match self.sender.send_to(packet, peer.remote) {
             Ok(_) => {
                 self.stats.packets_sent += 1;
+                self.counters.packets_sent.inc();
                 true
             }
             Err(error) => {
@@ -757,6 +779,33 @@ pub(super) mod tests {
             );
         }
         packets
+    }
+
+    #[tokio::test]
+    async fn late_and_skipped_frames_count_into_the_daemons_counters() {
+        let ports = test_ports();
+        let mut session = MediaSession::open(LOCALHOST, &ports).await.unwrap();
+        let caller = peer_socket().await;
+        let counters = RtpCounters::default();
+        session.count_into(counters.clone());
+        let start = Instant::now();
+        session.start(caller.local_addr().unwrap(), Codec::Pcmu, Some(101), start);
+        // 60 ms behind: frames 0-3 are due, frame 3 on time and three sent late in a burst.
+        session.send_due(start + Duration::from_millis(60));
+        assert_eq!(counters.packets_sent.get(), 4);
+        assert_eq!(counters.frames_late.get(), 3);
+        assert_eq!(counters.frames_skipped.get(), 0);
+        // Two seconds in: frames 4-100 are due, too far behind to burst; 96 skipped, the current one sent.
+        session.send_due(start + Duration::from_secs(2));
+        assert_eq!(counters.packets_sent.get(), 5);
+        assert_eq!(counters.frames_skipped.get(), 96);
+        assert_eq!(counters.frames_late.get(), 3);
+        let stats = session.stats();
+        assert_eq!(
+            (stats.packets_sent, stats.frames_late, stats.frames_skipped),
+            (5, 3, 96)
+        );
+        assert_eq!(drain(&caller).await.len(), 5);
     }
 
     #[tokio::test]

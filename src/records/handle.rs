@@ -105,6 +105,12 @@ impl Records {
         run(move || store.close_unfinished(now)).await
     }
 
+    /// See [`ContactStore::delete_started_before`].
+    pub async fn delete_started_before(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError> {
+        let store = Arc::clone(&self.store);
+        run(move || store.delete_started_before(cutoff)).await
+    }
+
     pub async fn list(&self, query: ContactQuery) -> Result<Vec<ContactRecord>, StoreError> {
         let store = Arc::clone(&self.store);
         run(move || store.list(&query)).await

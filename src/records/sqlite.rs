@@ -195,6 +195,11 @@ impl SqliteStore {
         connection
             .pragma_update(None, "synchronous", "FULL")
             .map_err(open_error)?;
+        // A deleted record (retention) is overwritten with zeros, not left in a free page for anyone with the
+        // file to read back.
+        connection
+            .pragma_update(None, "secure_delete", "ON")
+            .map_err(open_error)?;
         let mut store = Self::with_connection(connection, path.to_path_buf())?;
         let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(open_error)?;
@@ -337,6 +342,25 @@ impl ContactStore for SqliteStore {
         }
         transaction.commit()?;
         Ok(())
+    }
+
+    fn delete_started_before(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError> {
+        let connection = self.connection();
+        // Timestamps are stored in one fixed-width UTC form, so text order is time order (and the started_at
+        // index serves this).
+        let deleted = connection
+            .prepare_cached("DELETE FROM contact_records WHERE started_at < ?1")?
+            .execute(params![format_timestamp(cutoff)])?;
+        if deleted > 0 && self.reader.is_some() {
+            // The deleted rows' old pages also sit in the write-ahead log until a checkpoint copies the zeroed
+            // pages over them; TRUNCATE then empties the log file. Busy (a reader in the middle of a list) only
+            // postpones it to SQLite's next automatic checkpoint.
+            let _busy: (i64, i64, i64) =
+                connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?;
+        }
+        Ok(deleted)
     }
 
     fn probe_write(&self) -> Result<(), StoreError> {
@@ -612,6 +636,34 @@ mod tests {
 
     fn all(store: &SqliteStore) -> Vec<ContactRecord> {
         store.list(&ContactQuery::default()).unwrap()
+    }
+
+    #[test]
+    fn retention_deletes_exactly_the_calls_started_before_the_cutoff_and_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        let cutoff = datetime!(2026-09-02 02:00 UTC);
+        let just_before = ended(call(
+            "gone-marker-1@trunk",
+            cutoff - time::Duration::milliseconds(1),
+        ));
+        let long_before = call("gone-marker-2@trunk", datetime!(2025-01-01 00:00 UTC));
+        let at_cutoff = ended(call("kept-1@trunk", cutoff));
+        let after = call("kept-2@trunk", cutoff + time::Duration::days(80));
+        for record in [&just_before, &long_before, &at_cutoff, &after] {
+            put(&store, record);
+        }
+        assert_eq!(store.delete_started_before(cutoff).unwrap(), 2);
+        assert_eq!(all(&store), vec![after, at_cutoff]);
+        assert_eq!(store.delete_started_before(cutoff).unwrap(), 0);
+        // Nothing of the deleted records is left in the files for someone with a copy to read back.
+        for file in ["records.sqlite", "records.sqlite-wal"] {
+            let bytes = std::fs::read(dir.path().join("data").join(file)).unwrap_or_default();
+            assert!(
+                !bytes.windows(11).any(|w| w == b"gone-marker"),
+                "a deleted record is still readable in {file}"
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub trait ContactStore: Send + Sync + 'static {
         from: jiff::Timestamp,
         to: jiff::Timestamp,
     ) -> Result<MenuFunnel, StoreError>;
+    /// Retention: deletes every record of a call that started before `cutoff`, so that nothing of it is left
+    /// in the store's files; a record started at `cutoff` stays. Returns how many went.
+    fn delete_started_before(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError>;
 }
 
 /// One change to the contact records.

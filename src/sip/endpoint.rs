@@ -31,6 +31,10 @@ use tracing::{debug, info, warn};
 use super::guard::GuardedUdpSocket;
 use super::message;
 use super::registrar::{Outcome, Registrar};
+use crate::metrics::Metrics;
+use rsipstack::sip::SipMessage;
+use rsipstack::transaction::endpoint::MessageInspector;
+use rsipstack::transport::SipAddr;
 
 /// A call that has arrived and not yet been answered. The call task owns it from here on.
 pub struct IncomingCall {
@@ -88,7 +92,11 @@ fn invite_key(request: &Request) -> Option<InviteKey> {
 
 impl SipEndpoint {
     /// Binds UDP and TCP on `listen`. With port 0 the kernel picks a port for UDP and TCP takes the same number.
-    pub async fn bind(listen: SocketAddr) -> Result<Arc<SipEndpoint>, EndpointError> {
+    /// Every SIP response sent counts in `metrics`.
+    pub async fn bind(
+        listen: SocketAddr,
+        metrics: Metrics,
+    ) -> Result<Arc<SipEndpoint>, EndpointError> {
         let (udp, local) =
             bind_udp_and_tcp(listen)
                 .await
@@ -99,7 +107,7 @@ impl SipEndpoint {
         let cancel = CancellationToken::new();
         let transport = TransportLayer::new(cancel.clone());
         let udp = UdpConnection::from_socket(
-            GuardedUdpSocket::new(udp),
+            GuardedUdpSocket::new(udp, metrics.clone()),
             None,
             Some(cancel.child_token()),
         )
@@ -113,6 +121,7 @@ impl SipEndpoint {
             ..EndpointOption::default()
         };
         let endpoint = EndpointBuilder::new()
+            .with_inspector(Box::new(CountResponses(metrics)))
             .with_option(option)
             .with_transport_layer(transport)
             .with_cancel_token(cancel.clone())
@@ -475,6 +484,24 @@ impl SipEndpoint {
         self.invites_in_progress
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Counts each SIP response as it goes out, whoever sent it (the dialogs, the dispatcher, the registrar, the
+/// transactions' retransmissions) and over whichever transport.
+struct CountResponses(Metrics);
+
+impl MessageInspector for CountResponses {
+    fn before_send(&self, message: SipMessage, _: Option<&SipAddr>) -> SipMessage {
+        if let SipMessage::Response(response) = &message {
+            self.0
+                .sip_response_sent(u16::from(response.status_code.clone()));
+        }
+        message
+    }
+
+    fn after_received(&self, message: SipMessage, _: Option<&SipAddr>) -> SipMessage {
+        message
     }
 }
 

@@ -7,6 +7,7 @@
 //! answer is built from the request's own header lines so it reaches the sender even when the full parser failed.
 //! [`GuardedUdpSocket`] applies the verdicts on a real socket. It never panics on any input.
 
+use crate::metrics::Metrics;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -335,15 +336,23 @@ fn error_tag() -> String {
 pub struct GuardedUdpSocket {
     socket: tokio::net::UdpSocket,
     log: RateLimitedLog,
+    /// The guard's own answers (400, 501) are SIP responses sent like any other.
+    metrics: Metrics,
 }
 
 impl GuardedUdpSocket {
-    pub fn new(socket: tokio::net::UdpSocket) -> Arc<Self> {
+    pub fn new(socket: tokio::net::UdpSocket, metrics: Metrics) -> Arc<Self> {
         Arc::new(GuardedUdpSocket {
             socket,
             log: RateLimitedLog::default(),
+            metrics,
         })
     }
+}
+
+/// The status code of a response the guard built (`SIP/2.0 400 ...`).
+fn status_of(response: &[u8]) -> Option<u16> {
+    std::str::from_utf8(response.get(8..11)?).ok()?.parse().ok()
 }
 
 #[async_trait::async_trait]
@@ -355,8 +364,15 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdpSocket {
                 Verdict::Pass => return Ok((len, from)),
                 Verdict::Reply { response, reason } => {
                     self.log.warn(from, &reason, true);
-                    if let Err(e) = self.socket.send_to(&response, from).await {
-                        tracing::debug!(%from, error = %e, "could not send the error response");
+                    match self.socket.send_to(&response, from).await {
+                        Ok(_) => {
+                            if let Some(code) = status_of(&response) {
+                                self.metrics.sip_response_sent(code);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(%from, error = %e, "could not send the error response")
+                        }
                     }
                 }
                 Verdict::Drop { reason } => self.log.warn(from, &reason, false),
@@ -453,6 +469,15 @@ mod tests {
         assert!(text.contains("CSeq: 314159 FROBNICATE"));
         assert!(text.contains(";tag="), "a final response needs a To tag");
         assert!(text.contains("Allow: "));
+    }
+
+    #[test]
+    fn the_status_of_our_own_answers_is_read_back() {
+        let Verdict::Reply { response, .. } = inspect(b"FOO sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 FOO\r\nContent-Length: 0\r\n\r\n") else {
+            panic!("an unknown method is answered");
+        };
+        assert_eq!(status_of(&response), Some(501));
+        assert_eq!(status_of(b"SIP/2.0"), None);
     }
 
     #[test]

@@ -14,6 +14,31 @@ pub fn caller_number(request: &Request) -> String {
         .unwrap_or_default()
 }
 
+/// Who the caller is, for the contact record: the user part of the first P-Asserted-Identity (RFC 3325) when the
+/// INVITE has one, else [`caller_number`]. A trunk sets P-Asserted-Identity itself, so it names the line that
+/// called even when the From a caller's phone wrote says something else; the display name, tags and ports of
+/// either header are never part of it.
+pub fn caller_identity(request: &Request) -> String {
+    request
+        .p_asserted_identity_header()
+        .map(|pai| first_identity(pai.value()))
+        .map(number_of)
+        .filter(|number| !number.is_empty())
+        .unwrap_or_else(|| caller_number(request))
+}
+
+/// The first of the comma-separated identities a P-Asserted-Identity may list (`<sip:...>, <tel:...>`); a comma
+/// inside a quoted display name or inside the brackets does not split it.
+fn first_identity(value: &str) -> &str {
+    match value.find('<') {
+        Some(open) => match value[open..].find('>') {
+            Some(close) => &value[..open + close + 1],
+            None => value,
+        },
+        None => value.split(',').next().unwrap_or(value),
+    }
+}
+
 /// The number that was called: the To user, falling back to the Request-URI's user.
 pub fn called_number(request: &Request) -> String {
     let to = request
@@ -328,6 +353,28 @@ mod tests {
         let req = request("", "");
         assert_eq!(caller_number(&req), "+4619123456");
         assert_eq!(called_number(&req), "0191000");
+    }
+
+    #[test]
+    fn the_asserted_identity_names_the_caller_when_present() {
+        let req = request("", "");
+        assert_eq!(caller_identity(&req), "+4619123456", "From without PAI");
+        let pai = "P-Asserted-Identity: \"Växeln, Örebro\" <sip:+4619000111@trunk;user=phone>, <tel:+4619000111>\r\n";
+        let req = request(pai, "");
+        assert_eq!(caller_identity(&req), "+4619000111");
+        assert_eq!(
+            caller_number(&req),
+            "+4619123456",
+            "From itself is unchanged"
+        );
+        let req = request("P-Asserted-Identity: tel:+46-19-000 222\r\n", "");
+        assert_eq!(caller_identity(&req), "+46-19-000 222");
+        let req = request("P-Asserted-Identity: <sip:@trunk>\r\n", "");
+        assert_eq!(
+            caller_identity(&req),
+            "+4619123456",
+            "a PAI without a user falls back to From"
+        );
     }
 
     fn invite(headers: &str, body: &[u8]) -> Request {

@@ -178,14 +178,36 @@ impl Daemon {
         Daemon::spawn(fixture, sip, http, &[])
     }
 
+    /// Like [`start_with`](Self::start_with), logging as an admin's daemon does: no KNAPPVAL_LOG or RUST_LOG, so
+    /// the daemon's own default filter (info) applies, not the tests' debug.
+    pub fn start_with_default_log(fixture: Fixture, extra: &[&str]) -> Daemon {
+        Daemon::spawn_logging(fixture, "127.0.0.1:0", "127.0.0.1:0", extra, None)
+    }
+
     fn spawn(fixture: Fixture, sip: &str, http: &str, extra: &[&str]) -> Daemon {
+        let level = std::env::var("KNAPPVAL_TEST_LOG").unwrap_or_else(|_| "debug".into());
+        Daemon::spawn_logging(fixture, sip, http, extra, Some(&level))
+    }
+
+    fn spawn_logging(
+        fixture: Fixture,
+        sip: &str,
+        http: &str,
+        extra: &[&str],
+        level: Option<&str>,
+    ) -> Daemon {
         // Each daemon gets its own RTP range, so that daemons of parallel tests (and of other test processes on a
         // shared machine) rarely meet; the daemon must still cope when a port is taken.
         let slot = (std::process::id() + STARTED.fetch_add(1, Ordering::SeqCst) * 37) % 100;
         let rtp_ports = format!("{}-{}", 20_000 + slot * 100, 20_000 + slot * 100 + 99);
         let log = fixture.path("daemon.log");
         let stderr = std::fs::File::create(&log).expect("create the daemon log");
-        let mut child = Command::new(bin())
+        let mut command = Command::new(bin());
+        command.env_remove("KNAPPVAL_LOG").env_remove("RUST_LOG");
+        if let Some(level) = level {
+            command.env("RUST_LOG", level);
+        }
+        let mut child = command
             .arg("run")
             .arg("--menu")
             .arg(&fixture.menu)
@@ -198,10 +220,6 @@ impl Daemon {
             // Short, so that a test's SIGTERM sees calls still up ended well within its wait.
             .args(["--grace-period", "2s"])
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("KNAPPVAL_TEST_LOG").unwrap_or_else(|_| "debug".into()),
-            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -496,6 +514,25 @@ pub fn http_request(
     path: &str,
     json: Option<&str>,
 ) -> Result<(u16, String), String> {
+    http_exchange(addr, method, path, json, &[]).map(|(status, _head, body)| (status, body))
+}
+
+/// A GET with `extra` header lines (e.g. `Authorization: Bearer x`): (status, head, body).
+pub fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    extra: &[&str],
+) -> Result<(u16, String, String), String> {
+    http_exchange(addr, "GET", path, None, extra)
+}
+
+fn http_exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+    extra: &[&str],
+) -> Result<(u16, String, String), String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect {addr}: {e}"))?;
     stream
@@ -509,7 +546,8 @@ pub fn http_request(
         ),
         None => String::new(),
     };
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{content}Connection: close\r\n\r\n{body}").map_err(|e| e.to_string())?;
+    let extra: String = extra.iter().map(|line| format!("{line}\r\n")).collect();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{content}{extra}Connection: close\r\n\r\n{body}").map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
@@ -538,7 +576,7 @@ pub fn http_request(
     } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
         body.truncate(len);
     }
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok((status, head, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {

@@ -139,6 +139,26 @@ impl Caller {
         format!("sip:{}@{}", self.number, self.sip.local())
     }
 
+    /// Sends `method` outside any dialog and returns the final response's status.
+    pub fn out_of_dialog(&self, daemon: &Daemon, method: &str) -> u16 {
+        let request = format!(
+            "{method} {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: <{}>;tag={}\r\nTo: <{}>\r\n\
+Call-ID: {}@knappval-test\r\nCSeq: 1 {method}\r\nContact: {}\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n",
+            daemon.uri(),
+            self.sip.via(&sip::new_branch()),
+            self.caller_uri(),
+            sip::random_token(),
+            daemon.uri(),
+            sip::random_token(),
+            self.sip.contact("caller"),
+        );
+        let mut provisional = Vec::new();
+        self.sip
+            .transact(&request, 10 * SECOND, &mut provisional)
+            .and_then(|r| r.status())
+            .unwrap_or_else(|| panic!("no response to {method}"))
+    }
+
     /// An offer of `codecs` with telephone-event 101.
     pub fn offer(&self, codecs: &[u8]) -> String {
         sdp::build(self.rtp.local, codecs, Some(101), "sendrecv")
