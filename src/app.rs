@@ -124,6 +124,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             records: records.clone(),
             health: health.clone(),
             time_zone: settings.time_zone.clone(),
+            names: Arc::new(api::MenuNames::of(&menu)),
         };
         let stop = stop_http.clone();
         tokio::spawn(async move {

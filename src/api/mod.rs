@@ -1,4 +1,5 @@
-//! HTTP for operators and managers' tools: the contact records, statistics and a health check for load balancers.
+//! HTTP for operators and managers' tools: the contact records, statistics, the dashboard page that draws them,
+//! and a health check for load balancers.
 //!
 //! Owns the routes, their query parameters and JSON error bodies. Reads contact records through [`Records`] and
 //! the daemon's state through [`Health`] only, never the call tasks' insides; it changes nothing.
@@ -16,8 +17,9 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::menu::model::Menu;
 use crate::records::{ContactQuery, Records, parse_timestamp};
 
 /// Records returned by `/api/v1/contacts` when no `limit` is given.
@@ -32,6 +34,40 @@ pub struct ApiState {
     pub health: Arc<Health>,
     /// The zone statistics buckets are cut in.
     pub time_zone: jiff::tz::TimeZone,
+    /// What `/api/v1/functions` answers.
+    pub names: Arc<MenuNames>,
+}
+
+/// The menu's name and its support functions' display names: the statistics key rows by function id, people
+/// read names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MenuNames {
+    /// The menu's `name:`.
+    pub menu: String,
+    /// In id order.
+    pub functions: Vec<FunctionName>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunctionName {
+    pub id: String,
+    pub name: String,
+}
+
+impl MenuNames {
+    pub fn of(menu: &Menu) -> MenuNames {
+        MenuNames {
+            menu: menu.name.clone(),
+            functions: menu
+                .functions
+                .values()
+                .map(|function| FunctionName {
+                    id: function.id.clone(),
+                    name: function.name.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The daemon's liveness as `/healthz` reports it; the call side updates it.
@@ -60,14 +96,16 @@ impl Default for Health {
     }
 }
 
-/// The routes: `GET /api/v1/contacts`, `GET /api/v1/stats`, `GET /api/v1/stats/menu`, `GET /healthz`; anything
-/// else is a JSON 404.
+/// The routes: `GET /api/v1/contacts`, `GET /api/v1/stats`, `GET /api/v1/stats/menu`, `GET /api/v1/functions`,
+/// `GET /healthz` and the dashboard page at `GET /`; anything else is a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
         .route("/api/v1/stats", get(stats::stats))
         .route("/api/v1/stats/menu", get(stats::menu))
+        .route("/api/v1/functions", get(functions))
         .route("/healthz", get(healthz))
+        .merge(dashboard::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -183,6 +221,10 @@ fn contact_query(params: &ContactsParams) -> Result<ContactQuery, ApiError> {
     })
 }
 
+async fn functions(State(state): State<ApiState>) -> Json<MenuNames> {
+    Json(MenuNames::clone(&state.names))
+}
+
 /// `status` is `ok`, `degraded` (calls are served, but contact records wait in memory because the database
 /// refuses writes: still 200, so that a load balancer keeps sending calls here, while monitoring alerts on the
 /// body) or `draining` (503: send new calls elsewhere).
@@ -215,10 +257,12 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
-        help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu and /healthz",
+        help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu, /api/v1/functions and \
+               /healthz; the dashboard is at /",
     }
 }
 
+mod dashboard;
 mod stats;
 #[cfg(test)]
 mod tests;

@@ -49,6 +49,25 @@ pub fn wait_until(
     }
 }
 
+/// Waits up to `timeout` for `child` to exit; past that kills it, reaps it and returns `None`.
+pub fn wait_child(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Asserts the fields of a contact record every outcome shares, and returns it for further checks.
 pub fn assert_record<'a>(
     record: &'a serde_json::Value,
