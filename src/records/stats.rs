@@ -28,6 +28,7 @@ use std::str::FromStr;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
@@ -365,16 +366,16 @@ fn stored(t: Timestamp) -> String {
 
 /// Aggregates one [`StatsQuery`] on `connection`.
 ///
-/// Two passes over the covering index `contact_records_stats` (or `contact_records_function_stats` when a
-/// function is given): the counts and the average are plain SQL aggregates; the percentile comes from the menu
-/// times streamed out in a second pass (see [`MenuTimes`]).
+/// SQL picks the calls of the range with their group (a column, or the bucket their start falls in) from the
+/// covering index `contact_records_stats` (or `contact_records_function_stats` with a function filter), and one
+/// pass in Rust adds them up. A GROUP BY would make SQLite sort the whole range, and the percentile needs every
+/// menu time anyway: kept at 4 bytes per answered call of the range (6 MB for a year of 1.5 million calls), it
+/// is picked per group by selection, not by sorting.
 pub(super) fn stats(
     connection: &Connection,
     query: &StatsQuery,
 ) -> Result<StatsReport, StoreError> {
     let (buckets, labels) = buckets(query).map_err(StoreError::Stats)?;
-    // The calls of the range with their group: a column, or the bucket their start falls in. Buckets go in as
-    // one JSON parameter.
     // Written out rather than `(?3 IS NULL OR function_id = ?3)`, which would keep SQLite from the
     // (function_id, started_at) index.
     let function_filter = if query.function.is_some() {
@@ -382,9 +383,9 @@ pub(super) fn stats(
     } else {
         "AND ?3 IS NULL"
     };
-    let picked = match query.group_by {
+    let sql = match query.group_by {
         GroupBy::Function | GroupBy::Outcome => format!(
-            "SELECT r.{column} AS label, r.outcome, r.menu_ms FROM contact_records AS r
+            "SELECT r.{column}, r.outcome, r.menu_ms FROM contact_records AS r
              WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}",
             column = if query.group_by == GroupBy::Function {
                 "function_id"
@@ -392,23 +393,16 @@ pub(super) fn stats(
                 "outcome"
             }
         ),
-        // CROSS JOIN keeps the buckets the outer loop: one index range per bucket, each call touched once.
+        // The buckets go in as one JSON parameter, unpacked once (MATERIALIZED) rather than per call; CROSS JOIN
+        // keeps them the outer loop: one index range per bucket, each call touched once.
         _ => format!(
-            "SELECT b.value ->> 0 AS label, r.outcome, r.menu_ms
-             FROM json_each(?4) AS b
-             CROSS JOIN contact_records AS r
-               ON r.started_at >= b.value ->> 1 AND r.started_at < b.value ->> 2
+            "WITH b (label, start, end) AS MATERIALIZED
+                (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?4))
+             SELECT b.label, r.outcome, r.menu_ms
+             FROM b CROSS JOIN contact_records AS r ON r.started_at >= b.start AND r.started_at < b.end
              WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}"
         ),
     };
-    let aggregate = format!(
-        "WITH picked AS ({picked})
-         SELECT label, count(*),
-                sum(outcome = 'transferred'), sum(outcome = 'abandoned'), sum(outcome = 'timeout'),
-                sum(outcome = 'failed'), sum(outcome = 'rejected'),
-                round(avg(menu_ms))
-         FROM picked GROUP BY label"
-    );
     let bucket_json = serde_json::Value::Array(
         buckets
             .iter()
@@ -421,44 +415,48 @@ pub(super) fn stats(
     if !buckets.is_empty() {
         parameters.push(&bucket_json);
     }
-    let mut statement = connection.prepare(&aggregate)?;
-    let counted: Vec<(Option<String>, StatsRow)> = statement
-        .query_map(parameters.as_slice(), |row| {
-            let count = |i| row.get::<_, Option<i64>>(i).map(non_negative);
-            Ok((
-                row.get::<_, Option<rusqlite::types::Value>>(0)?
-                    .and_then(label_text),
-                StatsRow {
-                    key: None,
-                    calls: count(1)?,
-                    transferred: count(2)?,
-                    abandoned: count(3)?,
-                    timeout: count(4)?,
-                    failed: count(5)?,
-                    rejected: count(6)?,
-                    menu_time_avg_ms: row.get::<_, Option<f64>>(7)?.map(|ms| ms.max(0.0) as u64),
-                    menu_time_p90_ms: None,
-                },
-            ))
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut menu_times = menu_times(connection, &picked, &parameters, labels.len())?;
-    let counted = counted.into_iter().map(|(label, row)| {
-        let p90 = menu_times.p90(label.as_deref());
-        (
-            label,
-            StatsRow {
-                menu_time_p90_ms: p90,
-                ..row
-            },
-        )
-    });
+    let mut tallies = Tallies {
+        buckets: vec![Tally::default(); labels.len()],
+        ..Tallies::default()
+    };
+    let mut statement = connection.prepare(&sql)?;
+    let mut calls = statement.query(parameters.as_slice())?;
+    while let Some(call) = calls.next()? {
+        let tally = match call.get_ref(0)? {
+            ValueRef::Null => &mut tallies.unlabelled,
+            ValueRef::Integer(i) => {
+                match usize::try_from(i)
+                    .ok()
+                    .and_then(|i| tallies.buckets.get_mut(i))
+                {
+                    Some(tally) => tally,
+                    None => continue,
+                }
+            }
+            ValueRef::Text(text) => {
+                let text = String::from_utf8_lossy(text);
+                if !tallies.named.contains_key(text.as_ref()) {
+                    tallies.named.insert(text.to_string(), Tally::default());
+                }
+                match tallies.named.get_mut(text.as_ref()) {
+                    Some(tally) => tally,
+                    None => continue,
+                }
+            }
+            _ => continue,
+        };
+        let outcome = match call.get_ref(1)? {
+            ValueRef::Text(name) => Some(name),
+            _ => None,
+        };
+        let menu_ms = match call.get_ref(2)? {
+            ValueRef::Integer(ms) => Some(u32::try_from(ms.max(0)).unwrap_or(u32::MAX)),
+            _ => None,
+        };
+        tally.add(outcome, menu_ms);
+    }
     let rows = match query.group_by {
         GroupBy::Function | GroupBy::Outcome => {
-            let mut rows: Vec<StatsRow> = counted
-                .into_iter()
-                .map(|(key, row)| StatsRow { key, ..row })
-                .collect();
             let rank = |key: &Option<String>| match (query.group_by, key) {
                 (_, None) => usize::MAX,
                 (GroupBy::Outcome, Some(k)) => crate::flow::Outcome::ALL
@@ -467,6 +465,14 @@ pub(super) fn stats(
                     .unwrap_or(usize::MAX - 1),
                 _ => 0,
             };
+            let mut rows: Vec<StatsRow> = tallies
+                .named
+                .into_iter()
+                .map(|(key, tally)| tally.into_row(Some(key)))
+                .collect();
+            if tallies.unlabelled.calls > 0 {
+                rows.push(tallies.unlabelled.into_row(None));
+            }
             rows.sort_by(|a, b| {
                 rank(&a.key)
                     .cmp(&rank(&b.key))
@@ -474,27 +480,11 @@ pub(super) fn stats(
             });
             rows
         }
-        _ => {
-            let mut rows: Vec<StatsRow> = labels
-                .into_iter()
-                .map(|label| StatsRow {
-                    key: Some(label),
-                    ..StatsRow::default()
-                })
-                .collect();
-            for (label, row) in counted {
-                let slot = label
-                    .and_then(|l| l.parse::<usize>().ok())
-                    .and_then(|i| rows.get_mut(i));
-                if let Some(slot) = slot {
-                    *slot = StatsRow {
-                        key: slot.key.take(),
-                        ..row
-                    };
-                }
-            }
-            rows
-        }
+        _ => labels
+            .into_iter()
+            .zip(tallies.buckets)
+            .map(|(label, tally)| tally.into_row(Some(label)))
+            .collect(),
     };
     Ok(StatsReport {
         from: rfc3339(query.from, &query.zone),
@@ -502,6 +492,67 @@ pub(super) fn stats(
         group_by: query.group_by,
         rows,
     })
+}
+
+/// The calls of one group, added up.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    calls: u64,
+    transferred: u64,
+    abandoned: u64,
+    timeout: u64,
+    failed: u64,
+    rejected: u64,
+    menu_times: Vec<u32>,
+    menu_total_ms: u64,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Option<&[u8]>, menu_ms: Option<u32>) {
+        self.calls += 1;
+        match outcome {
+            Some(b"transferred") => self.transferred += 1,
+            Some(b"abandoned") => self.abandoned += 1,
+            Some(b"timeout") => self.timeout += 1,
+            Some(b"failed") => self.failed += 1,
+            Some(b"rejected") => self.rejected += 1,
+            _ => {}
+        }
+        if let Some(ms) = menu_ms {
+            self.menu_times.push(ms);
+            self.menu_total_ms += u64::from(ms);
+        }
+    }
+
+    fn into_row(mut self, key: Option<String>) -> StatsRow {
+        let timed = self.menu_times.len() as u64;
+        // Nearest rank: the ceil(0.9 n)-th smallest, 1-based.
+        let rank = (self.menu_times.len() * 9).div_ceil(10);
+        let p90 = match rank.checked_sub(1) {
+            Some(index) => Some(u64::from(*self.menu_times.select_nth_unstable(index).1)),
+            None => None,
+        };
+        StatsRow {
+            key,
+            calls: self.calls,
+            transferred: self.transferred,
+            abandoned: self.abandoned,
+            timeout: self.timeout,
+            failed: self.failed,
+            rejected: self.rejected,
+            menu_time_avg_ms: (timed > 0).then(|| (self.menu_total_ms + timed / 2) / timed),
+            menu_time_p90_ms: p90,
+        }
+    }
+}
+
+/// One [`Tally`] per group: bucket numbers index `buckets`; function ids and outcomes are `named`; calls with no
+/// function (or no outcome yet) are `unlabelled`.
+#[derive(Debug, Default)]
+struct Tallies {
+    buckets: Vec<Tally>,
+    named: std::collections::HashMap<String, Tally>,
+    unlabelled: Tally,
 }
 
 impl StatsReport {
@@ -571,91 +622,6 @@ fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> comfy_tabl
         }
     }
     table
-}
-
-/// Every timed call's menu time, by group, for the percentile. A sort in SQL (window functions or ORDER BY) costs
-/// several times the whole aggregate; one more pass over the covering index, kept in memory at 4 bytes per
-/// answered call of the range (6 MB for a year of 1.5 million calls), and a selection per group are cheap.
-struct MenuTimes {
-    /// Group labels that are bucket numbers.
-    buckets: Vec<Vec<u32>>,
-    /// Group labels that are text (function ids, outcomes).
-    named: std::collections::HashMap<String, Vec<u32>>,
-    /// The NULL group (no function, in progress).
-    unlabelled: Vec<u32>,
-}
-
-impl MenuTimes {
-    /// The nearest-rank 90th percentile of the group `label` (as [`label_text`] names it).
-    fn p90(&mut self, label: Option<&str>) -> Option<u64> {
-        let times = match label {
-            None => &mut self.unlabelled,
-            Some(label) if self.buckets.is_empty() => self.named.get_mut(label)?,
-            Some(label) => self.buckets.get_mut(label.parse::<usize>().ok()?)?,
-        };
-        // ceil(0.9 n), 1-based.
-        let rank = (times.len() * 9).div_ceil(10);
-        let (_, value, _) = times.select_nth_unstable(rank.checked_sub(1)?);
-        Some(u64::from(*value))
-    }
-}
-
-fn menu_times(
-    connection: &Connection,
-    picked: &str,
-    parameters: &[&dyn rusqlite::ToSql],
-    buckets: usize,
-) -> Result<MenuTimes, StoreError> {
-    let mut times = MenuTimes {
-        buckets: vec![Vec::new(); buckets],
-        named: std::collections::HashMap::new(),
-        unlabelled: Vec::new(),
-    };
-    let mut statement = connection.prepare(&format!(
-        "WITH picked AS ({picked}) SELECT label, menu_ms FROM picked WHERE menu_ms IS NOT NULL"
-    ))?;
-    let mut rows = statement.query(parameters)?;
-    while let Some(row) = rows.next()? {
-        let ms = u32::try_from(row.get::<_, i64>(1)?.max(0)).unwrap_or(u32::MAX);
-        let group = match row.get_ref(0)? {
-            rusqlite::types::ValueRef::Null => &mut times.unlabelled,
-            rusqlite::types::ValueRef::Integer(i) => {
-                match usize::try_from(i)
-                    .ok()
-                    .and_then(|i| times.buckets.get_mut(i))
-                {
-                    Some(group) => group,
-                    None => continue,
-                }
-            }
-            rusqlite::types::ValueRef::Text(text) => {
-                let text = String::from_utf8_lossy(text);
-                if !times.named.contains_key(text.as_ref()) {
-                    times.named.insert(text.to_string(), Vec::new());
-                }
-                match times.named.get_mut(text.as_ref()) {
-                    Some(group) => group,
-                    None => continue,
-                }
-            }
-            _ => continue,
-        };
-        group.push(ms);
-    }
-    Ok(times)
-}
-
-fn non_negative(count: Option<i64>) -> u64 {
-    count.map_or(0, |c| u64::try_from(c).unwrap_or(0))
-}
-
-/// A group label as text: function ids and outcomes are text, bucket labels are row numbers.
-fn label_text(value: rusqlite::types::Value) -> Option<String> {
-    match value {
-        rusqlite::types::Value::Text(text) => Some(text),
-        rusqlite::types::Value::Integer(i) => Some(i.to_string()),
-        _ => None,
-    }
 }
 
 /// The menu funnel: one node per menu reached in the range, `root` first.
