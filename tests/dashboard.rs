@@ -1,26 +1,22 @@
 //! The dashboard page in a real browser: the daemon starts on a database seeded with known calls, headless
 //! Chromium loads `GET /` and runs its script against the daemon's API, and the DOM it leaves behind must hold
-//! exactly the seeded figures, in the tables and in the charts, with nothing written to the browser console.
+//! exactly the seeded figures, in the tables and in the charts, with nothing in the browser's console or error
+//! log.
 //!
-//! Chromium is Debian's `chromium` (tests/run.sh installs it). Without it this test fails: the dashboard would
-//! otherwise go untested.
-//!
-//! Why `--dump-dom` and stderr, not the DevTools protocol: `--dump-dom` prints the DOM once the page's scripts
-//! and fetches have settled (`--virtual-time-budget` lets virtual time run on only while nothing is pending),
-//! and `--enable-logging=stderr` prints every console message and uncaught exception as an `INFO:CONSOLE` line.
-//! The page writes nothing to the console by design, so any such line fails the test; a failed request shows on
-//! the page (`#status` with `data-state="error"`) and is caught there. No websocket client needed.
+//! The browser is driven over the DevTools protocol (tests/common/browser.rs): it reports console calls by
+//! level, uncaught exceptions and failed requests as events, and lets the test wait for the page's own "ready"
+//! instead of guessing a time budget. Without Chromium the test fails (tests/run.sh installs it).
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
+use common::browser::Browser;
 use common::{Daemon, Fixture, MenuSpec};
 use jiff::civil::date;
 use knappval::flow::{Outcome, Step, StepKind};
 use knappval::records::{ContactRecord, ContactStore, RecordUpdate, SqliteStore};
+use serde_json::json;
 use time::OffsetDateTime;
 
 /// The day the page is asked about: a Tuesday, so its average comes from earlier Tuesdays.
@@ -165,103 +161,31 @@ fn seed_database(path: &Path) {
     store.write(&updates).expect("seed the records");
 }
 
-/// Debian's `chromium`, or the browser named by `KNAPPVAL_CHROMIUM`.
-fn chromium() -> PathBuf {
-    if let Ok(path) = std::env::var("KNAPPVAL_CHROMIUM") {
-        return PathBuf::from(path);
-    }
-    for name in ["chromium", "chromium-browser"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            .ok()
-            .filter(|out| out.status.success())
-            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
-        if let Some(path) = found.filter(|p| !p.is_empty()) {
-            return PathBuf::from(path);
-        }
-    }
-    panic!(
-        "the dashboard test needs headless Chromium and found none: install Debian's `chromium` \
-         (tests/run.sh does: apt-get install -y chromium) or set KNAPPVAL_CHROMIUM"
-    );
-}
-
-/// What headless Chromium left of a page: the DOM after its scripts ran, and the console lines it logged.
+/// What the page left behind once it said it was ready, and what it logged.
 struct Visit {
     dom: String,
     console: Vec<String>,
+    network_errors: Vec<String>,
 }
 
+/// Loads `url` in headless Chromium and waits until the page's status says `ready` (or a generous bound passes).
+/// With `KNAPPVAL_DASHBOARD_SCREENSHOT=FILE.png` also saves what the page looks like, for a person to check.
 fn visit(url: &str) -> Visit {
-    visit_with(url, &["--dump-dom"])
-}
-
-/// With `KNAPPVAL_DASHBOARD_SCREENSHOT=FILE.png` the test also saves what the page looks like, for a person to
-/// check.
-fn screenshot_if_asked(url: &str) {
-    if let Ok(path) = std::env::var("KNAPPVAL_DASHBOARD_SCREENSHOT") {
-        visit_with(
-            url,
-            &[
-                &format!("--screenshot={path}"),
-                "--window-size=1280,2600",
-                "--hide-scrollbars",
-            ],
-        );
-    }
-}
-
-fn visit_with(url: &str, output: &[&str]) -> Visit {
-    let profile = tempfile::Builder::new()
-        .prefix("knappval-chromium-")
-        .tempdir()
-        .expect("a profile dir");
-    let out = profile.path().join("dom.html");
-    let err = profile.path().join("stderr.txt");
-    let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=10000",
-        ])
-        .args(output)
-        .arg(format!(
-            "--user-data-dir={}",
-            profile.path().join("profile").display()
-        ))
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("dom file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("start chromium");
-    let status = common::wait_child(&mut child, Duration::from_secs(120)).unwrap_or_else(|| {
-        panic!(
-            "chromium did not finish {url} within 120 s; stderr:\n{}",
-            std::fs::read_to_string(&err).unwrap_or_default()
-        )
-    });
-    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
-    assert!(
-        status.success(),
-        "chromium failed ({status}) on {url}:\n{stderr}"
+    let mut browser = Browser::launch();
+    browser.navigate(url);
+    let state = browser.wait_for(
+        "document.getElementById('status')?.dataset.state",
+        &json!("ready"),
     );
+    let dom = browser.html();
+    assert_eq!(state, "ready", "the page did not finish loading:\n{dom}");
+    if let Ok(path) = std::env::var("KNAPPVAL_DASHBOARD_SCREENSHOT") {
+        browser.screenshot(Path::new(&path));
+    }
     Visit {
-        dom: std::fs::read_to_string(&out).expect("the dumped DOM"),
-        console: stderr
-            .lines()
-            .filter(|line| line.contains(":CONSOLE") || line.contains("Uncaught"))
-            .map(String::from)
-            .collect(),
+        dom,
+        console: browser.console.clone(),
+        network_errors: browser.network_errors.clone(),
     }
 }
 
@@ -358,17 +282,12 @@ fn the_dashboard_shows_the_seeded_figures_in_charts_and_tables_without_console_e
 
     let url = format!("http://{}/?day={DAY}&period=7", daemon.http);
     let page = visit(&url);
-    screenshot_if_asked(&url);
     let dom = &page.dom;
     assert!(
-        page.console.is_empty(),
-        "the browser console is not empty:\n{}",
-        page.console.join("\n")
-    );
-    let status = text(element(dom, "<p id=\"status\""));
-    assert!(
-        dom.contains("data-state=\"ready\""),
-        "the page did not finish loading: {status}\n{dom}"
+        page.console.is_empty() && page.network_errors.is_empty(),
+        "the browser logged errors:\n{}\n{}",
+        page.console.join("\n"),
+        page.network_errors.join("\n")
     );
 
     // Calls per hour on the day, against the three earlier Tuesdays with calls: 09 (2+4+0)/3 = 2, 10 2/3.

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod audio;
+pub mod browser;
 pub mod daemon;
 pub mod function;
 pub mod pcap;
