@@ -434,7 +434,7 @@ mod tests {
         let file = dir.path().join("knappval.yaml");
         std::fs::write(
             &file,
-            "sip: \"[::1]:5070\"\nhttp: 127.0.0.1:9090\nrtp_ports: 30000-30999\ngrace_period: 5s\ndb: /var/lib/knappval/c.db\n",
+            "sip: \"[::1]:5070\"\nhttp: 127.0.0.1:9090\nrtp_ports: 30000-30999\ngrace_period: 5s\ndb: /var/lib/knappval/c.db\ntimezone: Europe/Helsinki\n",
         )
         .unwrap();
         let config = file.to_str().unwrap();
@@ -444,6 +444,11 @@ mod tests {
         assert_eq!(s.rtp_ports, 30000..=30999);
         assert_eq!(s.grace_period, Duration::from_secs(5));
         assert_eq!(s.db, PathBuf::from("/var/lib/knappval/c.db"));
+        assert_eq!(s.time_zone.iana_name(), Some("Europe/Helsinki"));
+        let flag = settings(run_args(&["--config", config, "--timezone", "UTC"])).unwrap();
+        assert_eq!(flag.time_zone.iana_name(), Some("UTC"), "the flag wins");
+        let default = settings(run_args(&[])).unwrap();
+        assert_eq!(default.time_zone.iana_name(), Some("Europe/Stockholm"));
     }
 
     #[test]

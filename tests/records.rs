@@ -29,7 +29,16 @@ fn healthz(daemon: &Daemon) -> (u16, Value) {
 
 /// `knappval run` on `fixture`'s files, expected to refuse to start: its output once it exited (bounded).
 fn refused_start(fixture: &Fixture, as_nobody: bool) -> Output {
-    let mut command = Command::new(bin());
+    let program = if as_nobody {
+        // The build's folder may be closed to other users (a CI checkout under /root): run a copy from the
+        // fixture's folder, which nobody may enter.
+        let copy = fixture.path("knappval");
+        std::fs::copy(bin(), &copy).expect("copy the binary");
+        copy
+    } else {
+        bin().into()
+    };
+    let mut command = Command::new(program);
     command
         .arg("run")
         .arg("--menu")
@@ -46,7 +55,18 @@ fn refused_start(fixture: &Fixture, as_nobody: bool) -> Output {
         use std::os::unix::process::CommandExt;
         command.uid(65534).gid(65534);
     }
-    let mut child = command.spawn().expect("spawn knappval run");
+    // A fresh copy may be "text file busy" for a moment: another test thread's fork can hold its write handle
+    // until that child's exec.
+    let mut attempts = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(26) && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            spawned => break spawned.expect("spawn knappval run"),
+        }
+    };
     let deadline = Instant::now() + 30 * SECOND;
     while child.try_wait().ok().flatten().is_none() {
         if Instant::now() > deadline {
@@ -73,6 +93,27 @@ fn assert_refused(output: &Output, says: &[&str]) {
     for text in says {
         assert!(stderr.contains(text), "{text:?} not in: {stderr}");
     }
+}
+
+/// Another process takes the database's write lock (as an admin's sqlite3 in a transaction or a backup tool
+/// would): every write of the daemon then fails with SQLITE_BUSY after its busy timeout, a real failure on the
+/// real write path. Then a call comes, presses `digits` and hangs up. Returns the lock's holder and the call.
+fn a_call_while_the_database_is_locked(
+    daemon: &Daemon,
+    digits: &str,
+) -> (rusqlite::Connection, common::Call) {
+    let blocker = rusqlite::Connection::open(&daemon.fixture.db).expect("open the database");
+    blocker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let caller = Caller::udp(daemon.sip);
+    let (mut call, _answer, t0) = caller.call(daemon, &[PCMU], CALLER_HZ);
+    caller.rtp.wait_tone(MENU_HZ, 10, t0, 15 * SECOND);
+    for digit in digits.chars() {
+        assert_eq!(call.info_dtmf_relay(digit).status(), Some(200));
+    }
+    assert_eq!(call.bye().status(), Some(200));
+    (blocker, call)
 }
 
 #[test]
@@ -240,18 +281,7 @@ fn an_unwritable_database_stops_the_start_before_the_ready_line() {
 fn a_database_that_refuses_writes_keeps_the_records_and_healthz_says_so() {
     let (daemon, _it, _kt) = standard_daemon(&[]);
     assert_eq!(healthz(&daemon).1["status"], "ok");
-    // Another process holds the database's write lock (an admin's sqlite3 in a transaction, a backup tool):
-    // every write of the daemon fails with SQLITE_BUSY after its busy timeout, a real failure of the disk path.
-    let blocker = rusqlite::Connection::open(&daemon.fixture.db).expect("open the database");
-    blocker
-        .execute_batch("BEGIN IMMEDIATE")
-        .expect("take the write lock");
-
-    let caller = Caller::udp(daemon.sip);
-    let (mut call, _answer, t0) = caller.call(&daemon, &[PCMU], CALLER_HZ);
-    caller.rtp.wait_tone(MENU_HZ, 10, t0, 15 * SECOND);
-    assert_eq!(call.info_dtmf_relay('*').status(), Some(200));
-    assert_eq!(call.bye().status(), Some(200));
+    let (blocker, call) = a_call_while_the_database_is_locked(&daemon, "*");
 
     let mut degraded = Value::Null;
     wait_until(
@@ -369,4 +399,28 @@ fn a_second_daemon_on_the_same_database_is_refused_and_readers_still_read() {
     );
     assert_eq!(call.bye().status(), Some(200));
     daemon.wait_record(&call.call_id, 10 * SECOND);
+}
+
+#[test]
+fn records_the_database_still_refuses_at_exit_are_written_to_the_log() {
+    let (mut daemon, _it, _kt) = standard_daemon(&[]);
+    let (blocker, call) = a_call_while_the_database_is_locked(&daemon, "");
+    wait_until(
+        30 * SECOND,
+        || healthz(&daemon).1["status"] == "degraded",
+        || "healthz never said degraded".to_string(),
+    );
+    // The daemon waits 10 s for the database at exit, then gives up on it; the lock stays held throughout.
+    let status = daemon.stop(60 * SECOND);
+    assert!(status.success(), "exit {status}");
+    let log = daemon.log_text();
+    // The call's record once, as it ended (not its start as well).
+    let kept: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("contact record not written to the database; kept here"))
+        .collect();
+    assert_eq!(kept.len(), 1, "log:\n{log}");
+    assert!(kept[0].contains(&call.call_id), "{}", kept[0]);
+    assert!(kept[0].contains(r#""outcome":"abandoned""#), "{}", kept[0]);
+    drop(blocker);
 }

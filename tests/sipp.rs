@@ -104,7 +104,11 @@ fn sipp_caller_presses_3_and_sipp_function_answers_the_bridge() {
             record = daemon
                 .contacts()
                 .into_iter()
-                .find(|r| r["from"].as_str().is_some_and(|f| f.contains(CALLER)));
+                // Finished: the record is there from the call's start, its end follows within a batch.
+                .find(|r| {
+                    r["from"].as_str().is_some_and(|f| f.contains(CALLER))
+                        && !r["outcome"].is_null()
+                });
             record.is_some()
         },
         || format!("no contact record from {CALLER}: {:?}", daemon.contacts()),

@@ -129,12 +129,12 @@ const APPEND_STEP: &str = "UPDATE contact_records SET steps = json_insert(steps,
 const COLUMNS: &str = "id, record_id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
      outcome, transfer_target, transferred_at, end_reason, steps";
 
-/// Contact records in one SQLite file. One connection behind a mutex: SQLite has one writer at a time anyway,
-/// and a record is a single small upsert.
+/// Contact records in one SQLite file. One writing connection behind a mutex (SQLite has one writer at a time
+/// anyway, and the writer task sends one batch at a time), and for a file a second, read-only one for lists and
+/// statistics: with WAL, reads never wait for a write, even one stuck in the busy timeout of a locked database,
+/// and a long aggregate never holds up a call's write.
 pub struct SqliteStore {
     connection: Mutex<Connection>,
-    /// A second, read-only connection for statistics, so that a long aggregate never holds up a call's write
-    /// (WAL lets it read while the writer commits). None for an in-memory store, which only one connection sees.
     reader: Option<Mutex<Connection>>,
     path: PathBuf,
 }
@@ -171,13 +171,8 @@ impl SqliteStore {
             .pragma_update(None, "synchronous", "FULL")
             .map_err(open_error)?;
         let mut store = Self::with_connection(connection, path.to_path_buf())?;
-        let reader = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI,
-        )
-        .map_err(open_error)?;
+        let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(open_error)?;
         reader.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
         store.reader = Some(Mutex::new(reader));
         Ok(store)
@@ -374,7 +369,7 @@ impl ContactStore for SqliteStore {
         let limit = query
             .limit
             .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
-        let connection = self.connection();
+        let connection = self.reader();
         let rows: Vec<RawRow> = match query.since {
             Some(since) => {
                 let mut statement = connection.prepare_cached(&format!(
@@ -678,6 +673,30 @@ mod tests {
             &call("old-1@trunk", datetime!(2026-11-24 08:00 UTC)),
         );
         assert_eq!(all(&store).len(), 3);
+    }
+
+    #[test]
+    fn lists_do_not_wait_for_a_write_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(store_in(&dir));
+        let record = call("c1", datetime!(2026-11-23 10:00 UTC));
+        put(&store, &record);
+        // The writer stuck inside a write (a locked database's busy timeout) holds the writing connection.
+        let writing = store.connection();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                reader
+                    .list(&ContactQuery::default())
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        let listed = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the list waited for the writer");
+        drop(writing);
+        assert_eq!(listed.unwrap(), vec![record]);
     }
 
     #[test]

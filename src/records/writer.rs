@@ -3,10 +3,10 @@
 //! event), and when the disk refuses writes it keeps the updates in memory and retries, so that no record is lost
 //! while the process lives.
 //!
-//! The queue is bounded by `max_pending` updates. At the bound, progress updates go first: each call's final
-//! write repeats everything they carry, so only the crash insurance of calls in progress is lost. Should whole
-//! records alone still pass the bound, the oldest are written to the log as JSON (level error) and leave memory:
-//! the log then holds them.
+//! The queue is bounded by `max_pending` updates. At the bound, what a later whole record of the same call
+//! repeats goes first (its start, its progress), then the progress of calls still in progress (only their crash
+//! insurance is lost: their final write repeats it). Should whole records alone still pass the bound, the oldest
+//! are written to the log as JSON (level error) and leave memory: the log then holds them.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -180,10 +180,11 @@ pub(super) async fn run(
     }
 }
 
-/// Whole records the database would not take: written to the log, so that they exist somewhere. Returns how many.
+/// Whole records the database would not take: written to the log, so that they exist somewhere, each record once
+/// as it last stood. Returns how many.
 fn log_unwritten(updates: impl IntoIterator<Item = RecordUpdate>) -> usize {
     let mut logged = 0;
-    for update in updates {
+    for update in latest_only(updates.into_iter().collect()) {
         if let RecordUpdate::Whole(record) = update {
             let json = serde_json::to_string(&record).unwrap_or_default();
             tracing::error!(record = %json, "contact record not written to the database; kept here");
@@ -191,6 +192,24 @@ fn log_unwritten(updates: impl IntoIterator<Item = RecordUpdate>) -> usize {
         }
     }
     logged
+}
+
+/// Leaves out every update that a later whole record of the same call repeats (its start, its progress).
+fn latest_only(updates: VecDeque<RecordUpdate>) -> VecDeque<RecordUpdate> {
+    let mut whole_later = std::collections::HashSet::new();
+    let mut kept: VecDeque<RecordUpdate> = updates
+        .into_iter()
+        .rev()
+        .filter(|update| {
+            let superseded = whole_later.contains(update.record_id());
+            if let RecordUpdate::Whole(record) = update {
+                whole_later.insert(record.id.clone());
+            }
+            !superseded
+        })
+        .collect();
+    kept.make_contiguous().reverse();
+    kept
 }
 
 struct Queue {
@@ -210,8 +229,11 @@ impl Queue {
             return;
         }
         let before = self.pending.len();
-        self.pending
-            .retain(|update| matches!(update, RecordUpdate::Whole(_)));
+        self.pending = latest_only(std::mem::take(&mut self.pending));
+        if self.pending.len() > self.max_pending {
+            self.pending
+                .retain(|update| matches!(update, RecordUpdate::Whole(_)));
+        }
         let progress_dropped = before - self.pending.len();
         let excess = self.pending.len().saturating_sub(self.max_pending);
         let logged = log_unwritten(self.pending.drain(..excess));

@@ -144,30 +144,42 @@ async fn a_full_disk_keeps_the_records_in_memory_until_it_takes_writes_again() {
     assert_eq!(records.status().last_error(), None);
 }
 
-#[tokio::test]
-async fn at_its_bound_the_queue_drops_progress_first_and_keeps_whole_records() {
+/// Four calls of four updates each (start, two progress, end), written while the disk is full: 16 updates, 8 of
+/// them whole records. Each record is larger than a page, so that not even the first fits. Returns once they have
+/// met the full disk, with the disk still full (and the folder, to keep).
+async fn four_calls_on_a_full_disk(
+    max_pending: usize,
+) -> (
+    Records,
+    Arc<SqliteStore>,
+    Vec<ContactRecord>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(&dir);
     fill_disk(&store, true);
     let settings = WriterSettings {
-        max_pending: 8,
+        max_pending,
         ..quick()
     };
     let records = Records::with_writer(store.clone(), settings);
-    // Four calls of four updates each (start, two progress, end): 16 updates, 8 of them whole records. Each
-    // record is larger than a page, so that not even the first fits on the full disk.
     let big = |n| ContactRecord {
         from: "0".repeat(5000),
         ..call(n)
     };
     let calls: Vec<ContactRecord> = (1..=4).map(|n| live(&records, big(n))).collect();
     assert!(!records.flush(Duration::from_millis(500)).await);
+    (records, store, calls, dir)
+}
+
+#[tokio::test]
+async fn at_its_bound_the_queue_drops_progress_first_and_keeps_whole_records() {
+    let (records, store, calls, _dir) = four_calls_on_a_full_disk(8).await;
     assert!(
         records.status().pending() <= 8,
         "{}",
         records.status().pending()
     );
-
     fill_disk(&store, false);
     assert!(records.flush(PATIENCE).await);
     let mut expected = calls;
@@ -176,6 +188,16 @@ async fn at_its_bound_the_queue_drops_progress_first_and_keeps_whole_records() {
         records.list(ContactQuery::default()).await.unwrap(),
         expected
     );
+}
+
+#[tokio::test]
+async fn past_the_bound_the_oldest_whole_records_leave_memory_and_the_newest_are_kept() {
+    let (records, store, calls, _dir) = four_calls_on_a_full_disk(2).await;
+    fill_disk(&store, false);
+    assert!(records.flush(PATIENCE).await);
+    // The two oldest went to the log (see `log_unwritten`); the two newest reach the database.
+    let newest: Vec<ContactRecord> = calls[2..].iter().rev().cloned().collect();
+    assert_eq!(records.list(ContactQuery::default()).await.unwrap(), newest);
 }
 
 #[tokio::test]
