@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use knappval::flow::{Event, Flow};
+use knappval::flow::{Event, Flow, WallClock};
 use knappval::sip::guard::inspect;
 use knappval::sip::sdp::{LocalMedia, answer};
 
@@ -64,7 +64,10 @@ fn menu_flow(c: &mut Criterion) {
     c.bench_function("flow: answer, greeting, submenu, choice", |b| {
         b.iter(|| {
             let now = Instant::now();
-            let mut flow = Flow::new(menu.clone());
+            let mut flow = Flow::new(
+                menu.clone(),
+                WallClock::new(jiff::Timestamp::now(), Instant::now()),
+            );
             flow.on(Event::Answered, now);
             flow.on(Event::Digit('6'), now);
             flow.on(Event::Digit('1'), now);

@@ -12,7 +12,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use time::OffsetDateTime;
@@ -27,7 +27,9 @@ use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
 use crate::menu::{self, MenuErrors, model::Menu};
 use crate::records::{ContactStore, DatabaseLock, Records, SqliteStore};
-use crate::sip::SipEndpoint;
+use crate::routing::probe::{ProbePolicy, ProbeResult, Probes, TargetState, TargetStatus};
+use crate::sip::digest::Algorithm;
+use crate::sip::{Registrar, SipEndpoint};
 
 /// Everything `knappval run` needs, after flags, environment and the settings file are merged.
 #[derive(Debug, Clone)]
@@ -44,6 +46,12 @@ pub struct Settings {
     pub media_timeout: Duration,
     /// How long a new call rings (180) before it is answered; zero answers at once.
     pub answer_delay: Duration,
+    /// The agents file: with it, agents' phones can REGISTER; without it REGISTER is answered 405.
+    pub agents: Option<PathBuf>,
+    /// The digest algorithms offered (`--digest`), overriding the agents file's `algorithms:`.
+    pub digest: Option<Vec<Algorithm>>,
+    /// How often function targets are probed with OPTIONS; zero turns probing off.
+    pub probe_interval: Duration,
     /// The zone statistics are bucketed in (local days and hours).
     pub time_zone: jiff::tz::TimeZone,
 }
@@ -70,10 +78,15 @@ pub fn load_menu(menu_path: &Path, prompts_dir: &Path) -> Result<(Menu, PromptCa
     Ok((menu, prompts))
 }
 
+/// Peak amplitude (16-bit sample units) of the ringback tone: about -13 dBm0. G.711's 0 dBm0 sine peaks at
+/// about 22 650 on the 16-bit scale (3.17 dB below full scale), and ITU-T E.180 asks for ringing tone between
+/// -10 and -20 dBm0: -13 dBm0 is as loud as a network's own ringback, well above line noise, far from clipping.
+const RINGBACK_AMPLITUDE: f64 = 5_000.0;
+
 /// Swedish ringback (425 Hz, 1 s on, 4 s off) for a caller waiting while a function rings.
 fn ringback() -> Prompt {
     let rate = crate::media::codec::CLOCK_RATE as usize;
-    let mut samples = tone::synthesize(&[(425.0, 0.25)], rate);
+    let mut samples = tone::synthesize(&[(425.0, RINGBACK_AMPLITUDE)], rate);
     samples.resize(rate * 5, 0);
     Prompt::from_samples("ringback", samples)
 }
@@ -99,6 +112,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("cannot close unfinished contact records"),
     }
 
+    let registrar = match &settings.agents {
+        Some(path) => {
+            let agents = crate::agents::load(path, settings.digest.as_deref())
+                .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+            let offered: Vec<&str> = agents.algorithms.iter().map(|a| a.token()).collect();
+            info!(file = %path.display(), agents = agents.agents.len(), realm = %agents.realm,
+                  digest = %offered.join(","), "agents loaded");
+            Some(Registrar::new(agents))
+        }
+        None if settings.digest.is_some() => {
+            anyhow::bail!(
+                "--digest needs --agents FILE: the digest is how agents in that file register"
+            )
+        }
+        None => None,
+    };
+
     if settings.sip.ip().is_unspecified() {
         anyhow::bail!(
             "--sip {}: knappval announces its SIP and RTP address to callers (Contact, SDP), so it needs one \
@@ -107,6 +137,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let sip = SipEndpoint::bind(settings.sip).await?;
+    let stop_expiry = CancellationToken::new();
+    if let Some(registrar) = &registrar {
+        sip.set_registrar(registrar.clone());
+        tokio::spawn(registrar.clone().run_expiry(stop_expiry.clone()));
+    }
     let http = tokio::net::TcpListener::bind(settings.http)
         .await
         .with_context(|| format!("cannot bind HTTP on {}", settings.http))?;
@@ -123,6 +158,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let state = ApiState {
             records: records.clone(),
             health: health.clone(),
+            registrar: registrar.clone(),
             time_zone: settings.time_zone.clone(),
             names: Arc::new(api::MenuNames::of(&menu)),
         };
@@ -148,6 +184,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         answer_delay: settings.answer_delay,
         signalling: TaskTracker::new(),
     });
+    let stop_probes = CancellationToken::new();
+    let probe_task = tokio::spawn(probe_targets(
+        sip.clone(),
+        services.menu.clone(),
+        settings.probe_interval,
+        health.clone(),
+        stop_probes.clone(),
+    ));
     let (calls_tx, mut calls_rx) = mpsc::channel(256);
     let sip_task = tokio::spawn(sip.clone().serve(calls_tx));
     sip.wait_until_listening(Duration::from_secs(5))
@@ -165,7 +209,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )?;
         stdout.flush()?;
     }
-    info!(sip = %sip.local_addr(), http = %http_addr, rtp = ?settings.rtp_ports, "knappval ready");
+    info!(sip = %sip.local_addr(), http = %http_addr, rtp = %format_args!("{}-{}", settings.rtp_ports.start(), settings.rtp_ports.end()), "knappval ready");
 
     let calls = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -179,7 +223,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
 
-    info!(calls = calls.len(), grace = ?settings.grace_period, "shutting down: new calls get 503");
+    info!(calls = calls.len(), grace = %menu::format_duration(settings.grace_period), "shutting down: new calls get 503");
     health.draining.store(true, Ordering::SeqCst);
     sip.stop_accepting();
     calls.close();
@@ -224,14 +268,109 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "some BYEs were still unanswered at exit"
         );
     }
+    stop_probes.cancel();
+    let _ = probe_task.await;
     // Every call has ended and queued its record: write them before the process goes.
     records.close(Duration::from_secs(10)).await;
     sip.shutdown();
+    stop_expiry.cancel();
     stop_http.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), sip_task).await;
     info!("stopped");
     Ok(())
+}
+
+/// Probes every function's target with OPTIONS until `stop` (see [`crate::routing::probe`]), publishing each
+/// target's state on the health board, where call tasks and `/healthz` read it.
+async fn probe_targets(
+    sip: Arc<SipEndpoint>,
+    menu: Arc<Menu>,
+    interval: Duration,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) {
+    let board = &health.functions;
+    for function in menu.functions.values() {
+        board.publish(
+            &function.id,
+            TargetStatus {
+                target: function.target.clone(),
+                state: TargetState::Unknown,
+                last_probe: None,
+                last_result: None,
+            },
+        );
+    }
+    if interval.is_zero() {
+        return;
+    }
+    let functions = menu
+        .functions
+        .values()
+        .map(|f| (f.id.clone(), f.target.clone()));
+    let mut probes = Probes::new(ProbePolicy::every(interval), functions, Instant::now());
+    let timeout = probes.policy().timeout;
+    let (results_tx, mut results) = mpsc::channel::<(String, String, ProbeResult)>(64);
+    loop {
+        for (function, at) in board.take_heard() {
+            if let Some(change) = probes.heard_from(&function, at) {
+                info!(function = %function, target = %change.target, "function target up: it answered a call");
+                let last_probe = board
+                    .snapshot()
+                    .get(&function)
+                    .and_then(|s| s.last_probe.clone());
+                board.publish(
+                    &function,
+                    TargetStatus {
+                        target: change.target,
+                        state: change.to,
+                        last_probe,
+                        last_result: Some("answered a call".into()),
+                    },
+                );
+            }
+        }
+        for (function, target) in probes.due(Instant::now()) {
+            let sip = sip.clone();
+            let results_tx = results_tx.clone();
+            tokio::spawn(async move {
+                let result = match sip.options(&target, timeout).await {
+                    Ok(code) => ProbeResult::Answered(code),
+                    Err(why) => ProbeResult::Failed(why),
+                };
+                let _ = results_tx.send((function, target, result)).await;
+            });
+        }
+        let next = probes.next_due().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            Some((function, target, result)) = results.recv() => {
+                if let Some(change) = probes.on_result(&function, &result) {
+                    match change.to {
+                        TargetState::Down => warn!(function = %function, target = %target,
+                            last = %result.describe(), "function target down: its calls go to their failure path"),
+                        _ => info!(function = %function, target = %target, "function target up"),
+                    }
+                }
+                let now = OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok();
+                board.publish(&function, TargetStatus {
+                    target,
+                    state: probes.state(&function),
+                    last_probe: now,
+                    last_result: Some(result.describe()),
+                });
+            }
+            _ = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            _ = stop.cancelled() => return,
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -22,6 +22,7 @@ const DEFAULT_RTP_PORTS: &str = "10000-20000";
 const DEFAULT_GRACE: &str = "30s";
 const DEFAULT_MEDIA_TIMEOUT: &str = "60s";
 const DEFAULT_ANSWER_DELAY: &str = "0s";
+const DEFAULT_PROBE_INTERVAL: &str = "20s";
 
 #[derive(Parser)]
 #[command(
@@ -34,28 +35,64 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the run variant's settings costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Answer calls: play the menu, collect digits, hand calls to their function, record every call.
-    Run(RunArgs),
-    /// Validate a menu and its prompts; exit 1 with file:line:col errors.
+    Run(Box<RunArgs>),
+    /// Validate a menu and its prompts: list every mistake with file:line:col and its fix, exit 1 if there is
+    /// any.
     Check {
+        /// Menu file (YAML) to check.
+        #[arg(long, env = "KNAPPVAL_MENU", default_value = DEFAULT_MENU, value_name = "FILE")]
+        menu: PathBuf,
+        /// Folder with the prompts the menu names, as <id>.wav.
+        #[arg(long, env = "KNAPPVAL_PROMPTS", default_value = DEFAULT_PROMPTS, value_name = "DIR")]
+        prompts: PathBuf,
+    },
+    /// Manage the agents file (who may REGISTER as an agent).
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+    /// Walk one call through the menu, as the daemon would, on simulated time: what the caller hears and where
+    /// the call goes. Without --digits, asks for each key on stdin (an empty line waits for the timeout).
+    Simulate {
         #[arg(long, env = "KNAPPVAL_MENU", default_value = DEFAULT_MENU)]
         menu: PathBuf,
         #[arg(long, env = "KNAPPVAL_PROMPTS", default_value = DEFAULT_PROMPTS)]
         prompts: PathBuf,
+        /// When the call comes, in the service's time zone: "YYYY-MM-DD HH:MM" (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// The keys the caller presses, one each time the menu waits, e.g. 3,1; an empty item lets the timeout
+        /// pass. Once they run out the caller stays silent.
+        #[arg(long)]
+        digits: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: SimulateFormat,
+    },
+    /// Draw the menu: menus, options as edges labelled with their keys, functions as leaves, fallbacks dashed.
+    Graph {
+        #[arg(long, env = "KNAPPVAL_MENU", default_value = DEFAULT_MENU)]
+        menu: PathBuf,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
     },
     /// Export contact records, newest first.
     Contacts {
-        #[arg(long, env = "KNAPPVAL_DB", default_value = DEFAULT_DB)]
+        /// SQLite file the daemon writes its contact records to.
+        #[arg(long, env = "KNAPPVAL_DB", default_value = DEFAULT_DB, value_name = "FILE")]
         db: PathBuf,
+        /// Output format.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
         /// Only calls started at or after this time (RFC 3339, e.g. 2026-11-23T08:00:00Z).
-        #[arg(long)]
+        #[arg(long, value_name = "TIME")]
         since: Option<String>,
         /// At most this many records.
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
     /// Statistics from the contact records: calls, outcomes and menu time per function, outcome or time bucket.
@@ -97,44 +134,96 @@ enum StatsFormat {
     Json,
 }
 
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Create or update agent ID with the password on the first line of stdin (stored as HA1 digests only).
+    /// Creates the agents file (mode 0600) if it does not exist; keeps the other agents and comments.
+    Passwd {
+        #[arg(long, env = "KNAPPVAL_AGENTS")]
+        agents: PathBuf,
+        /// The agent's display name (kept from the file when not given).
+        #[arg(long)]
+        name: Option<String>,
+        /// The agent id: the user part of the address the phone registers, e.g. it-anna.
+        id: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SimulateFormat {
+    Text,
+    /// One JSON object: outcome, function, heard, path.
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
 /// Flags win over environment variables, which win over the settings file, which wins over the defaults.
+// The defaults are written into the help texts rather than given to clap: a clap default would always be set and
+// so hide the settings file's value.
 #[derive(clap::Args)]
 struct RunArgs {
     /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
-    /// answer_delay, timezone.
-    #[arg(long, env = "KNAPPVAL_CONFIG")]
+    /// answer_delay, agents, digest, probe_interval, log_format, timezone.
+    #[arg(long, env = "KNAPPVAL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    #[arg(long, env = "KNAPPVAL_MENU")]
+    /// Menu file (YAML); check it first with `knappval check` [default: menus/kommunsupport.yaml]
+    #[arg(long, env = "KNAPPVAL_MENU", value_name = "FILE")]
     menu: Option<PathBuf>,
-    #[arg(long, env = "KNAPPVAL_PROMPTS")]
+    /// Folder with the prompts the menu names, as <id>.wav [default: prompts]
+    #[arg(long, env = "KNAPPVAL_PROMPTS", value_name = "DIR")]
     prompts: Option<PathBuf>,
-    /// SIP address (UDP and TCP), e.g. 127.0.0.1:5060 or [::1]:5060; port 0 picks a free port.
-    #[arg(long, env = "KNAPPVAL_SIP")]
+    /// SIP address (UDP and TCP), e.g. [::1]:5060; port 0 picks a free port [default: 127.0.0.1:5060]
+    #[arg(long, env = "KNAPPVAL_SIP", value_name = "ADDR:PORT")]
     sip: Option<String>,
-    /// HTTP address for the API and health check.
-    #[arg(long, env = "KNAPPVAL_HTTP")]
+    /// HTTP address for the records API and /healthz [default: 127.0.0.1:8080]
+    #[arg(long, env = "KNAPPVAL_HTTP", value_name = "ADDR:PORT")]
     http: Option<String>,
-    /// SQLite file for contact records (created with its folder).
-    #[arg(long, env = "KNAPPVAL_DB")]
+    /// SQLite file for contact records, created with its folder [default: data/contacts.db]
+    #[arg(long, env = "KNAPPVAL_DB", value_name = "FILE")]
     db: Option<PathBuf>,
-    /// RTP port range on the SIP address, e.g. 10000-20000.
-    #[arg(long, env = "KNAPPVAL_RTP_PORTS")]
+    /// RTP port range on the SIP address [default: 10000-20000]
+    #[arg(long, env = "KNAPPVAL_RTP_PORTS", value_name = "LOW-HIGH")]
     rtp_ports: Option<String>,
-    /// After SIGTERM, how long calls in progress may go on before they are ended (e.g. 30s).
-    #[arg(long, env = "KNAPPVAL_GRACE_PERIOD")]
+    /// After SIGTERM, how long calls in progress may go on before they are ended [default: 30s]
+    #[arg(long, env = "KNAPPVAL_GRACE_PERIOD", value_name = "DURATION")]
     grace_period: Option<String>,
-    /// How long a caller's RTP may stop before the call is taken as dead (0s disables).
-    #[arg(long, env = "KNAPPVAL_MEDIA_TIMEOUT")]
+    /// How long a caller's RTP may stop before the call is taken as dead; 0s disables [default: 60s]
+    #[arg(long, env = "KNAPPVAL_MEDIA_TIMEOUT", value_name = "DURATION")]
     media_timeout: Option<String>,
-    /// Let the call ring (180) this long before answering (default 0s: answer at once).
-    #[arg(long, env = "KNAPPVAL_ANSWER_DELAY")]
+    /// Let the call ring (180) this long before answering; 0s answers at once [default: 0s]
+    #[arg(long, env = "KNAPPVAL_ANSWER_DELAY", value_name = "DURATION")]
     answer_delay: Option<String>,
-    /// The IANA time zone statistics count local days and hours in (default Europe/Stockholm).
-    #[arg(long, env = "KNAPPVAL_TIMEZONE")]
+    /// Time zone statistics count local days and hours in [default: Europe/Stockholm]
+    #[arg(long, env = "KNAPPVAL_TIMEZONE", value_name = "ZONE")]
     timezone: Option<String>,
-    /// Log format on stderr: text or json. The level comes from KNAPPVAL_LOG or RUST_LOG (default info).
-    #[arg(long, env = "KNAPPVAL_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Agents file (see `knappval agents passwd`); without it REGISTER gets 405 [default: none]
+    #[arg(long, env = "KNAPPVAL_AGENTS", value_name = "FILE")]
+    agents: Option<PathBuf>,
+    /// Digest algorithms offered to registering phones, preferred first, e.g. sha-256,md5 [default: md5]
+    #[arg(long, env = "KNAPPVAL_DIGEST", value_name = "LIST")]
+    digest: Option<String>,
+    /// Probe function targets with OPTIONS this often; two unanswered: down; 0s disables [default: 20s]
+    #[arg(long, env = "KNAPPVAL_PROBE_INTERVAL", value_name = "DURATION")]
+    probe_interval: Option<String>,
+    /// Log format on stderr; the level comes from KNAPPVAL_LOG or RUST_LOG (e.g. debug) [default: text]
+    #[arg(long, env = "KNAPPVAL_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LogFormat {
+    // One human-readable line per event.
+    #[default]
+    Text,
+    // One JSON object per line, for a log collector.
+    Json,
 }
 
 /// The settings file: the same names as the flags, with underscores.
@@ -150,6 +239,10 @@ struct SettingsFile {
     grace_period: Option<String>,
     media_timeout: Option<String>,
     answer_delay: Option<String>,
+    agents: Option<PathBuf>,
+    digest: Option<String>,
+    probe_interval: Option<String>,
+    log_format: Option<LogFormat>,
     timezone: Option<String>,
 }
 
@@ -157,12 +250,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {
-            init_logging(&args.log_format);
-            match settings(args).and_then(run) {
+            let flag_format = args.log_format;
+            let result = match settings(*args) {
+                Ok((settings, format)) => {
+                    init_logging(format);
+                    run(settings)
+                }
+                Err(e) => {
+                    // The settings file may be what is wrong, so only the flag or environment choose the format.
+                    init_logging(flag_format.unwrap_or_default());
+                    Err(e)
+                }
+            };
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("knappval: {e:#}");
+                    // Once, in the log's own format: a second copy on stderr would be a second line to parse.
+                    tracing::error!("{}", causes_once(&e));
                     ExitCode::FAILURE
                 }
             }
@@ -179,6 +283,49 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Agents {
+            command: AgentsCommand::Passwd { agents, name, id },
+        } => match passwd(&agents, &id, name.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("knappval: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Simulate {
+            menu,
+            prompts,
+            at,
+            digits,
+            format,
+        } => match simulate(&menu, &prompts, at.as_deref(), digits.as_deref(), format) {
+            Ok(()) => ExitCode::SUCCESS,
+            // `knappval simulate | head` is a normal way to end.
+            Err(e)
+                if e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+            {
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("knappval: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Graph { menu, format } => match knappval::menu::load_layout(&menu) {
+            Ok(menu) => {
+                let text = match format {
+                    GraphFormat::Dot => knappval::menu::graph::dot(&menu),
+                    GraphFormat::Mermaid => knappval::menu::graph::mermaid(&menu),
+                };
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Contacts {
             db,
             format,
@@ -187,7 +334,7 @@ fn main() -> ExitCode {
         } => match contacts(&db, format, since, limit) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("knappval: {e:#}");
+                eprintln!("knappval: {}", causes_once(&e));
                 ExitCode::FAILURE
             }
         },
@@ -248,6 +395,23 @@ fn print_stats(args: StatsArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The error and its causes, `a: b: c`, each cause once. Many errors already write their cause into their own
+/// message (the OS error text, say) and report it as their source as well; `{:#}` would print it twice.
+fn causes_once(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 fn run(settings: Settings) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -255,6 +419,131 @@ fn run(settings: Settings) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(app::run(settings))
+}
+
+fn simulate(
+    menu_path: &Path,
+    prompts_dir: &Path,
+    at: Option<&str>,
+    digits: Option<&str>,
+    format: SimulateFormat,
+) -> anyhow::Result<()> {
+    use knappval::simulate::{self as sim, Press, Simulation};
+    // The same load and decode as `run`: prompts play for exactly as long as they will on a call.
+    let (menu, prompts) =
+        app::load_menu(menu_path, prompts_dir).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let durations = menu
+        .prompt_ids()
+        .into_iter()
+        .filter_map(|id| Some((id.clone(), prompts.get(&id)?.duration())))
+        .collect();
+    let zone = sim::service_timezone(&menu);
+    let at = match at {
+        Some(text) => sim::parse_at(text, &zone).map_err(anyhow::Error::msg)?,
+        None => jiff::Timestamp::now(),
+    };
+    let script = digits.map(parse_presses).transpose()?;
+    let local = zone.to_datetime(at);
+    let status = menu
+        .hours
+        .as_ref()
+        .map_or("open (no hours)".to_owned(), |h| h.status(at).to_string());
+    let menu = std::sync::Arc::new(menu);
+    let mut simulation = Simulation::new(menu.clone(), durations, at);
+    let text = matches!(format, SimulateFormat::Text);
+    let mut out = std::io::stdout().lock();
+    if text {
+        writeln!(
+            out,
+            "{}: a call at {} {} ({}): service {status}",
+            menu.name,
+            local.strftime("%Y-%m-%d %H:%M"),
+            zone.iana_name().unwrap_or("UTC"),
+            local.strftime("%A"),
+        )?;
+    }
+    match script {
+        Some(presses) => simulation.run_script(&presses),
+        None => {
+            let mut lines = std::io::stdin().lines();
+            while simulation.run_until_waiting() {
+                if text {
+                    for line in simulation.take_transcript() {
+                        writeln!(out, "{line}")?;
+                    }
+                    write!(out, "key (0-9 * #; empty: wait; q: hang up)> ")?;
+                    out.flush()?;
+                }
+                let press = loop {
+                    let line = lines.next();
+                    if text && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        // Keys piped in are not echoed: end the question's line ourselves.
+                        writeln!(out)?;
+                    }
+                    match line.transpose()?.as_deref().map(str::trim) {
+                        None | Some("q" | "Q") => break Press::HangUp,
+                        Some("") => break Press::Wait,
+                        Some(key) => match parse_press(key) {
+                            Ok(press) => break press,
+                            // A typo at the prompt is asked again, not the end of the simulation.
+                            Err(e) if text => {
+                                write!(out, "{e}\nkey> ")?;
+                                out.flush()?;
+                            }
+                            Err(e) => return Err(e),
+                        },
+                    }
+                };
+                simulation.press(press);
+            }
+        }
+    }
+    let summary = simulation.summary();
+    if text {
+        for line in simulation.take_transcript() {
+            writeln!(out, "{line}")?;
+        }
+        let none = || "(none)".to_owned();
+        writeln!(
+            out,
+            "outcome: {}; function: {}; path: {}\nheard: {}",
+            summary.outcome.clone().unwrap_or_else(none),
+            summary.function.clone().unwrap_or_else(none),
+            if summary.path.is_empty() {
+                none()
+            } else {
+                summary.path.join(" > ")
+            },
+            if summary.heard.is_empty() {
+                none()
+            } else {
+                summary.heard.join(", ")
+            },
+        )?;
+    } else {
+        writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+    }
+    Ok(())
+}
+
+/// `3,1` or `3,,1` (an empty item waits for the timeout).
+fn parse_presses(text: &str) -> anyhow::Result<Vec<knappval::simulate::Press>> {
+    text.split(',')
+        .map(|item| match item.trim() {
+            "" => Ok(knappval::simulate::Press::Wait),
+            key => parse_press(key),
+        })
+        .collect()
+}
+
+fn parse_press(key: &str) -> anyhow::Result<knappval::simulate::Press> {
+    let mut chars = key.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c @ ('0'..='9' | '*' | '#')), None) => Ok(knappval::simulate::Press::Digit(c)),
+        _ => anyhow::bail!(
+            "'{key}' is not a telephone key: use 0-9, * or #, one per item (e.g. --digits 3,1)"
+        ),
+    }
 }
 
 fn contacts(
@@ -287,7 +576,23 @@ fn contacts(
     }
 }
 
-fn settings(args: RunArgs) -> anyhow::Result<Settings> {
+fn passwd(agents: &Path, id: &str, name: Option<&str>) -> anyhow::Result<()> {
+    use knappval::agents::PasswdOutcome;
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    let what = match knappval::agents::set_password(agents, id, password, name)? {
+        PasswdOutcome::CreatedFile => "created the file with agent",
+        PasswdOutcome::AddedAgent => "added agent",
+        PasswdOutcome::UpdatedAgent => "updated agent",
+    };
+    println!("{}: {what} '{id}'", agents.display());
+    Ok(())
+}
+
+fn settings(args: RunArgs) -> anyhow::Result<(Settings, LogFormat)> {
     let file = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -318,7 +623,12 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
         .answer_delay
         .or(file.answer_delay)
         .unwrap_or_else(|| DEFAULT_ANSWER_DELAY.into());
-    Ok(Settings {
+    let probe_interval = args
+        .probe_interval
+        .or(file.probe_interval)
+        .unwrap_or_else(|| DEFAULT_PROBE_INTERVAL.into());
+    let log_format = args.log_format.or(file.log_format).unwrap_or_default();
+    let settings = Settings {
         menu: args
             .menu
             .or(file.menu)
@@ -334,6 +644,16 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
         grace_period: parse_duration("grace_period", &grace)?,
         media_timeout: parse_duration("media_timeout", &media_timeout)?,
         answer_delay: parse_duration("answer_delay", &answer_delay)?,
+        agents: args.agents.or(file.agents),
+        digest: args
+            .digest
+            .or(file.digest)
+            .map(|list| {
+                knappval::sip::digest::parse_algorithms(&list)
+                    .map_err(|e| anyhow::anyhow!("--digest {list:?}: {e}"))
+            })
+            .transpose()?,
+        probe_interval: parse_duration("probe_interval", &probe_interval)?,
         time_zone: stats::time_zone(
             &args
                 .timezone
@@ -341,7 +661,8 @@ fn settings(args: RunArgs) -> anyhow::Result<Settings> {
                 .unwrap_or_else(|| DEFAULT_TIME_ZONE.into()),
         )
         .context("--timezone")?,
-    })
+    };
+    Ok((settings, log_format))
 }
 
 fn parse_addr(what: &str, value: &str) -> anyhow::Result<SocketAddr> {
@@ -376,7 +697,7 @@ fn parse_duration(what: &str, value: &str) -> anyhow::Result<Duration> {
     })
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     // rsipstack logs every datagram at info; our own lines tell each call's story.
     let filter = EnvFilter::try_from_env("KNAPPVAL_LOG")
@@ -386,10 +707,9 @@ fn init_logging(format: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if format.eq_ignore_ascii_case("json") {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }
 
@@ -404,14 +724,15 @@ mod tests {
             .expect("valid command line")
             .command
         {
-            Command::Run(args) => args,
+            Command::Run(args) => *args,
             _ => unreachable!("parsed as run"),
         }
     }
 
     #[test]
     fn defaults_are_the_shipped_menu_on_loopback() {
-        let s = settings(run_args(&[])).unwrap();
+        let (s, format) = settings(run_args(&[])).unwrap();
+        assert_eq!(format, LogFormat::Text);
         assert_eq!(s.menu, PathBuf::from(DEFAULT_MENU));
         assert_eq!(s.sip, "127.0.0.1:5060".parse().unwrap());
         assert_eq!(s.http, "127.0.0.1:8080".parse().unwrap());
@@ -419,8 +740,9 @@ mod tests {
         assert_eq!(s.rtp_ports, 10000..=20000);
         assert_eq!(s.grace_period, Duration::from_secs(30));
         assert_eq!(s.answer_delay, Duration::ZERO);
+        assert_eq!(s.probe_interval, Duration::from_secs(20));
         assert_eq!(s.media_timeout, Duration::from_secs(60));
-        let off = settings(run_args(&["--media-timeout", "0s"])).unwrap();
+        let (off, _) = settings(run_args(&["--media-timeout", "0s"])).unwrap();
         assert_eq!(
             off.media_timeout,
             Duration::ZERO,
@@ -438,17 +760,41 @@ mod tests {
         )
         .unwrap();
         let config = file.to_str().unwrap();
-        let s = settings(run_args(&["--config", config, "--http", "127.0.0.1:9191"])).unwrap();
+        let (s, _) = settings(run_args(&["--config", config, "--http", "127.0.0.1:9191"])).unwrap();
         assert_eq!(s.sip, "[::1]:5070".parse().unwrap());
         assert_eq!(s.http, "127.0.0.1:9191".parse().unwrap(), "the flag wins");
         assert_eq!(s.rtp_ports, 30000..=30999);
         assert_eq!(s.grace_period, Duration::from_secs(5));
         assert_eq!(s.db, PathBuf::from("/var/lib/knappval/c.db"));
         assert_eq!(s.time_zone.iana_name(), Some("Europe/Helsinki"));
-        let flag = settings(run_args(&["--config", config, "--timezone", "UTC"])).unwrap();
+        let (flag, _) = settings(run_args(&["--config", config, "--timezone", "UTC"])).unwrap();
         assert_eq!(flag.time_zone.iana_name(), Some("UTC"), "the flag wins");
-        let default = settings(run_args(&[])).unwrap();
+        let (default, _) = settings(run_args(&[])).unwrap();
         assert_eq!(default.time_zone.iana_name(), Some("Europe/Stockholm"));
+    }
+
+    #[test]
+    fn agents_and_digest_from_the_file_or_the_flags() {
+        use knappval::sip::digest::Algorithm;
+        let (none, _) = settings(run_args(&[])).unwrap();
+        assert_eq!((none.agents, none.digest), (None, None));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("knappval.yaml");
+        std::fs::write(
+            &file,
+            "agents: /etc/knappval/agents.yaml\ndigest: sha-256,md5\n",
+        )
+        .unwrap();
+        let config = file.to_str().unwrap();
+        let (s, _) = settings(run_args(&["--config", config])).unwrap();
+        assert_eq!(s.agents, Some(PathBuf::from("/etc/knappval/agents.yaml")));
+        assert_eq!(s.digest, Some(vec![Algorithm::Sha256, Algorithm::Md5]));
+        let (s, _) = settings(run_args(&["--config", config, "--digest", "md5"])).unwrap();
+        assert_eq!(s.digest, Some(vec![Algorithm::Md5]), "the flag wins");
+        let err = settings(run_args(&["--digest", "sha-512"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--digest") && err.contains("sha-256"), "{err}");
     }
 
     #[test]
@@ -472,5 +818,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bad.yaml"), "{err}");
+    }
+
+    #[test]
+    fn the_log_format_comes_from_the_settings_file_unless_a_flag_says_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("knappval.yaml");
+        std::fs::write(&file, "log_format: json\n").unwrap();
+        let config = file.to_str().unwrap();
+        let (_, format) = settings(run_args(&["--config", config])).unwrap();
+        assert_eq!(format, LogFormat::Json);
+        let (_, format) =
+            settings(run_args(&["--config", config, "--log-format", "text"])).unwrap();
+        assert_eq!(format, LogFormat::Text);
+        std::fs::write(&file, "log_format: xml\n").unwrap();
+        let err = settings(run_args(&["--config", config]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("text") && err.contains("json"), "{err}");
+    }
+
+    #[test]
+    fn a_cause_already_in_its_parent_message_is_not_repeated() {
+        let os = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot bind SIP: {source}")]
+        struct Bind {
+            source: std::io::Error,
+        }
+        let error = anyhow::Error::new(Bind { source: os }).context("starting");
+        let text = causes_once(&error);
+        assert_eq!(
+            text.matches("address").count() + text.matches("Address").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.starts_with("starting: cannot bind SIP: "), "{text}");
     }
 }

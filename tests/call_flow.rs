@@ -9,6 +9,7 @@ use common::audio::{
 };
 use common::daemon::{os, path_arg, run_cli};
 use common::sdp::{self, G729, PCMA, PCMU};
+use common::transferee;
 use common::{
     Caller, Daemon, Fixture, FunctionEndpoint, MenuSpec, SECOND, assert_record, event_pt,
     wait_until,
@@ -42,6 +43,28 @@ fn assert_header(incoming: &common::IncomingCall, name: &str, expected: &str) {
         "{name} in the bridged INVITE; headers: {:?}",
         incoming.invite.msg.headers
     );
+}
+
+/// The transferee's last NOTIFY of a REFER: the referred call was answered. Returns the daemon's response.
+fn final_notify(call: &mut common::Call, timeout: Duration) -> common::sip::Received {
+    call.request_received(
+        "NOTIFY",
+        &[
+            "Event: refer".into(),
+            "Subscription-State: terminated;reason=noresource".into(),
+        ],
+        Some(("message/sipfrag;version=2.0", "SIP/2.0 200 OK\r\n")),
+        timeout,
+    )
+}
+
+/// A caller (PCMU) who waits for the menu and presses `digit`.
+fn caller_choosing(daemon: &Daemon, digit: char) -> (Caller, common::Call) {
+    let caller = Caller::udp(daemon.sip);
+    let (call, answer, t0) = caller.call(daemon, &[PCMU], CALLER_HZ);
+    caller.rtp.wait_tone(MENU_HZ, 10, t0, 15 * SECOND);
+    caller.rtp.send_digit(digit, event_pt(&answer), DIGIT);
+    (caller, call)
 }
 
 fn stop_cleanly(mut daemon: Daemon) {
@@ -310,6 +333,11 @@ fn submenu_choice_carries_digits_and_path() {
     caller.rtp.wait_tone(MORE_HZ, 10, t0, 10 * SECOND);
     caller.rtp.send_digit('1', event_pt(&answer), DIGIT);
     let mut incoming = it.expect_call(10 * SECOND);
+    let call_id = incoming.invite.msg.call_id().unwrap_or_default();
+    assert!(
+        call_id.ends_with(&format!("@{}", daemon.sip.ip())),
+        "the function leg's Call-ID {call_id} names knappval's address"
+    );
     assert_header(&incoming, "X-Knappval-Function", "it");
     assert_header(&incoming, "X-Knappval-Digits", "91");
     assert_header(&incoming, "X-Knappval-Path", "root,more");
@@ -320,6 +348,53 @@ fn submenu_choice_carries_digits_and_path() {
     call.expect_bye(10 * SECOND);
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
     assert_record(&record, "transferred", Some("it"), "91", &["root", "more"]);
+    stop_cleanly(daemon);
+}
+
+/// Swedish ringback: 425 Hz, 1 s on, 4 s off, at a level a caller hears (ITU-T E.180: -10 to -20 dBm0).
+#[test]
+fn caller_hears_the_ringback_at_a_normal_level_while_the_function_rings() {
+    let (daemon, it, _kt) = setup(|spec| spec.it_ring_timeout = "15s");
+    let (caller, _call) = caller_choosing(&daemon, '3');
+    let incoming = it.expect_call(10 * SECOND);
+    incoming.send_provisional(180, "Ringing");
+    let ringing = Instant::now();
+    std::thread::sleep(7 * SECOND);
+
+    // 200 ms windows: 85 whole periods of 425 Hz, so the Goertzel share of a clean tone is close to 1.
+    let samples = caller.rtp.samples_since(ringing);
+    let windows: Vec<(f64, f64)> = samples
+        .chunks_exact(1600)
+        .map(|w| (audio::tone_share(w, 425.0), audio::dbm0(w)))
+        .collect();
+    let describe = || {
+        windows
+            .iter()
+            .map(|(share, level)| format!("{share:.2}@{level:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let tone: Vec<&(f64, f64)> = windows.iter().filter(|(share, _)| *share > 0.9).collect();
+    let silent = windows.iter().filter(|(_, level)| *level < -50.0).count();
+    // 7 s hold at least one whole second of tone (5 windows, less the edges) and most of a 4 s pause.
+    assert!(
+        (4..=12).contains(&tone.len()),
+        "425 Hz in {} windows of 200 ms; share@dBm0: {}",
+        tone.len(),
+        describe()
+    );
+    assert!(
+        silent >= 12,
+        "{silent} silent windows; share@dBm0: {}",
+        describe()
+    );
+    for (_, level) in &tone {
+        assert!(
+            (-16.0..=-10.0).contains(level),
+            "ringback at {level:.1} dBm0, expected about -13; share@dBm0: {}",
+            describe()
+        );
+    }
     stop_cleanly(daemon);
 }
 
@@ -339,17 +414,32 @@ fn refer_mode_transfers_the_caller_blind() {
         kt.uri("kt")
     );
     call.respond(&refer, 202, "Accepted");
-    let notify = call.request(
-        "NOTIFY",
-        &[
-            "Event: refer".into(),
-            "Subscription-State: terminated;reason=noresource".into(),
-        ],
-        Some(("message/sipfrag;version=2.0", "SIP/2.0 200 OK\r\n")),
-        10 * SECOND,
+
+    // The caller's phone calls the function itself, copying the Refer-To URI's headers into its INVITE.
+    let mut referred =
+        transferee::invite_from_refer(&refer, &caller.caller_uri(), &caller.offer(&[PCMU]));
+    let dialing = std::thread::spawn(move || {
+        let response = referred.start(15 * SECOND);
+        (referred, response)
+    });
+    let mut incoming = kt.expect_call(10 * SECOND);
+    kt.sip.auto_answer("BYE");
+    assert_header(&incoming, "X-Knappval-Function", "kundtjanst");
+    assert_header(&incoming, "X-Knappval-Digits", "1");
+    assert_header(&incoming, "X-Knappval-Path", "root");
+    assert_header(&incoming, "X-Knappval-Call-ID", &call.call_id);
+    kt.answer(&mut incoming, FUNCTION_HZ);
+    let (mut referred, response) = dialing.join().expect("the transferee's INVITE");
+    assert_eq!(response.status(), Some(200), "{}", response.summary());
+
+    let notify = final_notify(&mut call, 10 * SECOND);
+    assert_eq!(notify.msg.status(), Some(200));
+    let bye = call.expect_bye(10 * SECOND);
+    assert!(
+        notify.seq < bye.seq,
+        "the 200 to the final NOTIFY must come before the BYE"
     );
-    assert_eq!(notify.status(), Some(200));
-    call.expect_bye(10 * SECOND);
+    assert_eq!(referred.bye().status(), Some(200));
 
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
     assert_record(&record, "transferred", Some("kundtjanst"), "1", &["root"]);
@@ -358,6 +448,72 @@ fn refer_mode_transfers_the_caller_blind() {
             .as_str()
             .is_some_and(|t| t.contains("kt@")),
         "{record:#}"
+    );
+    stop_cleanly(daemon);
+}
+
+/// The order of our 200 to the final NOTIFY and our BYE is decided inside the daemon (the 200 goes through the
+/// NOTIFY's transaction, the BYE through a new one), so one call on loopback shows a wrong order only now and
+/// then. Many calls at once, each checking which of the two reached the caller first, catch it.
+#[test]
+fn refer_answers_the_final_notify_before_sending_bye_every_time() {
+    const CALLS: usize = 16;
+    let (daemon, _it, _kt) = setup(|_| {});
+    let callers: Vec<_> = (0..CALLS)
+        .map(|_| {
+            let daemon_sip = daemon.sip;
+            let uri = daemon.uri();
+            std::thread::spawn(move || {
+                let caller = Caller::udp(daemon_sip);
+                let mut call = caller.sip.invite(
+                    &uri,
+                    &caller.caller_uri(),
+                    Some(&caller.offer(&[PCMU])),
+                    &[],
+                );
+                let response = call.start(15 * SECOND);
+                assert_eq!(response.status(), Some(200), "{}", response.summary());
+                let answer = sdp::parse(&response.body_str()).expect("SDP answer");
+                caller.rtp.set_remote(answer.media_addr());
+                let t0 = Instant::now();
+                caller.rtp.play(common::Sound::Tone {
+                    freq: CALLER_HZ,
+                    pt: PCMU,
+                });
+                caller.rtp.wait_tone(MENU_HZ, 5, t0, 30 * SECOND);
+                caller.rtp.send_digit('1', event_pt(&answer), DIGIT);
+                let refer = call.expect_request("REFER", 20 * SECOND);
+                call.respond(&refer, 202, "Accepted");
+                let notify = final_notify(&mut call, 20 * SECOND);
+                let bye = call.expect_bye(20 * SECOND);
+                (call.call_id.clone(), notify.seq < bye.seq)
+            })
+        })
+        .collect();
+    let orders: Vec<(String, bool)> = callers
+        .into_iter()
+        .map(|c| c.join().expect("a caller thread"))
+        .collect();
+    let overtaken: Vec<&String> = orders
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        overtaken.is_empty(),
+        "in {} of {CALLS} calls the BYE reached the caller before the 200 to its final NOTIFY: {overtaken:?}",
+        overtaken.len()
+    );
+    for (call_id, _) in &orders {
+        let record = daemon.wait_record(call_id, 10 * SECOND);
+        assert_eq!(record["outcome"], "transferred", "{record:#}");
+    }
+    // The BYE waited for the report that the 200 went out, not for the bound on that wait.
+    assert!(
+        !daemon
+            .log_text()
+            .contains("no report that the answer went out"),
+        "a BYE was sent on the timeout, not after the 200"
     );
     stop_cleanly(daemon);
 }
@@ -389,6 +545,12 @@ fn busy_function_plays_the_failure_prompt_and_falls_back_to_kundtjanst() {
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
     assert_eq!(record["outcome"], "transferred", "{record:#}");
     assert_eq!(record["function"], "kundtjanst", "{record:#}");
+    assert!(
+        record["end_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("failed hand-offs: it: busy 486")),
+        "the record says why the first hand-off failed: {record:#}"
+    );
     stop_cleanly(daemon);
 }
 
@@ -418,6 +580,12 @@ fn ring_timeout_cancels_the_function_and_hangs_up_as_failed() {
     call.expect_bye(15 * SECOND);
     let record = daemon.wait_record(&call.call_id, 5 * SECOND);
     assert_record(&record, "failed", Some("it"), "3", &["root"]);
+    assert!(
+        record["end_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("it: rang out after 2s")),
+        "{record:#}"
+    );
     stop_cleanly(daemon);
 }
 

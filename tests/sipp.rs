@@ -23,7 +23,9 @@ fn sipp_caller_presses_3_and_sipp_function_answers_the_bridge() {
     );
     fixture.write_menu(&spec.yaml());
     let dir = fixture.dir.path().to_path_buf();
-    let daemon = Daemon::start(fixture);
+    // SIPp's UAS scenario takes any new request as a call that must start with INVITE: an OPTIONS probe
+    // landing in it would fail the scenario, so this test does without probes.
+    let daemon = Daemon::start_with(fixture, &["--probe-interval", "0s"]);
 
     let function_scenario = render_scenario(
         "function_uas.xml",
@@ -115,4 +117,80 @@ fn sipp_caller_presses_3_and_sipp_function_answers_the_bridge() {
     );
     let record = record.expect("found above");
     assert_record(&record, "transferred", Some("it"), "3", &["root"]);
+}
+
+/// SIPp as an agent's phone: its own MD5 digest answer to knappval's challenge registers it (200 listing its
+/// contact, then `GET /api/v1/agents` shows it); a wrong password gets 403 and registers nothing.
+#[test]
+fn sipp_agent_registers_with_digest_auth() {
+    common::sipp::sipp_binary();
+    let fixture = Fixture::new();
+    fixture.write_menu(&MenuSpec::new("sip:it@127.0.0.1:9", "sip:kt@127.0.0.1:9").yaml());
+    let agents = fixture.path("agents.yaml");
+    common::agent::write_agents_file(&agents, "", &[("it-anna", "hemligt"), ("it-bo", "bo-pass")]);
+    let dir = fixture.dir.path().to_path_buf();
+    let daemon = Daemon::start_with(fixture, &["--agents", agents.to_str().expect("utf-8 path")]);
+
+    let register =
+        |name: &str, agent: &str, password: &str, port: u16, final_status: &str, check: String| {
+            let scenario = render_scenario(
+                "agent_register.xml",
+                &dir,
+                &[
+                    ("AGENT", agent.into()),
+                    ("PASSWORD", password.into()),
+                    ("FINAL", final_status.into()),
+                    ("CONTACT_CHECK", check),
+                ],
+            );
+            let renamed = dir.join(format!("{name}.xml"));
+            std::fs::rename(&scenario, &renamed).expect("rename the scenario");
+            let mut sipp = Sipp::spawn(
+                name,
+                &dir,
+                &[
+                    &daemon.sip.to_string(),
+                    "-sf",
+                    &renamed.to_string_lossy(),
+                    "-i",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-m",
+                    "1",
+                    "-timeout",
+                    "20s",
+                    "-timeout_error",
+                ]
+                .map(String::from),
+            );
+            sipp.assert_success(Duration::from_secs(30));
+        };
+
+    let port = free_udp_port(LOOPBACK);
+    let contact = format!("sip:it-anna@127.0.0.1:{port}");
+    register(
+        "anna",
+        "it-anna",
+        "hemligt",
+        port,
+        "200",
+        // XML attribute: the angle brackets escaped.
+        format!("Contact: &lt;{contact}&gt;;expires=(600|599)"),
+    );
+    let bo_port = free_udp_port(LOOPBACK);
+    register("bo", "it-bo", "fel", bo_port, "403", "SIP/2.0 403".into());
+
+    let (status, body) = daemon.get("/api/v1/agents");
+    assert_eq!(status, 200, "{body}");
+    let agents: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let contacts = |id: &str| {
+        agents
+            .as_array()
+            .and_then(|a| a.iter().find(|agent| agent["id"] == id))
+            .map(|agent| agent["contacts"].clone())
+            .unwrap_or_else(|| panic!("{id} not in {agents}"))
+    };
+    assert_eq!(contacts("it-anna")[0]["uri"], contact, "{agents}");
+    assert_eq!(contacts("it-bo"), serde_json::json!([]), "{agents}");
 }

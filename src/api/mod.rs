@@ -1,8 +1,9 @@
 //! HTTP for operators and managers' tools: the contact records, statistics, the dashboard page that draws them,
-//! and a health check for load balancers.
+//! the agents' registrations, and a health check for load balancers.
 //!
-//! Owns the routes, their query parameters and JSON error bodies. Reads contact records through [`Records`] and
-//! the daemon's state through [`Health`] only, never the call tasks' insides; it changes nothing.
+//! Owns the routes, their query parameters and JSON error bodies. Reads contact records through [`Records`],
+//! registrations through [`Registrar`] and the daemon's state through [`Health`] only, never the call tasks'
+//! insides; it changes nothing.
 
 use std::future::Future;
 use std::io;
@@ -21,6 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::menu::model::Menu;
 use crate::records::{ContactQuery, Records, parse_timestamp};
+use crate::routing::probe::TargetBoard;
+use crate::sip::Registrar;
 
 /// Records returned by `/api/v1/contacts` when no `limit` is given.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -32,6 +35,8 @@ pub const MAX_LIMIT: usize = 10_000;
 pub struct ApiState {
     pub records: Records,
     pub health: Arc<Health>,
+    /// The agents' registrations, when the daemon runs with `--agents`.
+    pub registrar: Option<Registrar>,
     /// The zone statistics buckets are cut in.
     pub time_zone: jiff::tz::TimeZone,
     /// What `/api/v1/functions` answers.
@@ -78,6 +83,8 @@ pub struct Health {
     /// Set at shutdown: new calls are refused, so a load balancer should stop sending them here.
     pub draining: AtomicBool,
     pub started: Instant,
+    /// Each function target's state from the OPTIONS probes.
+    pub functions: TargetBoard,
 }
 
 impl Health {
@@ -86,6 +93,7 @@ impl Health {
             active_calls: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             started: Instant::now(),
+            functions: TargetBoard::default(),
         }
     }
 }
@@ -97,13 +105,14 @@ impl Default for Health {
 }
 
 /// The routes: `GET /api/v1/contacts`, `GET /api/v1/stats`, `GET /api/v1/stats/menu`, `GET /api/v1/functions`,
-/// `GET /healthz` and the dashboard page at `GET /`; anything else is a JSON 404.
+/// `GET /api/v1/agents`, `GET /healthz` and the dashboard page at `GET /`; anything else is a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
         .route("/api/v1/stats", get(stats::stats))
         .route("/api/v1/stats/menu", get(stats::menu))
         .route("/api/v1/functions", get(functions))
+        .route("/api/v1/agents", get(agents))
         .route("/healthz", get(healthz))
         .merge(dashboard::routes())
         .fallback(not_found)
@@ -225,6 +234,15 @@ async fn functions(State(state): State<ApiState>) -> Json<MenuNames> {
     Json(MenuNames::clone(&state.names))
 }
 
+/// Every agent in the agents file with its current contacts, by id; `[]` without `--agents`.
+async fn agents(State(state): State<ApiState>) -> Response {
+    let agents = state
+        .registrar
+        .map(|registrar| registrar.agents(Instant::now()))
+        .unwrap_or_default();
+    Json(agents).into_response()
+}
+
 /// `status` is `ok`, `degraded` (calls are served, but contact records wait in memory because the database
 /// refuses writes: still 200, so that a load balancer keeps sending calls here, while monitoring alerts on the
 /// body) or `draining` (503: send new calls elsewhere).
@@ -243,6 +261,8 @@ async fn healthz(State(state): State<ApiState>) -> Response {
         "active_calls": health.active_calls.load(Ordering::Relaxed),
         "draining": draining,
         "uptime_seconds": health.started.elapsed().as_secs(),
+        // A target that is down does not make knappval unhealthy: its callers get the failure path.
+        "functions": health.functions.snapshot(),
         "records": { "pending": writer.pending(), "last_error": last_error },
     });
     let status = if draining {
@@ -257,8 +277,8 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
-        help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu, /api/v1/functions and \
-               /healthz; the dashboard is at /",
+        help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu, /api/v1/functions, \
+               /api/v1/agents and /healthz; the dashboard is at /",
     }
 }
 

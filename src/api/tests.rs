@@ -32,6 +32,7 @@ impl TestServer {
         let state = ApiState {
             records: Records::new(store),
             health: Arc::new(Health::new()),
+            registrar: None,
             time_zone: crate::records::stats::time_zone("Europe/Stockholm").unwrap(),
             names: Arc::new(MenuNames {
                 menu: "Testkommun".into(),
@@ -244,6 +245,23 @@ async fn healthz_reports_calls_and_turns_503_while_draining() {
         serde_json::json!({ "pending": 0, "last_error": null })
     );
     assert_eq!(body["draining"], false);
+    assert_eq!(body["functions"], serde_json::json!({}));
+    server.state.health.functions.publish(
+        "it",
+        crate::routing::probe::TargetStatus {
+            target: "sip:it@127.0.0.1:5073".into(),
+            state: crate::routing::probe::TargetState::Down,
+            last_probe: Some("2026-12-01T00:00:00Z".into()),
+            last_result: Some("no response within 4s".into()),
+        },
+    );
+    let (status, body) = server.get("/healthz").await;
+    assert_eq!(
+        status, 200,
+        "a target that is down does not fail the health check"
+    );
+    assert_eq!(body["functions"]["it"]["state"], "down", "{body}");
+    assert_eq!(body["functions"]["it"]["target"], "sip:it@127.0.0.1:5073");
     server.state.health.draining.store(true, Ordering::Relaxed);
     let (status, body) = server.get("/healthz").await;
     assert_eq!(status, 503);

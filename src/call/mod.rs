@@ -3,9 +3,10 @@
 //! It answers the INVITE (SDP offer/answer), feeds the flow with what happens (digits from RFC 4733 or INFO,
 //! prompts ending, timers, hang-ups) and carries out what the flow asks (play, stop, transfer, hang up). A
 //! transfer runs beside the menu loop, so a caller who hangs up while the function rings is noticed at once.
-//! Once bridged, it relays media between the legs until one side hangs up. Its contact record is written when
-//! the call starts, then as it goes (answered, each menu event, transfer started, bridged), so that a crash
-//! leaves how far it got, and complete when it ends, whatever way it ends.
+//! Once bridged, it relays media between the legs until one side hangs up, both fall silent, or the caller's
+//! session timer (RFC 4028, [`session_refresh`]) expires. Its contact record is written when the call
+//! starts, then as it goes (answered, each menu event, transfer started, bridged), so that a crash leaves how
+//! far it got, and complete when it ends, whatever way it ends.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -25,14 +26,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+mod session_refresh;
+
+use session_refresh::SessionRefresh;
+
 use crate::api::Health;
-use crate::flow::{Action, Event, Flow, Outcome};
+use crate::flow::{Action, Event, Flow, Outcome, StepKind, WallClock};
 use crate::media::prompt::{Prompt, PromptCache};
 use crate::media::{Codec, MediaEvent, MediaSession, RtpPorts};
 use crate::menu::model::{Menu, TransferMode};
 use crate::records::{ContactRecord, Progress, Records};
 use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
+use crate::routing::probe::TargetState;
 use crate::routing::refer::{self, ReferProgress};
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::sip::{IncomingCall, SipEndpoint, message};
@@ -84,7 +90,7 @@ pub async fn run(call: IncomingCall, services: Arc<CallServices>) {
         // The dialog layer keeps every dialog until told: forgetting this would leak one per call.
         services.sip.dialogs.remove_dialog(&caller_dialog.id());
         record.finish(end.outcome, end.at, end.reason);
-        info!(outcome = %end.outcome, digits = %record.digits, function = ?record.function,
+        info!(outcome = %end.outcome, digits = %record.digits, function = record.function.as_deref().map(display),
               open_dialogs = services.sip.dialogs.len(),
               "call ended: {}", record.end_reason.as_deref().unwrap_or(""));
         services.records.call_ended(record);
@@ -177,7 +183,9 @@ async fn answer_and_run(
     if matches!(dialog.state(), DialogState::Terminated(..)) {
         return End::new(Outcome::Abandoned, "caller cancelled before answer");
     }
-    let headers = vec![Header::ContentType("application/sdp".into())];
+    let session = SessionRefresh::start(&request, &dialog, &answer, Instant::now());
+    let mut headers = vec![Header::ContentType("application/sdp".into())];
+    headers.extend(session.iter().flat_map(SessionRefresh::response_headers));
     if let Err(e) = dialog.accept(Some(headers), Some(answer.into_bytes())) {
         if matches!(dialog.state(), DialogState::Terminated(..)) {
             return End::new(Outcome::Abandoned, "caller cancelled before answer");
@@ -201,7 +209,10 @@ async fn answer_and_run(
         negotiated.telephone_event,
         now,
     );
-    media.set_sending(negotiated.direction.receives());
+    media.set_direction(
+        negotiated.direction.receives(),
+        negotiated.direction.sends(),
+    );
     local.session_version += 1;
     let mut call = Call {
         services: services.clone(),
@@ -210,14 +221,28 @@ async fn answer_and_run(
         media,
         local,
         codec: negotiated.codec,
-        flow: Flow::new(services.menu.clone()),
+        // Opening hours are judged by the wall clock at the answer, carried forward by the monotonic clock.
+        flow: Flow::new(
+            services.menu.clone(),
+            WallClock::new(jiff::Timestamp::now(), now),
+        ),
         transfer: None,
         refer_deadline: None,
         refer_accepted: false,
         answer_in_ack: false,
+        transfer_failures: Vec::new(),
+        session,
         record,
     };
-    call.run().await
+    let mut end = call.run().await;
+    if !call.transfer_failures.is_empty() {
+        end.reason = format!(
+            "{}; failed hand-offs: {}",
+            end.reason,
+            call.transfer_failures.join(", ")
+        );
+    }
+    end
 }
 
 /// Sends 180 Ringing and lets the call ring for `delay`; false when the caller gave up (CANCEL) meanwhile.
@@ -264,6 +289,7 @@ enum Wake {
     Bridged(Result<Box<FunctionLeg>, DialFailure>),
     Referred(Result<(), refer::ReferFailure>),
     ReferTimedOut,
+    SessionExpired,
     Shutdown,
 }
 
@@ -282,11 +308,17 @@ struct Call<'r> {
     refer_accepted: bool,
     /// We offered in a 200 to a re-INVITE without SDP: the caller's answer comes with the ACK.
     answer_in_ack: bool,
+    /// Why each hand-off that failed did (`it: no response from target within 4s`), for the record.
+    transfer_failures: Vec<String>,
+    /// The caller's session timer, when its INVITE asked for one.
+    session: Option<SessionRefresh>,
     record: &'r mut ContactRecord,
 }
 
 /// How long a REFER may take, beyond the function's ring timeout, before we take it as failed.
 const REFER_GRACE: Duration = Duration::from_secs(8);
+/// Longest wait for an in-dialog answer to go out before a BYE that must follow it.
+const ANSWER_SENT_WAIT: Duration = Duration::from_secs(2);
 
 impl Call<'_> {
     async fn run(&mut self) -> End {
@@ -316,25 +348,38 @@ impl Call<'_> {
                     }
                 }
                 Wake::Media(MediaEvent::Digit(digit)) => self.feed(Event::Digit(digit), now).await,
+                // Silence alone does not end the call before the menu has run its course (see silence_is_death).
+                Wake::Media(MediaEvent::MediaTimeout) if !self.silence_is_death() => None,
                 Wake::Media(MediaEvent::MediaTimeout) => {
                     self.feed(Event::CallerHungUp, now).await;
                     self.hang_up();
                     Some(End::new(
                         self.outcome_or(Outcome::Abandoned),
-                        "no RTP from the caller",
+                        "no RTP, RTCP or request from the caller",
+                    ))
+                }
+                Wake::SessionExpired => {
+                    self.feed(Event::CallerHungUp, now).await;
+                    self.hang_up();
+                    Some(End::new(
+                        self.outcome_or(Outcome::Abandoned),
+                        "session timer expired",
                     ))
                 }
                 Wake::Timer => self.feed(Event::Timeout, now).await,
                 Wake::Bridged(Ok(leg)) => {
                     self.transfer = None;
+                    self.target_heard();
                     self.transferred(now);
                     Some(self.bridged(*leg).await)
                 }
                 Wake::Bridged(Err(failure)) => {
                     self.transfer = None;
-                    info!(%failure, "transfer failed");
+                    if failure.target_responded() {
+                        self.target_heard();
+                    }
                     self.media.stop_prompt();
-                    self.feed(Event::TransferFailed, now).await
+                    self.transfer_failed(failure.to_string(), now).await
                 }
                 Wake::Referred(Ok(())) => {
                     self.transfer = None;
@@ -344,13 +389,12 @@ impl Call<'_> {
                 Wake::Referred(Err(failure)) => {
                     self.transfer = None;
                     self.refer_deadline = None;
-                    info!(%failure, "refer failed");
-                    self.feed(Event::TransferFailed, now).await
+                    self.transfer_failed(failure.to_string(), now).await
                 }
                 Wake::ReferTimedOut => {
                     self.refer_deadline = None;
-                    info!("no final NOTIFY for the REFER in time");
-                    self.feed(Event::TransferFailed, now).await
+                    self.transfer_failed("no final NOTIFY for the REFER in time".into(), now)
+                        .await
                 }
                 Wake::Shutdown => {
                     self.hang_up();
@@ -374,9 +418,25 @@ impl Call<'_> {
             event = self.media.next_event() => Wake::Media(event),
             _ = sleep_until(timer) => Wake::Timer,
             _ = sleep_until(refer_deadline) => Wake::ReferTimedOut,
+            () = session_refresh::expiry(&mut self.session) => Wake::SessionExpired,
             done = poll_transfer(&mut self.transfer) => done,
             _ = self.services.hangup_all.cancelled() => Wake::Shutdown,
         }
+    }
+
+    /// In the menu a caller who sends nothing may still be listening: the menu's own timeouts and fallback take
+    /// them on (a hand-off, or a hang-up). Silence ends the call only once the menu's fallback has run and no
+    /// hand-off is under way, so a fallback that leads back into a menu cannot keep a dead caller forever: the
+    /// bound is the menu's time to its fallback plus one media timeout.
+    fn silence_is_death(&self) -> bool {
+        let handing_off = self.transfer.is_some() || self.refer_deadline.is_some();
+        let fell_back = self
+            .flow
+            .journey()
+            .steps
+            .iter()
+            .any(|step| matches!(step.kind, StepKind::Fallback));
+        !handing_off && fell_back
     }
 
     fn outcome_or(&self, otherwise: Outcome) -> Outcome {
@@ -385,6 +445,10 @@ impl Call<'_> {
 
     /// Feeds the flow and carries out its actions; Some when the call is over.
     async fn feed(&mut self, event: Event, now: Instant) -> Option<End> {
+        if let Event::Digit(digit) = event {
+            // Before the flow moves on, so `menu` is the one the digit was pressed in, not the one it leads to.
+            info!(%digit, menu = self.flow.current_menu().map(display), "digit pressed");
+        }
         let actions = self.flow.on(event, now);
         self.sync_record();
         self.apply(actions).await
@@ -426,10 +490,9 @@ impl Call<'_> {
                 },
                 Action::StopPrompt => self.media.stop_prompt(),
                 Action::Transfer(function_id) => {
-                    if !self.start_transfer(&function_id) {
-                        // Validation makes this unreachable; if it happens the flow must still move on.
+                    if let Err(why) = self.start_transfer(&function_id) {
                         let now = Instant::now();
-                        if let Some(end) = Box::pin(self.feed(Event::TransferFailed, now)).await {
+                        if let Some(end) = Box::pin(self.transfer_failed(why, now)).await {
                             return Some(end);
                         }
                     }
@@ -438,6 +501,7 @@ impl Call<'_> {
                     self.hang_up();
                     let reason = match self.flow.journey().outcome {
                         Some(Outcome::Timeout) => "menu fallback: hang up",
+                        Some(Outcome::Closed) => "closed: hang up",
                         Some(Outcome::Failed) => "transfer failed, no fallback left",
                         _ => "menu: hang up",
                     };
@@ -448,12 +512,17 @@ impl Call<'_> {
         None
     }
 
-    /// Starts the hand-off beside the menu loop; false when the function does not exist.
-    fn start_transfer(&mut self, function_id: &str) -> bool {
+    /// Starts the hand-off beside the menu loop; Err (why) when it cannot start: the function does not exist
+    /// (validation makes that unreachable) or its target is down by the OPTIONS probes.
+    fn start_transfer(&mut self, function_id: &str) -> Result<(), String> {
         let Some(function) = self.services.menu.functions.get(function_id) else {
-            warn!(function = function_id, "transfer to an unknown function");
-            return false;
+            warn!(function = %function_id, "transfer to an unknown function");
+            return Err(format!("{function_id}: no such function"));
         };
+        if self.services.health.functions.state(function_id) == TargetState::Down {
+            self.record.transfer_target = Some(function.target.clone());
+            return Err("target down (OPTIONS probes unanswered)".into());
+        }
         let journey = self.flow.journey();
         let handoff = Handoff {
             caller_number: self.record.from.clone(),
@@ -467,7 +536,7 @@ impl Call<'_> {
             transfer_target: self.record.transfer_target.clone(),
             ..Progress::of(self.record)
         });
-        info!(function = %function.id, target = %function.target, mode = ?function.transfer, "handing off");
+        info!(function = %function.id, target = %function.target, mode = %function.transfer, "handing off");
         match function.transfer {
             TransferMode::Bridge => {
                 self.media.play(self.services.ringback.clone());
@@ -501,11 +570,29 @@ impl Call<'_> {
                 })));
             }
         }
-        true
+        Ok(())
+    }
+
+    /// The target of the hand-off under way answered our INVITE: the OPTIONS prober counts that as a probe.
+    fn target_heard(&self) {
+        if let Some(function) = &self.flow.journey().function {
+            self.services.health.functions.heard_from(function);
+        }
+    }
+
+    /// The hand-off under way failed: logged and kept for the record with its reason, and the flow moves on
+    /// to the function's failure path.
+    async fn transfer_failed(&mut self, why: String, now: Instant) -> Option<End> {
+        let function = self.flow.journey().function.clone().unwrap_or_default();
+        info!(function = %function, reason = %why, "transfer failed");
+        self.transfer_failures.push(format!("{function}: {why}"));
+        self.feed(Event::TransferFailed, now).await
     }
 
     async fn on_dialog(&mut self, state: DialogState) -> Option<End> {
         let now = Instant::now();
+        // A request in the dialog (re-INVITE, UPDATE, INFO, OPTIONS) shows the caller is there.
+        self.media.note_life(now);
         match state {
             DialogState::Terminated(_, reason) => {
                 let why = match reason {
@@ -553,13 +640,15 @@ impl Call<'_> {
                         info!(code, "referred call answered");
                         self.refer_deadline = None;
                         self.transferred(now);
+                        // A strict transferee drops the dialog on a BYE that overtakes our 200 to its NOTIFY.
+                        self.until_answer_sent().await;
                         self.hang_up();
                         Some(End::new(Outcome::Transferred, "referred"))
                     }
                     Some(ReferProgress::Failed(code)) if self.refer_deadline.is_some() => {
-                        info!(code, "referred call failed");
                         self.refer_deadline = None;
-                        self.feed(Event::TransferFailed, now).await
+                        self.transfer_failed(format!("referred call failed {code}"), now)
+                            .await
                     }
                     _ => None,
                 }
@@ -584,15 +673,22 @@ impl Call<'_> {
     }
 
     async fn relay_until_hangup(&mut self, mut leg: FunctionLeg) -> End {
-        info!(codec_caller = ?self.codec, codec_function = ?leg.negotiated.codec, "bridged");
+        info!(codec_caller = %self.codec, codec_function = %leg.negotiated.codec, "bridged");
         self.media.stop_prompt();
         loop {
             let wake = tokio::select! {
                 state = self.events.recv() => BridgeWake::Caller(state),
                 state = leg.events.recv() => BridgeWake::Function(state),
                 end = crate::media::relay(&mut self.media, &mut leg.media) => BridgeWake::Relay(end),
+                () = session_refresh::expiry(&mut self.session) => BridgeWake::SessionExpired,
                 _ = self.services.hangup_all.cancelled() => BridgeWake::Shutdown,
             };
+            // A request in a leg's dialog is that leg's life, as its media would be.
+            match &wake {
+                BridgeWake::Caller(Some(_)) => self.media.note_life(Instant::now()),
+                BridgeWake::Function(Some(_)) => leg.media.note_life(Instant::now()),
+                _ => {}
+            }
             match wake {
                 BridgeWake::Caller(None)
                 | BridgeWake::Caller(Some(DialogState::Terminated(..))) => {
@@ -613,18 +709,24 @@ impl Call<'_> {
                 BridgeWake::Function(Some(DialogState::Updated(_, request, handle))) => {
                     let codec = &mut leg.negotiated.codec;
                     // An answer in the function's ACK is not applied (rare from agent phones): noted.
-                    let _ =
-                        answer_reoffer(&request, &handle, &mut leg.media, &mut leg.local, codec)
-                            .await;
+                    let local = &mut leg.local;
+                    let _ = answer_reoffer(&request, &handle, &mut leg.media, local, codec, vec![])
+                        .await;
                 }
                 BridgeWake::Caller(Some(state)) | BridgeWake::Function(Some(state)) => {
                     answer_routine(state).await;
                 }
                 BridgeWake::Relay(end) => {
-                    info!(?end, "media relay ended");
+                    info!(%end, "media relay ended");
                     self.bye(&leg.dialog);
                     self.bye(&self.dialog);
-                    return End::new(Outcome::Transferred, "media stopped");
+                    return End::new(Outcome::Transferred, "media stopped on both legs");
+                }
+                BridgeWake::SessionExpired => {
+                    info!("the caller's session timer expired");
+                    self.bye(&leg.dialog);
+                    self.bye(&self.dialog);
+                    return End::new(Outcome::Transferred, "session timer expired");
                 }
                 BridgeWake::Shutdown => {
                     self.bye(&leg.dialog);
@@ -647,22 +749,54 @@ impl Call<'_> {
         });
     }
 
-    /// A re-INVITE or UPDATE from the caller, in the menu or bridged.
+    /// A re-INVITE or UPDATE from the caller, in the menu or bridged; also a session refresh.
     async fn caller_reoffer(&mut self, request: &Request, handle: &TransactionHandle) {
-        self.answer_in_ack = answer_reoffer(
+        let mut timer_headers = Vec::new();
+        if let Some(session) = self.session.as_mut() {
+            if session.peer_refreshed(request, Instant::now()) {
+                timer_headers = session.response_headers();
+            } else {
+                self.session = None;
+            }
+        }
+        let reoffer = answer_reoffer(
             request,
             handle,
             &mut self.media,
             &mut self.local,
             &mut self.codec,
+            timer_headers,
         )
         .await;
+        self.answer_in_ack = reoffer.answer_in_ack;
+        if let (Some(session), Some(sdp)) = (self.session.as_mut(), reoffer.sdp_sent) {
+            session.sdp_sent(&sdp);
+        }
     }
 
     /// The ACK that completes an offerless re-INVITE from the caller carries the answer.
     fn caller_answer_from_ack(&mut self) {
         self.answer_in_ack = false;
         take_answer_from_ack(&self.dialog, &mut self.media, &mut self.codec);
+    }
+
+    /// Waits until our answer to the in-dialog request just answered is on the wire: `respond` only queues it
+    /// for the request's transaction, which sends it and then reports the dialog Confirmed again. Other
+    /// requests arriving meanwhile get their routine answer; bounded, in case the report never comes.
+    async fn until_answer_sent(&mut self) {
+        let wait = async {
+            loop {
+                match self.events.recv().await {
+                    None | Some(DialogState::Terminated(..) | DialogState::Confirmed(..)) => return,
+                    Some(other) => {
+                        answer_routine(other).await;
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(ANSWER_SENT_WAIT, wait).await.is_err() {
+            debug!("no report that the answer went out; going on");
+        }
     }
 
     fn hang_up(&mut self) {
@@ -686,38 +820,59 @@ enum BridgeWake {
     Caller(Option<DialogState>),
     Function(Option<DialogState>),
     Relay(crate::media::RelayEnd),
+    SessionExpired,
     Shutdown,
 }
 
-/// A re-INVITE or UPDATE on one leg: hold, resume, a new address. Answered from the same session (same
-/// o= id, next version), and the leg's media follows what was agreed.
-/// Returns true when the re-INVITE had no offer: ours went in the 200 and the answer comes in the ACK.
+/// What answering a re-offer did.
+struct Reoffer {
+    /// The re-INVITE had no offer: ours went in the 200 and the answer comes in the ACK.
+    answer_in_ack: bool,
+    /// The SDP our 2xx carried, if any.
+    sdp_sent: Option<String>,
+}
+
+/// A re-INVITE or UPDATE on one leg: hold, resume, a new address, or only a session refresh (an UPDATE
+/// without a body). Answered from the same session (same o= id, next version), with `extra` headers on a
+/// 2xx, and the leg's media follows what was agreed.
 async fn answer_reoffer(
     request: &Request,
     handle: &TransactionHandle,
     media: &mut MediaSession,
     local: &mut LocalMedia,
     codec: &mut Codec,
-) -> bool {
+    extra: Vec<Header>,
+) -> Reoffer {
+    let mut reoffer = Reoffer {
+        answer_in_ack: false,
+        sdp_sent: None,
+    };
+    if request.body.is_empty() && request.method == rsipstack::sip::Method::Update {
+        respond_with(handle, StatusCode::OK, extra, None).await;
+        return reoffer;
+    }
     if request.body.is_empty() {
         let offer = sdp::offer(local, *codec);
         local.session_version += 1;
-        respond(handle, StatusCode::OK, Some(offer)).await;
-        return true;
+        respond_with(handle, StatusCode::OK, extra, Some(offer.clone())).await;
+        reoffer.answer_in_ack = true;
+        reoffer.sdp_sent = Some(offer);
+        return reoffer;
     }
     match sdp::answer(&request.body, local) {
         Ok((negotiated, answer)) => {
             local.session_version += 1;
             follow(media, codec, &negotiated);
-            info!(direction = ?negotiated.direction, "session updated");
-            respond(handle, StatusCode::OK, Some(answer)).await;
+            info!(direction = %negotiated.direction, "session updated");
+            respond_with(handle, StatusCode::OK, extra, Some(answer.clone())).await;
+            reoffer.sdp_sent = Some(answer);
         }
         Err(e) => {
             info!(error = %e, "re-offer refused; the session stays as it was");
             respond(handle, StatusCode::NotAcceptableHere, None).await;
         }
     }
-    false
+    reoffer
 }
 
 /// A leg's media follows a renegotiated session: new address, codec and telephone-event type, and hold
@@ -729,7 +884,10 @@ fn follow(media: &mut MediaSession, codec: &mut Codec, negotiated: &Negotiated) 
         negotiated.codec,
         negotiated.telephone_event,
     );
-    media.set_sending(negotiated.direction.receives());
+    media.set_direction(
+        negotiated.direction.receives(),
+        negotiated.direction.sends(),
+    );
 }
 
 /// The answer a caller put in the ACK of a re-INVITE without offer (PBXes re-anchor media this way after a
@@ -741,7 +899,7 @@ fn take_answer_from_ack(dialog: &InviteDialog, media: &mut MediaSession, codec: 
     match sdp::parse_answer(&ack.body) {
         Ok(negotiated) => {
             follow(media, codec, &negotiated);
-            info!(direction = ?negotiated.direction, "session updated from the ACK's answer");
+            info!(direction = %negotiated.direction, "session updated from the ACK's answer");
         }
         Err(e) => info!(error = %e, "no usable answer in the ACK; the session stays as it was"),
     }
@@ -772,13 +930,20 @@ async fn answer_routine(state: DialogState) -> Option<DialogState> {
 }
 
 async fn respond(handle: &TransactionHandle, status: StatusCode, sdp_body: Option<String>) {
-    let (headers, body) = match sdp_body {
-        Some(body) => (
-            Some(vec![Header::ContentType("application/sdp".into())]),
-            Some(body.into_bytes()),
-        ),
-        None => (None, None),
-    };
+    respond_with(handle, status, Vec::new(), sdp_body).await;
+}
+
+async fn respond_with(
+    handle: &TransactionHandle,
+    status: StatusCode,
+    mut headers: Vec<Header>,
+    sdp_body: Option<String>,
+) {
+    if sdp_body.is_some() {
+        headers.push(Header::ContentType("application/sdp".into()));
+    }
+    let headers = (!headers.is_empty()).then_some(headers);
+    let body = sdp_body.map(String::into_bytes);
     if let Err(e) = handle.respond(status, headers, body).await {
         debug!(error = %e, "in-dialog response failed");
     }

@@ -73,6 +73,10 @@ pub enum StepKind {
     Transferred(FunctionId),
     /// The menu's retries ran out and its fallback took over.
     Fallback,
+    /// The service's opening hours were closed when the call was answered.
+    Closed,
+    /// This function's opening hours were closed when it was chosen.
+    FunctionClosed(FunctionId),
     /// The caller hung up or cancelled.
     CallerHungUp,
     /// knappval ended the call.

@@ -19,6 +19,12 @@
 //! - Choosing a menu that is already on the way down from the root (e.g. "9: main menu") returns to it rather
 //!   than nesting deeper, so `back` from there goes where the caller would expect and the stack stays bounded
 //!   by the number of menus.
+//! - Opening hours are asked at the wall-clock time of the event, from the [`WallClock`] the flow was created
+//!   with (the flow keeps no clock: the wall time of `now` is the reading plus the monotonic time since). When
+//!   the service's `hours:` are closed at the answer, the caller hears their closed prompt and then their
+//!   `then` runs (hang up, or route to a function); no menu is entered. When a function's `hours:` are closed at
+//!   the moment it is chosen, its closed prompt plays and its `then` runs; a route there makes the record's
+//!   function the one the call went to, and the steps keep `function_closed` for the one that was closed.
 //! - A function with a transfer prompt hears it before the hand-off. A failed hand-off plays the function's failure
 //!   prompt (if any) and then follows its `on_failure`. No function is attempted twice in a call, so an
 //!   `on_failure` chain that comes back to a function already tried ends the call instead of looping.
@@ -28,6 +34,7 @@
 //! - [`Outcome::Abandoned`]: the caller hung up (at any point before the outcome was decided), or chose a `hangup`
 //!   option themselves.
 //! - [`Outcome::Timeout`]: the retries ran out and the menu's fallback is `hangup`.
+//! - [`Outcome::Closed`]: closed hours (the service's or the chosen function's) ended the call with `hangup`.
 //! - [`Outcome::Failed`]: a hand-off failed with no `on_failure` left to try (`hangup`, or a function already
 //!   attempted), or the menu refers to something that does not exist (which validation should have caught).
 //!
@@ -47,6 +54,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
+
+use crate::menu::hours::{Closed, ClosedAction};
 use crate::menu::model::{
     Choice, FailureAction, FunctionId, Menu, MenuId, MenuNode, PromptId, ROOT_MENU,
 };
@@ -54,6 +64,28 @@ use crate::menu::model::{
 /// Longest wait for a digit. A menu timeout beyond it (validation should prevent one) is clamped so the deadline
 /// stays representable and the caller is re-prompted at some point.
 const LONGEST_WAIT: Duration = Duration::from_secs(3600);
+
+/// A reading of the wall clock paired with the monotonic instant it was taken at: how the flow learns the time
+/// of day for opening hours without reading a clock. The daemon reads the real clock at the answer;
+/// `knappval simulate` makes one up from `--at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WallClock {
+    wall: Timestamp,
+    at: Instant,
+}
+
+impl WallClock {
+    /// The wall clock read `wall` at the monotonic instant `at`.
+    pub fn new(wall: Timestamp, at: Instant) -> WallClock {
+        WallClock { wall, at }
+    }
+
+    /// The wall-clock time at monotonic `now` (never before the reading).
+    pub fn at(&self, now: Instant) -> Timestamp {
+        let since = now.saturating_duration_since(self.at);
+        self.wall.checked_add(since).unwrap_or(Timestamp::MAX)
+    }
+}
 
 /// Something that happened to the call, reported by the call task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +132,10 @@ enum Prompt {
     Transfer(FunctionId),
     /// The function's failure prompt; its `on_failure` follows.
     Failure(FunctionId),
+    /// The service's closed prompt; its `then` follows.
+    ServiceClosed,
+    /// The function's closed prompt; its `then` follows.
+    FunctionClosed(FunctionId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,11 +167,13 @@ pub struct Flow {
     /// Functions routed to in this call, to stop `on_failure` loops.
     attempted: BTreeSet<FunctionId>,
     answered_at: Option<Instant>,
+    clock: WallClock,
     journey: Journey,
 }
 
 impl Flow {
-    pub fn new(menu: Arc<Menu>) -> Flow {
+    /// `clock` says what time of day it is, for opening hours.
+    pub fn new(menu: Arc<Menu>, clock: WallClock) -> Flow {
         Flow {
             menu,
             phase: Phase::Ringing,
@@ -144,6 +182,7 @@ impl Flow {
             greeted: BTreeSet::new(),
             attempted: BTreeSet::new(),
             answered_at: None,
+            clock,
             journey: Journey::default(),
         }
     }
@@ -155,7 +194,14 @@ impl Flow {
             Event::Answered => {
                 if self.phase == Phase::Ringing {
                     self.answered_at = Some(now);
-                    self.enter_menu(ROOT_MENU.to_string(), now, &mut out);
+                    let menu = Arc::clone(&self.menu);
+                    match &menu.hours {
+                        Some(hours) if !hours.is_open(self.clock.at(now)) => {
+                            self.step(now, StepKind::Closed);
+                            self.closed(&hours.closed, Prompt::ServiceClosed, now, &mut out);
+                        }
+                        _ => self.enter_menu(ROOT_MENU.to_string(), now, &mut out),
+                    }
                 }
             }
             Event::PromptEnded => {
@@ -339,9 +385,54 @@ impl Flow {
         };
         self.attempted.insert(id.clone());
         self.journey.function = Some(id.clone());
+        if let Some(hours) = &function.hours
+            && !hours.is_open(self.clock.at(now))
+        {
+            self.step(now, StepKind::FunctionClosed(id.clone()));
+            return self.closed(&hours.closed, Prompt::FunctionClosed(id), now, out);
+        }
         match &function.transfer_prompt {
             Some(prompt) => self.play(prompt.clone(), Prompt::Transfer(id), out),
             None => self.transfer(id, now, out),
+        }
+    }
+
+    /// Closed hours: their prompt (as `prompt`, whose end runs their action), or their action at once.
+    fn closed(&mut self, closed: &Closed, prompt: Prompt, now: Instant, out: &mut Vec<Action>) {
+        match &closed.prompt {
+            Some(id) => self.play(id.clone(), prompt, out),
+            None => self.closed_action(closed.then.clone(), now, out),
+        }
+    }
+
+    fn closed_action(&mut self, then: ClosedAction, now: Instant, out: &mut Vec<Action>) {
+        match then {
+            // Closed functions routing to each other: the caller has been told it is closed, and that is how
+            // the call ends, not as a failure.
+            ClosedAction::Route(function) if self.attempted.contains(&function) => {
+                tracing::warn!(function = %function, "closed hours route back to a function already tried; ending the call");
+                self.hang_up(Outcome::Closed, now, out)
+            }
+            ClosedAction::Route(function) => self.route(function, now, out),
+            ClosedAction::Hangup => self.hang_up(Outcome::Closed, now, out),
+        }
+    }
+
+    /// The `then` of the closed hours whose prompt just ended.
+    fn after_closed_prompt(
+        &mut self,
+        function: Option<FunctionId>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let menu = Arc::clone(&self.menu);
+        let hours = match &function {
+            None => menu.hours.as_ref(),
+            Some(id) => menu.functions.get(id).and_then(|f| f.hours.as_ref()),
+        };
+        match hours {
+            Some(hours) => self.closed_action(hours.closed.then.clone(), now, out),
+            None => self.hang_up(Outcome::Closed, now, out),
         }
     }
 
@@ -389,6 +480,8 @@ impl Flow {
             }
             Prompt::Transfer(id) => self.transfer(id, now, out),
             Prompt::Failure(id) => self.after_failure(id, now, out),
+            Prompt::ServiceClosed => self.after_closed_prompt(None, now, out),
+            Prompt::FunctionClosed(id) => self.after_closed_prompt(Some(id), now, out),
         }
     }
 
@@ -418,7 +511,10 @@ impl Flow {
 
     /// The current menu vanished from under us; only an unvalidated menu can get here.
     fn broken_menu(&mut self, now: Instant, out: &mut Vec<Action>) {
-        tracing::error!(menu = ?self.stack.last(), "current menu is missing from the menu; ending the call");
+        tracing::error!(
+            menu = self.stack.last().map(tracing::field::display),
+            "current menu is missing from the menu; ending the call"
+        );
         self.hang_up(Outcome::Failed, now, out);
     }
 

@@ -17,15 +17,18 @@ pub enum Outcome {
     Failed,
     /// The call was refused before it was answered (no common codec, shutting down, ...).
     Rejected,
+    /// Answered while closed (the service's or the chosen function's opening hours), told so, and hung up.
+    Closed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Transferred,
         Outcome::Abandoned,
         Outcome::Timeout,
         Outcome::Failed,
         Outcome::Rejected,
+        Outcome::Closed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::Failed => "failed",
             Outcome::Rejected => "rejected",
+            Outcome::Closed => "closed",
         }
     }
 }
@@ -46,7 +50,9 @@ impl fmt::Display for Outcome {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown outcome '{0}' (expected transferred, abandoned, timeout, failed or rejected)")]
+#[error(
+    "unknown outcome '{0}' (expected transferred, abandoned, timeout, failed, rejected or closed)"
+)]
 pub struct UnknownOutcome(pub String);
 
 impl FromStr for Outcome {

@@ -30,6 +30,7 @@ fn function(id: &str) -> Function {
         transfer_prompt: None,
         failure_prompt: None,
         on_failure: FailureAction::Hangup,
+        hours: None,
     }
 }
 
@@ -83,6 +84,7 @@ fn kommun() -> Menu {
             .into_iter()
             .map(|m| (m.id.clone(), m))
             .collect(),
+        hours: None,
     }
 }
 
@@ -97,7 +99,10 @@ impl Call {
     fn new(menu: Menu) -> Call {
         let start = Instant::now();
         Call {
-            flow: Flow::new(Arc::new(menu)),
+            flow: Flow::new(
+                Arc::new(menu),
+                WallClock::new(jiff::Timestamp::UNIX_EPOCH, start),
+            ),
             start,
             now: start,
         }
@@ -811,7 +816,10 @@ fn random_walk(menu: Menu, seed: u64, steps: usize) {
     let menu = Arc::new(menu);
     let mut rng = Lcg(seed);
     let mut now = Instant::now();
-    let mut flow = Flow::new(Arc::clone(&menu));
+    let mut flow = Flow::new(
+        Arc::clone(&menu),
+        WallClock::new(jiff::Timestamp::UNIX_EPOCH, Instant::now()),
+    );
     let mut task = CallTask::default();
     let mut calls = 0;
     const DIGITS: [char; 16] = [
@@ -880,7 +888,10 @@ fn random_walk(menu: Menu, seed: u64, steps: usize) {
         );
         if flow.is_finished() {
             calls += 1;
-            flow = Flow::new(Arc::clone(&menu));
+            flow = Flow::new(
+                Arc::clone(&menu),
+                WallClock::new(jiff::Timestamp::UNIX_EPOCH, Instant::now()),
+            );
             task = CallTask::default();
             continue;
         }
@@ -931,4 +942,176 @@ fn random_walks_without_any_optional_prompts_never_leave_the_caller_in_silence()
         function.failure_prompt = None;
     }
     random_walk(menu, 0xC0FFEE, 20_000);
+}
+
+mod hours {
+    use super::*;
+    use crate::menu::hours::{self, Closed, ClosedAction, Hours};
+
+    /// Hours in UTC open 09:00-12:00 every day, closing with `prompt` and `then`.
+    fn morning(prompt: Option<&str>, then: ClosedAction) -> Hours {
+        let mut hours = Hours::always_open();
+        hours.weekly = std::array::from_fn(|_| hours::parse_ranges("09:00-12:00").unwrap());
+        hours.closed = Closed {
+            prompt: prompt.map(str::to_owned),
+            then,
+        };
+        hours
+    }
+
+    /// A call whose wall clock reads `wall` (UTC) at its start.
+    fn call_at(menu: Menu, wall: &str) -> Call {
+        let mut call = Call::new(menu);
+        call.flow = Flow::new(
+            Arc::clone(call.flow.menu()),
+            WallClock::new(wall.parse().unwrap(), call.start),
+        );
+        call
+    }
+
+    /// A call waiting in root whose function `it` keeps morning hours, closing with its prompt and `then`.
+    fn waiting_with_it_hours(then: ClosedAction, wall: &str) -> Call {
+        let mut menu = kommun();
+        menu.functions.get_mut("it").unwrap().hours = Some(morning(Some("it-closed"), then));
+        let mut call = call_at(menu, wall);
+        call.send(Event::Answered);
+        call.send(Event::PromptEnded);
+        call.send(Event::PromptEnded);
+        call
+    }
+
+    #[test]
+    fn a_closed_service_answers_plays_its_prompt_and_hangs_up_as_closed() {
+        let mut menu = kommun();
+        menu.hours = Some(morning(Some("closed"), ClosedAction::Hangup));
+        let mut call = call_at(menu, "2026-12-01T08:59:59Z");
+        assert_eq!(call.send(Event::Answered), vec![play("closed")]);
+        assert_eq!(call.flow.current_menu(), None, "no menu is entered");
+        assert_eq!(
+            call.at(500).send(Event::Digit('1')),
+            vec![],
+            "digits during the closed prompt are not choices"
+        );
+        assert_eq!(
+            call.at(4_000).send(Event::PromptEnded),
+            vec![Action::Hangup]
+        );
+        let journey = call.flow.journey();
+        assert_eq!(journey.outcome, Some(Outcome::Closed));
+        assert!(journey.path.is_empty() && journey.digits.is_empty());
+        assert_eq!(call.kinds(), vec![StepKind::Closed, StepKind::Hangup]);
+    }
+
+    #[test]
+    fn an_open_service_plays_the_menu_and_opening_is_at_the_ranges_start() {
+        let mut menu = kommun();
+        menu.hours = Some(morning(Some("closed"), ClosedAction::Hangup));
+        let mut call = call_at(menu.clone(), "2026-12-01T09:00:00Z");
+        assert_eq!(call.send(Event::Answered), vec![play("welcome")]);
+        // 12:00 is the end of the range, excluded.
+        let mut call = call_at(menu, "2026-12-01T12:00:00Z");
+        assert_eq!(call.send(Event::Answered), vec![play("closed")]);
+    }
+
+    #[test]
+    fn a_closed_service_can_route_to_a_function_instead() {
+        let mut menu = kommun();
+        menu.hours = Some(morning(None, ClosedAction::Route("kundtjanst".into())));
+        let mut call = call_at(menu, "2026-12-01T20:00:00Z");
+        assert_eq!(call.send(Event::Answered), vec![play("to-kundtjanst")]);
+        assert_eq!(
+            call.at(2_000).send(Event::PromptEnded),
+            vec![transfer("kundtjanst")]
+        );
+        call.send(Event::TransferSucceeded);
+        assert_eq!(call.flow.journey().outcome, Some(Outcome::Transferred));
+        assert_eq!(call.flow.journey().function.as_deref(), Some("kundtjanst"));
+    }
+
+    #[test]
+    fn a_function_closed_when_chosen_plays_its_prompt_and_routes_elsewhere() {
+        let mut call = waiting_with_it_hours(
+            ClosedAction::Route("kundtjanst".into()),
+            "2026-12-01T13:00:00Z",
+        );
+        assert_eq!(
+            call.at(100).send(Event::Digit('3')),
+            vec![play("it-closed")]
+        );
+        assert_eq!(call.at(200).send(Event::Digit('1')), vec![], "not a choice");
+        assert_eq!(
+            call.at(3_000).send(Event::PromptEnded),
+            vec![play("to-kundtjanst")]
+        );
+        assert_eq!(
+            call.at(5_000).send(Event::PromptEnded),
+            vec![transfer("kundtjanst")]
+        );
+        call.send(Event::TransferSucceeded);
+        let journey = call.flow.journey();
+        assert_eq!(
+            journey.function.as_deref(),
+            Some("kundtjanst"),
+            "where the call went"
+        );
+        assert_eq!(journey.outcome, Some(Outcome::Transferred));
+        assert_eq!(journey.digits, "3");
+        assert!(
+            call.kinds()
+                .contains(&StepKind::FunctionClosed("it".into())),
+            "the steps show the closed function: {:?}",
+            call.kinds()
+        );
+    }
+
+    #[test]
+    fn a_function_closed_with_hangup_ends_as_closed_with_that_function() {
+        let mut call = waiting_with_it_hours(ClosedAction::Hangup, "2026-12-01T13:00:00Z");
+        assert_eq!(
+            call.at(100).send(Event::Digit('3')),
+            vec![play("it-closed")]
+        );
+        assert_eq!(
+            call.at(3_000).send(Event::PromptEnded),
+            vec![Action::Hangup]
+        );
+        let journey = call.flow.journey();
+        assert_eq!(journey.outcome, Some(Outcome::Closed));
+        assert_eq!(journey.function.as_deref(), Some("it"));
+    }
+
+    #[test]
+    fn closed_functions_routing_to_each_other_end_as_closed() {
+        let mut menu = kommun();
+        menu.functions.get_mut("it").unwrap().hours =
+            Some(morning(Some("it-closed"), ClosedAction::Route("hr".into())));
+        menu.functions.get_mut("hr").unwrap().hours =
+            Some(morning(None, ClosedAction::Route("it".into())));
+        let mut call = call_at(menu, "2026-12-01T13:00:00Z");
+        call.send(Event::Answered);
+        call.send(Event::PromptEnded);
+        call.send(Event::PromptEnded);
+        assert_eq!(
+            call.at(100).send(Event::Digit('3')),
+            vec![play("it-closed")]
+        );
+        assert_eq!(
+            call.at(2_000).send(Event::PromptEnded),
+            vec![Action::Hangup]
+        );
+        assert_eq!(call.flow.journey().outcome, Some(Outcome::Closed));
+        assert!(
+            call.kinds()
+                .contains(&StepKind::FunctionClosed("hr".into()))
+        );
+    }
+
+    #[test]
+    fn the_time_of_a_choice_is_the_wall_clock_carried_forward() {
+        // Answered two seconds before it opens: a choice at 1 s finds it closed, one at 2 s finds it open.
+        for (choice_ms, expected) in [(1_999, play("it-closed")), (2_000, transfer("it"))] {
+            let mut call = waiting_with_it_hours(ClosedAction::Hangup, "2026-12-01T08:59:58Z");
+            assert_eq!(call.at(choice_ms).send(Event::Digit('3')), vec![expected]);
+        }
+    }
 }

@@ -15,6 +15,13 @@ pub enum Codec {
     Pcma,
 }
 
+/// As SDP writes it, `PCMU` or `PCMA`: what an operator reads in logs.
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Codec {
     pub fn payload_type(self) -> u8 {
         match self {

@@ -71,18 +71,43 @@ impl RtpPorts {
     /// [`bind`](RtpPorts::bind) as a non-blocking std socket, for callers that also send on
     /// it directly (a `try_clone`), outside tokio's readiness tracking.
     pub fn bind_std(&self, ip: IpAddr) -> io::Result<std::net::UdpSocket> {
+        self.bind_next(ip, false).map(|(rtp, _)| rtp)
+    }
+
+    /// An even RTP port and its odd neighbour for RTCP (RFC 3550 §11: a peer that says nothing
+    /// else sends RTCP to RTP port + 1), both non-blocking; pairs with either port in use are skipped.
+    pub fn bind_pair_std(
+        &self,
+        ip: IpAddr,
+    ) -> io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
+        let (rtp, rtcp) = self.bind_next(ip, true)?;
+        let rtcp = rtcp.ok_or_else(|| io::Error::other("RTCP port not bound"))?;
+        Ok((rtp, rtcp))
+    }
+
+    fn bind_next(
+        &self,
+        ip: IpAddr,
+        with_rtcp: bool,
+    ) -> io::Result<(std::net::UdpSocket, Option<std::net::UdpSocket>)> {
         for _ in 0..self.count {
             let index = self.next.fetch_add(1, Ordering::Relaxed) % self.count;
             let port = u32::from(self.base) + 2 * index;
             // count and base come from a u16 range, so the port fits.
             let port = port as u16;
-            match std::net::UdpSocket::bind(SocketAddr::new(ip, port)) {
-                Ok(socket) => {
-                    socket.set_nonblocking(true)?;
-                    return Ok(socket);
-                }
+            let rtp = match bind_nonblocking(SocketAddr::new(ip, port)) {
+                Ok(socket) => socket,
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                 // Wrong address, no permission: every port would fail the same way.
+                Err(e) => return Err(e),
+            };
+            if !with_rtcp {
+                return Ok((rtp, None));
+            }
+            // The top of the range is 65534 at most, so its neighbour exists.
+            match bind_nonblocking(SocketAddr::new(ip, port + 1)) {
+                Ok(rtcp) => return Ok((rtp, Some(rtcp))),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -95,6 +120,12 @@ impl RtpPorts {
             ),
         ))
     }
+}
+
+fn bind_nonblocking(address: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(address)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
 #[cfg(test)]
@@ -160,5 +191,19 @@ mod tests {
         let expected = if outsider.is_some() { 20 } else { 21 };
         // Others running tests may hold a port of the range too; never more than the range.
         assert!(bound.len() <= expected && !bound.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_pair_is_an_even_port_and_its_neighbour_and_busy_neighbours_are_skipped() {
+        let first = free_even_port();
+        let ports = RtpPorts::new(first, first + 2).unwrap();
+        // Someone holds the odd port of one pair: that pair cannot carry RTCP.
+        let outsider = std::net::UdpSocket::bind((LOCALHOST, first + 1)).ok();
+        let (rtp, rtcp) = ports.bind_pair_std(LOCALHOST).unwrap();
+        let port = rtp.local_addr().unwrap().port();
+        assert_eq!(rtcp.local_addr().unwrap().port(), port + 1);
+        if outsider.is_some() {
+            assert_eq!(port, first + 2);
+        }
     }
 }

@@ -5,6 +5,11 @@
 //! Owns only the forwarding rules. Each leg keeps its own SSRC, sequence numbers and symmetric
 //! latch (see `session.rs`); timing follows the source, shifted onto the leg's clock. Signalling
 //! (who hangs up, re-INVITEs) stays with the call task, which cancels `relay` in its `select!`.
+//!
+//! A bridge is ended for silence only when both legs are silent: either leg's life (RTP, RTCP, or a SIP
+//! request the call task reports) keeps it up, and a leg on hold keeps it up for as long as the hold lasts.
+//! A caller whose phone sends nothing while its user listens is normal (silence suppression without
+//! comfort noise, one-way trunks); a function that still talks to them is proof the call is wanted.
 
 use std::time::Instant;
 
@@ -15,13 +20,19 @@ use super::session::{Inbound, MediaSession};
 /// Why a relay stopped by itself (otherwise it runs until the call task cancels it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayEnd {
-    /// The caller's leg has sent no RTP for its media timeout.
-    CallerTimeout,
-    /// The function's leg has sent no RTP for its media timeout.
-    FunctionTimeout,
+    /// Neither leg has shown life for its media timeout, and neither is on hold.
+    BothSilent,
 }
 
-/// Forwards media between the legs until a leg's media times out or the future is dropped.
+impl std::fmt::Display for RelayEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RelayEnd::BothSilent => "no media or request from either side",
+        })
+    }
+}
+
+/// Forwards media between the legs until both legs' media times out or the future is dropped.
 /// Cancel-safe: packets are handled completely between awaits. Prompts on both legs stop;
 /// after the relay, `next_event` resumes each leg's own paced stream.
 /// Counters land in each leg's [`MediaStats`](super::session::MediaStats)
@@ -31,17 +42,15 @@ pub async fn relay(caller: &mut MediaSession, function: &mut MediaSession) -> Re
     function.enter_relay();
     loop {
         let now = Instant::now();
-        if caller.media_timed_out(now) {
+        if caller.media_timed_out(now) && function.media_timed_out(now) {
             caller.rearm_timeout(now);
-            return RelayEnd::CallerTimeout;
-        }
-        if function.media_timed_out(now) {
             function.rearm_timeout(now);
-            return RelayEnd::FunctionTimeout;
+            return RelayEnd::BothSilent;
         }
+        // The later deadline: a leg without one (on hold, no timeout) keeps the bridge up.
         let wake = match (caller.timeout_deadline(), function.timeout_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
         };
         // Far enough away to never fire when no leg has a timeout.
         let wake = wake.unwrap_or_else(|| now + std::time::Duration::from_secs(3600));
@@ -263,7 +272,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn same_codec_passes_through_and_a_silent_leg_ends_the_relay() {
+    async fn one_talking_leg_keeps_the_relay_up_for_a_silent_one() {
+        let ports = test_ports();
+        let mut caller_leg = MediaSession::open(LOCALHOST, &ports).await.unwrap();
+        let mut function_leg = MediaSession::open(LOCALHOST, &ports).await.unwrap();
+        let caller = peer_socket().await;
+        let function = peer_socket().await;
+        let now = Instant::now();
+        caller_leg.start(caller.local_addr().unwrap(), Codec::Pcmu, None, now);
+        function_leg.start(function.local_addr().unwrap(), Codec::Pcmu, None, now);
+        caller_leg.set_media_timeout(Duration::from_millis(300));
+        function_leg.set_media_timeout(Duration::from_millis(300));
+        let to_function_leg = function_leg.local_addr();
+
+        // The function talks for five caller timeouts; the caller never sends a packet.
+        let talking = async {
+            let mut stream = RtpStream::with_state(9, 0, 0);
+            for _ in 0..75 {
+                let packet = stream.frame(0, &[0xFF; 160], 160).unwrap().to_vec();
+                function.send_to(&packet, to_function_leg).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::select! {
+            end = relay(&mut caller_leg, &mut function_leg) => panic!("relay ended: {end:?}"),
+            () = talking => {}
+        }
+        // Now both are silent.
+        let end = tokio::time::timeout(
+            Duration::from_secs(5),
+            relay(&mut caller_leg, &mut function_leg),
+        )
+        .await
+        .expect("two silent legs end the relay");
+        assert_eq!(end, RelayEnd::BothSilent);
+    }
+
+    #[tokio::test]
+    async fn same_codec_passes_through_and_only_two_silent_legs_end_the_relay() {
         let ports = test_ports();
         let mut caller_leg = MediaSession::open(LOCALHOST, &ports).await.unwrap();
         let mut function_leg = MediaSession::open(LOCALHOST, &ports).await.unwrap();
@@ -273,7 +319,7 @@ mod tests {
         caller_leg.start(caller.local_addr().unwrap(), Codec::Pcma, None, now);
         function_leg.start(function.local_addr().unwrap(), Codec::Pcma, None, now);
         function_leg.set_media_timeout(Duration::from_millis(200));
-        caller_leg.set_media_timeout(Duration::ZERO);
+        caller_leg.set_media_timeout(Duration::from_millis(200));
 
         let frame: Vec<u8> = (0..160).map(|i| (i * 3) as u8).collect();
         let mut stream = RtpStream::with_state(1, 0, 0);
@@ -288,8 +334,8 @@ mod tests {
             relay(&mut caller_leg, &mut function_leg),
         )
         .await
-        .expect("the function leg's timeout ends the relay");
-        assert_eq!(end, RelayEnd::FunctionTimeout);
+        .expect("both legs' timeouts end the relay");
+        assert_eq!(end, RelayEnd::BothSilent);
         let heard = drain(&function).await;
         assert_eq!(heard.len(), 1);
         assert_eq!(

@@ -1,6 +1,11 @@
-//! One call leg's media: its RTP socket, the outbound stream (prompts or silence, paced), and
-//! what the peer sends (digits, liveness), as a cancel-safe `next_event` for the call task's
-//! `tokio::select!`.
+//! One call leg's media: its RTP socket and the RTCP socket beside it, the outbound stream (prompts or
+//! silence, paced), and what the peer sends (digits, liveness), as a cancel-safe `next_event` for the
+//! call task's `tokio::select!`.
+//!
+//! Liveness: the media timeout counts from the peer's last sign of life, which is valid RTP, RTCP on either
+//! port (RFC 3550 port + 1, or multiplexed on the RTP port, RFC 5761), or whatever the call task reports
+//! through [`MediaSession::note_life`] (SIP requests in the dialog). A leg on hold in either direction (the
+//! peer's latest SDP is not `sendrecv`) has no timeout: silence is what hold means.
 //!
 //! Owns the socket and the leg's RTP state. Does not decide what to play (the flow does) or
 //! parse SDP (sip does): it is told the remote address, codec and telephone-event payload type.
@@ -29,6 +34,8 @@ pub const DEFAULT_MEDIA_TIMEOUT: Duration = Duration::from_secs(60);
 const PT_COMFORT_NOISE: u8 = 13;
 /// Bigger than any RTP packet over an Ethernet MTU; larger datagrams are cut and then invalid.
 const RECEIVE_BUFFER: usize = 2048;
+/// RTCP is only looked at for its header (life), so a cut compound packet is fine.
+const RTCP_BUFFER: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaEvent {
@@ -36,7 +43,8 @@ pub enum MediaEvent {
     PromptEnded,
     /// The caller pressed a key (RFC 4733, or in-band tones when no telephone-event was agreed).
     Digit(char),
-    /// The peer's RTP has been silent for the configured media timeout.
+    /// The peer has sent no RTP or RTCP, and the call task reported no life, for the media timeout
+    /// (never while on hold).
     MediaTimeout,
 }
 
@@ -50,8 +58,8 @@ pub struct MediaStats {
     pub malformed_dropped: u64,
     /// Valid RTP we do not take: unknown payload type, or from other than the latched source.
     pub foreign_dropped: u64,
-    /// RTCP arriving on the RTP port (rtcp-mux we did not offer); harmless.
-    pub rtcp_ignored: u64,
+    /// RTCP from the peer, on the RTP port (rtcp-mux) or the RTCP port: life, not media.
+    pub rtcp_received: u64,
     /// 20 ms frames not sent because the process stalled (the RTP clock still moved on).
     pub frames_skipped: u64,
     pub send_errors: u64,
@@ -110,6 +118,8 @@ struct RelayClock {
 #[derive(Debug)]
 pub struct MediaSession {
     socket: UdpSocket,
+    /// RTP port + 1: RTCP from peers that do not multiplex it.
+    rtcp: UdpSocket,
     /// The same socket, for sending without waiting: a UDP send only fails to go out at once
     /// when the socket buffer is full, and then the frame is better dropped than late. (Tokio's
     /// `try_send_to` would also refuse until its reactor has first seen the socket writable.)
@@ -130,25 +140,31 @@ pub struct MediaSession {
     dtmf: DtmfReceiver,
     inband: InbandDtmfDetector,
     sending: bool,
+    /// The peer's SDP says it sends (sendrecv/sendonly). When it does not, silence is expected.
+    peer_sends: bool,
     media_timeout: Duration,
+    /// The peer's last sign of life (RTP, RTCP, or reported by the call task).
     last_received: Instant,
     relay_clock: Option<RelayClock>,
     stats: MediaStats,
     logged: Logged,
     receive_buffer: Box<[u8; RECEIVE_BUFFER]>,
+    rtcp_buffer: Box<[u8; RTCP_BUFFER]>,
 }
 
 impl MediaSession {
-    /// Binds an RTP port on `ip` from `ports`. Nothing is sent until [`start`].
+    /// Binds an RTP port and its RTCP neighbour on `ip` from `ports`. Nothing is sent until [`start`].
     ///
     /// [`start`]: MediaSession::start
     pub async fn open(ip: IpAddr, ports: &RtpPorts) -> io::Result<MediaSession> {
-        let bound = ports.bind_std(ip)?;
+        let (bound, rtcp) = ports.bind_pair_std(ip)?;
         let sender = bound.try_clone()?;
         let socket = UdpSocket::from_std(bound)?;
+        let rtcp = UdpSocket::from_std(rtcp)?;
         let local = socket.local_addr()?;
         Ok(MediaSession {
             socket,
+            rtcp,
             sender,
             local,
             peer: None,
@@ -161,12 +177,14 @@ impl MediaSession {
             dtmf: DtmfReceiver::new(),
             inband: InbandDtmfDetector::new(),
             sending: true,
+            peer_sends: true,
             media_timeout: DEFAULT_MEDIA_TIMEOUT,
             last_received: Instant::now(),
             relay_clock: None,
             stats: MediaStats::default(),
             logged: Logged::default(),
             receive_buffer: Box::new([0; RECEIVE_BUFFER]),
+            rtcp_buffer: Box::new([0; RTCP_BUFFER]),
         })
     }
 
@@ -220,14 +238,30 @@ impl MediaSession {
         self.stream.mark_talkspurt();
     }
 
-    /// Hold (the peer's `a=sendonly`/`a=inactive`): stop sending and suspend the media timeout; the
-    /// RTP clock and the prompt run on, so sending resumes seamlessly and the menu never stalls.
-    pub fn set_sending(&mut self, on: bool) {
-        if on && !self.sending {
-            self.last_received = Instant::now();
+    /// Follows the direction in the peer's latest SDP. Hold in either direction (`sendonly`,
+    /// `recvonly`, `inactive`) suspends the media timeout. When the peer does not receive we stop
+    /// sending; the RTP clock and the prompt run on, so sending resumes seamlessly and the menu never
+    /// stalls.
+    pub fn set_direction(&mut self, peer_receives: bool, peer_sends: bool) {
+        let was_on_hold = self.on_hold();
+        if peer_receives && !self.sending {
             self.stream.mark_talkspurt();
         }
-        self.sending = on;
+        self.sending = peer_receives;
+        self.peer_sends = peer_sends;
+        if was_on_hold && !self.on_hold() {
+            // The timeout starts afresh when the call comes off hold.
+            self.last_received = Instant::now();
+        }
+    }
+
+    fn on_hold(&self) -> bool {
+        !(self.sending && self.peer_sends)
+    }
+
+    /// The peer showed life other than by media (a SIP request in its dialog): the timeout restarts.
+    pub fn note_life(&mut self, now: Instant) {
+        self.last_received = self.last_received.max(now);
     }
 
     /// Plays `prompt` from its start, replacing any prompt playing.
@@ -267,15 +301,18 @@ impl MediaSession {
                 return event;
             }
             let wake = self.next_wakeup();
-            let received = {
-                let receive = self.socket.recv_from(&mut self.receive_buffer[..]);
-                match wake {
-                    Some(at) => tokio::select! {
-                        result = receive => Some(result),
-                        () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => None,
-                    },
-                    None => Some(receive.await),
+            // Far enough away to never fire when nothing is timed.
+            let wake = wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let received = tokio::select! {
+                result = self.socket.recv_from(&mut self.receive_buffer[..]) => Some(result),
+                result = self.rtcp.recv_from(&mut self.rtcp_buffer[..]) => {
+                    match result {
+                        Ok((length, source)) => self.on_rtcp_port(length, source, Instant::now()),
+                        Err(error) => self.on_receive_error(&error),
+                    }
+                    None
                 }
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => None,
             };
             match received {
                 Some(Ok((length, source))) => {
@@ -312,7 +349,7 @@ impl MediaSession {
     }
 
     pub(super) fn timeout_deadline(&self) -> Option<Instant> {
-        (self.peer.is_some() && self.sending && !self.media_timeout.is_zero())
+        (self.peer.is_some() && !self.on_hold() && !self.media_timeout.is_zero())
             .then(|| self.last_received + self.media_timeout)
     }
 
@@ -415,7 +452,7 @@ impl MediaSession {
         let packet = match rtp::parse(datagram) {
             Ok(packet) => packet,
             Err(RtpError::Rtcp(_)) => {
-                self.stats.rtcp_ignored += 1;
+                self.on_rtcp(source, now);
                 return Inbound::Nothing;
             }
             Err(error) => {
@@ -491,19 +528,63 @@ impl MediaSession {
         }
     }
 
+    /// A datagram on the RTCP port: life when it is RTCP from the peer's host (any RTCP packet type,
+    /// RFC 3550 and its feedback/XR extensions, 200-207).
+    pub(super) fn on_rtcp_port(&mut self, length: usize, source: SocketAddr, now: Instant) {
+        let header = &self.rtcp_buffer[..length.min(RTCP_BUFFER)];
+        let is_rtcp = header.len() >= 8 && header[0] >> 6 == 2 && (200..=207).contains(&header[1]);
+        if is_rtcp {
+            self.on_rtcp(source, now);
+        } else {
+            self.stats.malformed_dropped += 1;
+        }
+    }
+
+    /// RTCP proves the peer alive only when it comes from where its media may come from: a stranger
+    /// must not keep a dead call up.
+    fn on_rtcp(&mut self, source: SocketAddr, now: Instant) {
+        let Some(peer) = self.peer else {
+            return;
+        };
+        let from_peer = source.ip() == peer.remote.ip()
+            || self.announced.is_some_and(|a| a.ip() == source.ip())
+            || Some(source.ip()) == self.signalling_ip;
+        if from_peer {
+            self.stats.rtcp_received += 1;
+            self.last_received = now;
+        } else {
+            self.stats.foreign_dropped += 1;
+        }
+    }
+
     fn on_receive_error(&mut self, error: &io::Error) {
         if !std::mem::replace(&mut self.logged.receive_error, true) {
             warn!(local = %self.local, %error, "RTP receive failed (logged once)");
         }
     }
 
-    /// Receives one datagram into the session's buffer (for the relay's `select!`).
+    /// Receives one RTP datagram into the session's buffer (for the relay's `select!`); RTCP arriving
+    /// meanwhile on the RTCP port is taken in as life. Cancel-safe: each datagram is handled whole.
     pub(super) async fn receive(&mut self) -> io::Result<(usize, SocketAddr)> {
-        let result = self.socket.recv_from(&mut self.receive_buffer[..]).await;
-        if let Err(error) = &result {
-            self.on_receive_error(error);
+        loop {
+            tokio::select! {
+                result = self.socket.recv_from(&mut self.receive_buffer[..]) => {
+                    if let Err(error) = &result {
+                        self.on_receive_error(error);
+                    }
+                    return result;
+                }
+                result = self.rtcp.recv_from(&mut self.rtcp_buffer[..]) => match result {
+                    Ok((length, source)) => self.on_rtcp_port(length, source, Instant::now()),
+                    Err(error) => self.on_receive_error(&error),
+                },
+            }
         }
-        result
+    }
+
+    /// Where peers send RTCP that is not multiplexed.
+    pub fn rtcp_addr(&self) -> io::Result<SocketAddr> {
+        self.rtcp.local_addr()
     }
 
     pub(super) fn received(&self, range: Range<usize>) -> &[u8] {
@@ -764,7 +845,7 @@ pub(super) mod tests {
             None,
             Instant::now(),
         );
-        session.set_sending(false);
+        session.set_direction(false, true);
         session.play(Arc::new(Prompt::from_samples("menu", vec![1000; 1600])));
         let events = events_for(&mut session, 600).await;
         assert_eq!(
@@ -837,9 +918,51 @@ pub(super) mod tests {
         assert!(events_for(&mut session, 150).await.is_empty());
         let stats = session.stats();
         assert_eq!(stats.malformed_dropped, 2);
-        assert_eq!(stats.rtcp_ignored, 1);
+        assert_eq!(stats.rtcp_received, 1, "RTCP is life, not garbage");
         assert_eq!(stats.foreign_dropped, 1);
         assert_eq!(stats.packets_received, 0);
+    }
+
+    #[tokio::test]
+    async fn rtcp_on_either_port_and_reported_life_keep_the_timeout_off_and_so_does_recvonly() {
+        let ports = test_ports();
+        let mut session = MediaSession::open(LOCALHOST, &ports).await.unwrap();
+        let caller = peer_socket().await;
+        session.set_media_timeout(Duration::from_millis(500));
+        session.start(
+            caller.local_addr().unwrap(),
+            Codec::Pcmu,
+            None,
+            Instant::now(),
+        );
+        let rtcp_port = session.rtcp_addr().unwrap();
+        assert_eq!(rtcp_port.port(), session.local_addr().port() + 1);
+        let report = [0x80, 201, 0, 1, 0, 0, 0, 7];
+        // Six rounds of 150 ms: twice the timeout, kept off by RTCP alone.
+        for round in 0..6 {
+            let target = if round % 2 == 0 {
+                rtcp_port
+            } else {
+                session.local_addr()
+            };
+            caller.send_to(&report, target).await.unwrap();
+            assert!(
+                events_for(&mut session, 150).await.is_empty(),
+                "round {round}"
+            );
+        }
+        assert_eq!(session.stats().rtcp_received, 6);
+        // A SIP request the call task reports counts too; what is not RTCP on the RTCP port does not.
+        session.note_life(Instant::now());
+        caller.send_to(b"hello there", rtcp_port).await.unwrap();
+        assert!(events_for(&mut session, 150).await.is_empty());
+        let events = events_until(&mut session, MediaEvent::MediaTimeout).await;
+        assert_eq!(events, [MediaEvent::MediaTimeout]);
+        assert_eq!(session.stats().malformed_dropped, 1);
+
+        // The peer only listens (recvonly): its silence is expected.
+        session.set_direction(true, false);
+        assert!(events_for(&mut session, 300).await.is_empty());
     }
 
     #[tokio::test]
@@ -857,14 +980,14 @@ pub(super) mod tests {
         let events = events_until(&mut session, MediaEvent::MediaTimeout).await;
         assert_eq!(events, [MediaEvent::MediaTimeout]);
 
-        session.set_sending(false);
+        session.set_direction(false, true);
         drain(&caller).await;
         assert!(
             events_for(&mut session, 300).await.is_empty(),
             "no timeout on hold"
         );
         assert!(drain(&caller).await.is_empty(), "nothing sent on hold");
-        session.set_sending(true);
+        session.set_direction(true, true);
         assert!(events_for(&mut session, 60).await.is_empty());
         let resumed = drain(&caller).await;
         assert!(!resumed.is_empty());

@@ -42,6 +42,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         if number.is_empty() {
             return Err(refuse(format!("'{text}' is not a duration")));
         }
+        // `5 s` and `1m 30s` are what people write; a space inside a number (`5 5s`) still is no duration.
+        let after = after.trim_start();
         let unit_len = after
             .find(|c: char| !c.is_ascii_alphabetic())
             .unwrap_or(after.len());
@@ -53,7 +55,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             });
         }
         let Some(unit_index) = UNITS.iter().position(|(name, _)| *name == unit) else {
-            return Err(refuse(format!("unknown unit '{unit}' in '{text}'")));
+            let message = format!("unknown unit '{unit}' in '{text}'");
+            return Err(match spelled_out(unit) {
+                Some(short) => DurationError {
+                    message,
+                    help: format!(
+                        "write {short} instead of {unit}; the units are ms, s, m and h: 500ms, 5s, 1.5s, 2m, \
+                         1m30s or 1h"
+                    ),
+                },
+                None => refuse(message),
+            });
         };
         if last_unit.is_some_and(|last| unit_index <= last) {
             return Err(refuse(format!(
@@ -61,6 +73,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             )));
         }
         last_unit = Some(unit_index);
+        let after = after.trim_start();
         let nanos = scaled(number, UNITS[unit_index].1)
             .ok_or_else(|| refuse(format!("'{number}' is not a number in '{text}'")))?;
         total_nanos = total_nanos
@@ -73,6 +86,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     // The remainder is below 10^9 and so always fits.
     let nanos = (total_nanos % 1_000_000_000) as u32;
     Ok(Duration::new(secs, nanos))
+}
+
+/// The unit an admin meant by a longer name (`sec`, `minutes`), if any.
+fn spelled_out(unit: &str) -> Option<&'static str> {
+    match unit.to_ascii_lowercase().as_str() {
+        "msec" | "msecs" | "millis" | "millisecond" | "milliseconds" => Some("ms"),
+        "sec" | "secs" | "second" | "seconds" => Some("s"),
+        "min" | "mins" | "minute" | "minutes" => Some("m"),
+        "hr" | "hrs" | "hour" | "hours" => Some("h"),
+        _ => None,
+    }
 }
 
 /// `number` (digits with at most one '.') times `unit_nanos`, exactly, without floating point.
@@ -139,6 +163,9 @@ mod tests {
         assert_eq!(parse_duration(" 5s "), Ok(ms(5000)));
         assert_eq!(parse_duration("0.000000001s"), Ok(Duration::from_nanos(1)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("5 s"), Ok(ms(5000)));
+        assert_eq!(parse_duration("1m 30s"), Ok(ms(90_000)));
+        assert_eq!(parse_duration("1 m 30 s"), Ok(ms(90_000)));
     }
 
     #[test]
@@ -151,8 +178,8 @@ mod tests {
     #[test]
     fn refuses_malformed_text() {
         for text in [
-            "", "s", "5x", "5sec", "1s1m", "1s1s", "1..5s", "1.2.3s", "-5s", "5 s", ".s", "5s5",
-            "1e3s",
+            "", "s", "5x", "5sec", "1s1m", "1s1s", "1..5s", "1.2.3s", "-5s", ".s", "5s5", "1e3s",
+            "5 5s",
         ] {
             assert!(parse_duration(text).is_err(), "{text:?} was accepted");
         }

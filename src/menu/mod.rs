@@ -11,10 +11,16 @@
 
 mod duration;
 mod error;
+pub mod graph;
+pub mod holidays;
+pub mod hours;
 pub mod model;
 mod validate;
+mod warnings;
 mod yaml;
 
+#[cfg(test)]
+mod hours_tests;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +29,7 @@ use std::path::Path;
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{MenuError, MenuErrors};
 pub use validate::{unreachable_functions, unreachable_menus};
+pub use warnings::{MAX_MENU_DEPTH, warnings};
 
 use error::{Pos, Report};
 
@@ -35,6 +42,30 @@ pub fn load(
     prompts_dir: &Path,
     probe_prompt: &dyn Fn(&Path) -> Result<(), String>,
 ) -> Result<model::Menu, MenuErrors> {
+    let (source, label) = read(menu_path)?;
+    load_str(&source, &label, prompts_dir, probe_prompt)
+}
+
+/// Loads and validates the menu file's shape without looking at prompt files: for drawing the menu, where the
+/// recordings do not matter (and may not exist yet).
+pub fn load_layout(menu_path: &Path) -> Result<model::Menu, MenuErrors> {
+    let (source, label) = read(menu_path)?;
+    let mut report = Report::new(&label);
+    let Some(raw) = yaml::parse(&source, &mut report) else {
+        return Err(report.into_errors());
+    };
+    let no_files = Path::new("");
+    match validate::Validator::new(&mut report, no_files)
+        .without_prompt_files()
+        .validate(raw, &|_| Ok(()))
+    {
+        Some(menu) if report.is_empty() => Ok(menu),
+        _ => Err(report.into_errors()),
+    }
+}
+
+/// The menu file's text and the label its errors name it by.
+fn read(menu_path: &Path) -> Result<(String, String), MenuErrors> {
     let label = menu_path.display().to_string();
     let refuse = |message: String, help: &str| {
         let mut report = Report::new(&label);
@@ -69,7 +100,7 @@ pub fn load(
             "save the file as UTF-8 (Notepad: Save as, Encoding UTF-8)",
         )
     })?;
-    load_str(&source, &label, prompts_dir, probe_prompt)
+    Ok((source, label))
 }
 
 /// Like [`load`], for menu text already in memory; `file_label` is what errors name as the file.
@@ -92,7 +123,9 @@ pub fn load_str(
 /// What `knappval check` prints, and whether the menu is usable.
 ///
 /// On success: `menus/kommunsupport.yaml: ok: 7 functions, 2 menus, 13 prompts`, followed by a `note:` line for
-/// each menu or function that callers cannot reach (allowed, but usually an oversight).
+/// each menu or function that callers cannot reach (allowed, but usually an oversight), then a `warning:` line
+/// for each of [`warnings`] (prompts never used, options that cannot be reached, menus nested too deep, hours
+/// never open). Warnings leave the menu usable.
 pub fn check_report(
     menu_path: &Path,
     prompts_dir: &Path,
@@ -100,7 +133,14 @@ pub fn check_report(
 ) -> (String, bool) {
     match load(menu_path, prompts_dir, probe_prompt) {
         Err(errors) => (errors.to_string(), false),
-        Ok(menu) => (summary(&menu_path.display().to_string(), &menu), true),
+        Ok(menu) => {
+            let label = menu_path.display().to_string();
+            let mut text = summary(&label, &menu);
+            for warning in warnings(&menu, prompts_dir) {
+                text.push_str(&format!("\n{label}: warning: {warning}"));
+            }
+            (text, true)
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use super::hours::Hours;
+
 /// A prompt file name without extension: `main-menu` means `PROMPTS/main-menu.wav`.
 pub type PromptId = String;
 /// A menu id: `root` for the top menu, otherwise the key under `menus:`.
@@ -25,6 +27,8 @@ pub struct Menu {
     pub functions: BTreeMap<FunctionId, Function>,
     /// Menus by id; always contains [`ROOT_MENU`].
     pub menus: BTreeMap<MenuId, MenuNode>,
+    /// The service's opening hours (`hours:`); None: always open.
+    pub hours: Option<Hours>,
 }
 
 impl Menu {
@@ -42,7 +46,9 @@ impl Menu {
         for function in self.functions.values() {
             ids.extend(function.transfer_prompt.iter().cloned());
             ids.extend(function.failure_prompt.iter().cloned());
+            ids.extend(function.hours.iter().flat_map(Hours::prompt_ids).cloned());
         }
+        ids.extend(self.hours.iter().flat_map(Hours::prompt_ids).cloned());
         ids
     }
 }
@@ -64,6 +70,8 @@ pub struct Function {
     pub failure_prompt: Option<PromptId>,
     /// What to do when the hand-off fails: another function, or hang up.
     pub on_failure: FailureAction,
+    /// The function's own opening hours (`hours:`); None: open whenever the service is.
+    pub hours: Option<Hours>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +80,16 @@ pub enum TransferMode {
     Bridge,
     /// Blind transfer: knappval sends REFER to the caller's side (RFC 3515).
     Refer,
+}
+
+/// As the menu file writes it: `bridge` or `refer`.
+impl std::fmt::Display for TransferMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TransferMode::Bridge => "bridge",
+            TransferMode::Refer => "refer",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

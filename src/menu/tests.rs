@@ -189,7 +189,13 @@ fn check_report_notes_parked_menus_and_lists_errors() {
         format!("{MINIMAL}menus:\n  parked:\n    prompt: care-menu\n"),
     )
     .unwrap();
-    let (text, ok) = check_report(&path, &prompts_dir(), &any_file);
+    // Only the prompts this menu uses, so that no warning about unused ones joins the notes.
+    let prompts = dir.path().join("prompts");
+    std::fs::create_dir_all(&prompts).unwrap();
+    for id in ["main-menu", "care-menu"] {
+        std::fs::write(prompts.join(format!("{id}.wav")), b"").unwrap();
+    }
+    let (text, ok) = check_report(&path, &prompts, &any_file);
     assert!(ok);
     let label = path.display();
     assert_eq!(
@@ -343,7 +349,13 @@ fn on_failure_must_name_a_defined_other_function() {
 fn an_unknown_key_is_named_with_the_allowed_ones() {
     let source = MINIMAL.replace("  prompt: main-menu", "  promt: main-menu");
     let errors = errors(&source);
-    assert_eq!(errors.len(), 1);
+    // The check goes on after the unknown key, and so also finds the prompt missing.
+    assert_eq!(errors.len(), 2, "{}", MenuErrors(errors.clone()));
+    assert!(
+        errors[1].message.contains("has no `prompt:`"),
+        "{}",
+        errors[1]
+    );
     assert_eq!((errors[0].line, errors[0].column), (10, 3));
     assert_eq!(errors[0].message, "unknown key 'promt'");
     assert_eq!(
@@ -355,7 +367,7 @@ fn an_unknown_key_is_named_with_the_allowed_ones() {
     assert_eq!(single(&source), (13, 1, "unknown key 'greting'".into()));
     assert_eq!(
         help_of(&source),
-        "allowed here: name, functions, menu, menus"
+        "allowed here: name, functions, menu, menus, hours"
     );
 }
 
@@ -448,7 +460,11 @@ fn durations_are_checked_where_they_are_written() {
     );
     assert_eq!(
         single(&with_timeout("5 sec")),
-        (11, 12, "'5 sec' has no unit".into())
+        (11, 12, "unknown unit 'sec' in '5 sec'".into())
+    );
+    assert_eq!(
+        help_of(&with_timeout("5 sec")),
+        "write s instead of sec; the units are ms, s, m and h: 500ms, 5s, 1.5s, 2m, 1m30s or 1h"
     );
     assert_eq!(
         single(&with_timeout("5sec")),
@@ -654,8 +670,45 @@ fn a_repeated_yaml_key_is_reported_by_position() {
     );
     assert_eq!(
         single(&source),
-        (11, 3, "'prompt' is given twice in the same mapping".into())
+        (
+            11,
+            3,
+            "'prompt' is given twice in the same mapping: first at line 10, column 3, again here"
+                .into()
+        )
     );
+}
+
+#[test]
+fn every_unknown_and_repeated_key_is_reported_and_the_rest_still_checked() {
+    let source = MINIMAL
+        .replace(
+            "  prompt: main-menu\n",
+            "  prompt: main-menu\n  timout: 5s\n  timeout: 5 sec\n",
+        )
+        .replace(
+            "    target: sip:it@127.0.0.1:5073\n",
+            "    target: sip:it@127.0.0.1:5073\n    target: sip:x@127.0.0.1:5073\n",
+        );
+    let source = format!("{source}colour: blue\n");
+    let errors = errors(&source);
+    let text = MenuErrors(errors.clone()).to_string();
+    let find = |needle: &str| {
+        errors
+            .iter()
+            .find(|e| e.message.contains(needle))
+            .unwrap_or_else(|| panic!("no error with {needle:?}:\n{text}"))
+    };
+    assert_eq!(find("unknown key 'timout'").line, 12, "{text}");
+    assert_eq!(find("unknown key 'colour'").line, 16, "{text}");
+    let twice = find("'target' is given twice");
+    assert_eq!(twice.line, 6, "{text}");
+    assert!(
+        twice.message.contains("first at line 5, column 5"),
+        "{text}"
+    );
+    assert_eq!(find("unknown unit 'sec'").line, 13, "{text}");
+    assert_eq!(errors.len(), 4, "{text}");
 }
 
 #[test]

@@ -10,8 +10,11 @@ use serde_saphyr::Spanned;
 
 use super::duration::{format_duration, parse_duration};
 use super::error::{Pos, Report};
+use super::hours::ClosedAction;
 use super::model::{self, Choice, FailureAction, Function, MenuNode, ROOT_MENU, TransferMode};
 use super::yaml::{RawChoice, RawFile, RawFunction, RawMenu, SpannedMap, closest};
+
+mod hours;
 
 const DEFAULT_RING_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MENU_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,6 +46,8 @@ enum ChoiceSite<'a> {
     Fallback { menu_id: &'a str },
     /// A function's `on_failure:`.
     OnFailure { function_id: &'a str },
+    /// `then:` under the `closed:` of the service's hours (None) or a function's.
+    Closed { function_id: Option<&'a str> },
 }
 
 /// A prompt reference to be probed once all ids are known.
@@ -59,6 +64,8 @@ pub(crate) struct Validator<'a> {
     prompt_uses: Vec<PromptUse>,
     /// Menu id to the menu its fallback enters, with the fallback's position.
     fallback_edges: BTreeMap<String, (String, Pos)>,
+    /// Whether prompt files are looked at (not when only the menu's shape matters, as for `knappval graph`).
+    probe_prompt_files: bool,
 }
 
 impl<'a> Validator<'a> {
@@ -70,7 +77,14 @@ impl<'a> Validator<'a> {
             menu_ids: BTreeSet::new(),
             prompt_uses: Vec::new(),
             fallback_edges: BTreeMap::new(),
+            probe_prompt_files: true,
         }
+    }
+
+    /// Checks prompt ids' spelling but not their files.
+    pub fn without_prompt_files(mut self) -> Self {
+        self.probe_prompt_files = false;
+        self
     }
 
     /// Checks the whole file. Returns the model only if nothing at all was wrong.
@@ -149,8 +163,12 @@ impl<'a> Validator<'a> {
             }
         }
 
+        let hours = file.hours.as_ref().and_then(|h| self.hours(h, None));
+
         self.check_fallback_cycles();
-        self.check_prompts(probe_prompt);
+        if self.probe_prompt_files {
+            self.check_prompts(probe_prompt);
+        }
 
         if !self.report.is_empty() {
             return None;
@@ -159,6 +177,7 @@ impl<'a> Validator<'a> {
             name: name?,
             functions,
             menus,
+            hours,
         })
     }
 
@@ -255,8 +274,11 @@ impl<'a> Validator<'a> {
             },
         };
 
+        let hours = raw.hours.as_ref().and_then(|h| self.hours(h, Some(id)));
+
         (self.report_len() == before).then(|| Function {
             id: id.to_owned(),
+            hours,
             name,
             target,
             transfer,
@@ -570,6 +592,15 @@ impl<'a> Validator<'a> {
                 "route to another function (e.g. kundtjanst), or { hangup: true }".to_owned(),
             )),
             (ChoiceSite::OnFailure { .. }, _) => None,
+            (ChoiceSite::Closed { .. }, Choice::Menu(_) | Choice::Repeat | Choice::Back) => Some((
+                format!("`{}` cannot follow closed hours", action.value),
+                "then: is { hangup: true } or { route: <a function that is open> }".to_owned(),
+            )),
+            (ChoiceSite::Closed { function_id: Some(function_id) }, Choice::Route(to)) if to == function_id => Some((
+                format!("function '{function_id}' routes to itself when closed"),
+                "route to another function (e.g. kundtjanst), or { hangup: true }".to_owned(),
+            )),
+            (ChoiceSite::Closed { .. }, _) => None,
         };
         match refusal {
             Some((message, help)) => {
@@ -699,6 +730,25 @@ impl<'a> Validator<'a> {
 
     /// Probes each referenced prompt file once and reports a problem at every place that uses it.
     fn check_prompts(&mut self, probe_prompt: &dyn Fn(&Path) -> Result<(), String>) {
+        if !self.prompts_dir.is_dir()
+            && let Some(first) = self.prompt_uses.first()
+        {
+            // One cause, one error: every prompt would otherwise be reported missing on its own.
+            let ids: BTreeSet<&str> = self.prompt_uses.iter().map(|u| u.id.as_str()).collect();
+            self.report.error(
+                first.pos,
+                format!(
+                    "the prompts folder {} does not exist or is not a folder (this menu names {} {})",
+                    self.prompts_dir.display(),
+                    ids.len(),
+                    if ids.len() == 1 { "prompt" } else { "prompts" }
+                ),
+                "pass --prompts with the folder that holds <id>.wav for each prompt id \
+                 (the shipped ones are in prompts/ of the repository), or create it",
+            );
+            self.prompt_uses.clear();
+            return;
+        }
         let available = self.available_prompts();
         let mut verdicts: BTreeMap<String, Option<(String, String)>> = BTreeMap::new();
         for prompt_use in std::mem::take(&mut self.prompt_uses) {
@@ -759,24 +809,29 @@ impl<'a> Validator<'a> {
 
     /// The prompt ids present in the prompts directory, for suggestions; `None` if it cannot be listed.
     fn available_prompts(&self) -> Option<Vec<String>> {
-        let entries = std::fs::read_dir(self.prompts_dir).ok()?;
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter_map(|entry| {
-                let path = entry.path();
-                let is_wav = path
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
-                is_wav.then(|| path.file_stem()?.to_str().map(str::to_owned))?
-            })
-            .collect();
-        names.sort();
-        Some(names)
+        prompt_files(self.prompts_dir)
     }
 
     fn report_len(&self) -> usize {
         self.report.len()
     }
+}
+
+/// The prompt ids of the WAV files in `prompts_dir`, sorted; `None` if it cannot be listed.
+pub(crate) fn prompt_files(prompts_dir: &Path) -> Option<Vec<String>> {
+    let entries = std::fs::read_dir(prompts_dir).ok()?;
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let path = entry.path();
+            let is_wav = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
+            is_wav.then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    names.sort();
+    Some(names)
 }
 
 fn join(ids: &BTreeSet<String>) -> String {
@@ -826,11 +881,20 @@ pub fn unreachable_functions(menu: &model::Menu) -> Vec<&str> {
             }
         }
     }
+    if let Some(ClosedAction::Route(function)) = menu.hours.as_ref().map(|h| &h.closed.then) {
+        queue.push(function);
+    }
     while let Some(id) = queue.pop() {
         if !reached.insert(id) {
             continue;
         }
-        if let Some(FailureAction::Route(next)) = menu.functions.get(id).map(|f| &f.on_failure) {
+        let Some(function) = menu.functions.get(id) else {
+            continue;
+        };
+        if let FailureAction::Route(next) = &function.on_failure {
+            queue.push(next);
+        }
+        if let Some(ClosedAction::Route(next)) = function.hours.as_ref().map(|h| &h.closed.then) {
             queue.push(next);
         }
     }

@@ -5,26 +5,27 @@
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, MapAccess, Visitor};
 use serde_saphyr::budget::BudgetBreach;
-use serde_saphyr::{Budget, MessageFormatter, Options, Spanned};
+use serde_saphyr::{Budget, DuplicateKeyPolicy, MessageFormatter, Options, Spanned};
 
 use super::error::{Pos, Report};
 
 /// A menu file is a few kilobytes; anything this large is a mistake (or an attack) and is refused before parsing.
 pub(crate) const MAX_MENU_BYTES: usize = 1024 * 1024;
 
+/// The top of the menu file. Unknown keys are not refused here but by [`check_keys`], so that the rest of the file
+/// is still checked.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawFile {
     pub name: Option<Spanned<String>>,
     pub functions: Option<Spanned<SpannedMap<Spanned<RawFunction>>>>,
     pub menu: Option<Spanned<RawMenu>>,
     pub menus: Option<Spanned<SpannedMap<Spanned<RawMenu>>>>,
+    pub hours: Option<Spanned<RawHours>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawFunction {
     pub name: Option<Spanned<String>>,
     pub target: Option<Spanned<String>>,
@@ -33,10 +34,28 @@ pub(crate) struct RawFunction {
     pub transfer_prompt: Option<Spanned<String>>,
     pub failure_prompt: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<RawChoice>>,
+    pub hours: Option<Spanned<RawHours>>,
+}
+
+/// `hours:` for the service or one function. Values stay text: `menu::hours` parses them and says what is wrong.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawHours {
+    pub timezone: Option<Spanned<String>>,
+    pub weekly: Option<Spanned<SpannedMap<Spanned<String>>>>,
+    pub holidays: Option<Spanned<String>>,
+    pub closed_on: Option<Spanned<Vec<Spanned<String>>>>,
+    pub special: Option<Spanned<SpannedMap<Spanned<String>>>>,
+    pub closed: Option<Spanned<RawClosed>>,
+}
+
+/// `closed: { prompt: closed, then: { hangup: true } }`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawClosed {
+    pub prompt: Option<Spanned<String>>,
+    pub then: Option<Spanned<RawChoice>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawMenu {
     pub greeting: Option<Spanned<String>>,
     pub prompt: Option<Spanned<String>>,
@@ -45,6 +64,205 @@ pub(crate) struct RawMenu {
     pub invalid: Option<Spanned<String>>,
     pub options: Option<Spanned<SpannedMap<Spanned<RawChoice>>>>,
     pub fallback: Option<Spanned<RawChoice>>,
+}
+
+/// The keys each kind of mapping allows, in the order the help text lists them (the fields of the raw structs).
+const FILE_KEYS: &[&str] = &["name", "functions", "menu", "menus", "hours"];
+const FUNCTION_KEYS: &[&str] = &[
+    "name",
+    "target",
+    "transfer",
+    "ring_timeout",
+    "transfer_prompt",
+    "failure_prompt",
+    "on_failure",
+    "hours",
+];
+const MENU_KEYS: &[&str] = &[
+    "greeting", "prompt", "timeout", "retries", "invalid", "options", "fallback",
+];
+const HOURS_KEYS: &[&str] = &[
+    "timezone",
+    "weekly",
+    "holidays",
+    "closed_on",
+    "special",
+    "closed",
+];
+const CLOSED_KEYS: &[&str] = &["prompt", "then"];
+
+/// The shape of a known field's value, where it has keys of its own to check.
+fn field_shape(key: &str) -> Shape {
+    match key {
+        "hours" => Shape::Fields(HOURS_KEYS),
+        "closed" => Shape::Fields(CLOSED_KEYS),
+        _ => Shape::Free,
+    }
+}
+
+/// The file's mappings and their keys with positions, every entry as written (repeated keys included), values
+/// other than mappings left out: what [`check_keys`] needs to find every unknown and repeated key in one go.
+#[derive(Debug)]
+enum KeyTree {
+    Map(Vec<(Spanned<String>, KeyTree)>),
+    Seq(Vec<KeyTree>),
+    Scalar,
+}
+
+impl<'de> Deserialize<'de> for KeyTree {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TreeVisitor;
+
+        impl<'de> Visitor<'de> for TreeVisitor {
+            type Value = KeyTree;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a YAML value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    entries.push((key, map.next_value::<KeyTree>()?));
+                }
+                Ok(KeyTree::Map(entries))
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<KeyTree>()? {
+                    items.push(item);
+                }
+                Ok(KeyTree::Seq(items))
+            }
+
+            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                KeyTree::deserialize(d)
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(KeyTree::Scalar)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(KeyTree::Scalar)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(KeyTree::Scalar)
+            }
+            fn visit_i128<E: de::Error>(self, _: i128) -> Result<Self::Value, E> {
+                Ok(KeyTree::Scalar)
+            }
+            fn visit_u128<E: de::Error>(self, _: u128) -> Result<Self::Value, E> {
+                Ok(KeyTree::Scalar)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(KeyTree::Scalar)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(KeyTree::Scalar)
+            }
+            fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Self::Value, E> {
+                Ok(KeyTree::Scalar)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(KeyTree::Scalar)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(KeyTree::Scalar)
+            }
+        }
+
+        deserializer.deserialize_any(TreeVisitor)
+    }
+}
+
+/// What a mapping in the menu file is, for its allowed keys.
+#[derive(Clone, Copy)]
+enum Shape {
+    File,
+    /// `functions:` or `menus:`: ids of the admin's choosing, each a function or a menu.
+    Ids(&'static [&'static str]),
+    /// The body of a function or a menu.
+    Fields(&'static [&'static str]),
+    /// Anything else (a menu's `options:`, a choice): only repeated keys are checked here; `validate` knows the rest.
+    Free,
+}
+
+/// Reports every unknown key (with the keys allowed there) and every repeated key (with both positions).
+fn check_keys(source: &str, tree: &KeyTree, shape: Shape, report: &mut Report) {
+    match tree {
+        KeyTree::Seq(items) => {
+            for item in items {
+                check_keys(source, item, Shape::Free, report);
+            }
+        }
+        KeyTree::Scalar => {}
+        KeyTree::Map(entries) => {
+            let mut seen: Vec<(String, Pos)> = Vec::new();
+            for (key, value) in entries {
+                let here = Pos::of(&key.referenced);
+                let identity = key_identity(source, key);
+                if let Some((_, first)) = seen.iter().find(|(id, _)| *id == identity) {
+                    report.error(
+                        here,
+                        format!(
+                            "'{}' is given twice in the same mapping: first at line {}, column {}, again here",
+                            key.value, first.line, first.column
+                        ),
+                        "keep one of them; YAML does not merge repeated keys",
+                    );
+                } else {
+                    seen.push((identity, here));
+                }
+                let inner = match shape {
+                    Shape::File => match key.value.as_str() {
+                        "functions" => Some(Shape::Ids(FUNCTION_KEYS)),
+                        "menus" => Some(Shape::Ids(MENU_KEYS)),
+                        "menu" => Some(Shape::Fields(MENU_KEYS)),
+                        "name" => Some(Shape::Free),
+                        "hours" => Some(field_shape("hours")),
+                        _ => None,
+                    },
+                    Shape::Ids(fields) => Some(Shape::Fields(fields)),
+                    Shape::Fields(allowed) if allowed.contains(&key.value.as_str()) => {
+                        Some(field_shape(&key.value))
+                    }
+                    Shape::Fields(_) => None,
+                    Shape::Free => Some(Shape::Free),
+                };
+                match inner {
+                    Some(inner) => check_keys(source, value, inner, report),
+                    None => {
+                        let allowed = match shape {
+                            Shape::Fields(allowed) => allowed,
+                            _ => FILE_KEYS,
+                        };
+                        unknown_key(&key.value, here, allowed, report);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn unknown_key(key: &str, pos: Pos, allowed: &[&str], report: &mut Report) {
+    let mut help = format!("allowed here: {}", allowed.join(", "));
+    if let Some(close) = closest(key, allowed.iter().copied()) {
+        help = format!("did you mean '{close}'? {help}");
+    }
+    report.error(pos, format!("unknown key '{key}'"), help);
+}
+
+/// Which keys YAML takes as the same: equal text, except that a bare number (`1:`) is not the string `"1":`.
+fn key_identity(source: &str, key: &Spanned<String>) -> String {
+    let pos = Pos::of(&key.referenced);
+    let quoted = source
+        .lines()
+        .nth(pos.line - 1)
+        .and_then(|line| line.chars().nth(pos.column - 1))
+        .is_some_and(|c| c == '"' || c == '\'');
+    let number = !quoted && key.value.parse::<f64>().is_ok();
+    format!("{}{}", if number { "#" } else { "$" }, key.value)
 }
 
 /// A mapping kept as written: keys with their positions, in file order, duplicates included (so that `1:` and
@@ -143,7 +361,7 @@ impl<'de> Deserialize<'de> for RawChoice {
 }
 
 /// Limits far above any real menu (a municipality's has a few hundred nodes) and far below what hurts.
-fn options() -> Options {
+fn options(duplicate_keys: DuplicateKeyPolicy) -> Options {
     let mut budget = Budget::default();
     budget.max_events = 200_000;
     budget.max_nodes = 50_000;
@@ -160,11 +378,12 @@ fn options() -> Options {
     options.alias_limits.max_replay_stack_depth = 16;
     // Positions are all we need from an error; the snippet would copy parts of the file into it.
     options.with_snippet = false;
+    options.duplicate_keys = duplicate_keys;
     options
 }
 
-/// Parses the menu file's text into its raw shape, or reports why it could not (one error: after a syntax or
-/// type error the rest of the document cannot be trusted).
+/// Parses the menu file's text into its raw shape, reporting every unknown and repeated key; None if it could not
+/// (after a syntax or type error the rest of the document cannot be trusted, so that is one error).
 pub(crate) fn parse(source: &str, report: &mut Report) -> Option<RawFile> {
     if source.len() > MAX_MENU_BYTES {
         report.error(
@@ -190,12 +409,23 @@ pub(crate) fn parse(source: &str, report: &mut Report) -> Option<RawFile> {
     }
     // The whole document goes through the budget first, untyped, so a hostile file (alias bomb, deep nesting) is
     // refused as such wherever it hides; the typed pass below would stop at the first type mismatch instead and
-    // send the admin after the wrong problem. A second parse of a few kilobytes costs nothing.
-    if let Err(error) = serde_saphyr::from_str_with_options::<IgnoredAny>(source, options()) {
-        report_parse_error(&error, report);
-        return None;
+    // send the admin after the wrong problem. The same pass finds every unknown and repeated key, which the typed
+    // pass then passes over (the first copy of a key wins), so the rest of the file is still checked. A second
+    // parse of a few kilobytes costs nothing.
+    match serde_saphyr::from_str_with_options::<KeyTree>(
+        source,
+        options(DuplicateKeyPolicy::PassThrough),
+    ) {
+        Ok(tree) => check_keys(source, &tree, Shape::File, report),
+        Err(error) => {
+            report_parse_error(&error, report);
+            return None;
+        }
     }
-    match serde_saphyr::from_str_with_options::<RawFile>(source, options()) {
+    match serde_saphyr::from_str_with_options::<RawFile>(
+        source,
+        options(DuplicateKeyPolicy::FirstWins),
+    ) {
         Ok(file) => Some(file),
         Err(error) => {
             report_parse_error(&error, report);
@@ -251,15 +481,6 @@ fn report_parse_error(error: &serde_saphyr::Error, report: &mut Report) {
         .map(|location| Pos::of(&location))
         .unwrap_or(Pos::FILE);
     match inner {
-        E::SerdeUnknownField {
-            field, expected, ..
-        } => {
-            let mut help = format!("allowed here: {}", expected.join(", "));
-            if let Some(close) = closest(field, expected.iter().copied()) {
-                help = format!("did you mean '{close}'? {help}");
-            }
-            report.error(pos, format!("unknown key '{field}'"), help);
-        }
         E::DuplicateMappingKey { key, .. } => {
             let key = key.as_deref().unwrap_or("this key");
             report.error(

@@ -12,7 +12,8 @@ use super::record::{ContactRecord, format_timestamp};
 pub enum ExportFormat {
     /// One JSON object per line, exactly as the HTTP API returns them (steps included).
     Jsonl,
-    /// RFC 4180 CSV with a header row; the path as `root>it`, steps left out (see [`CSV_HEADER`]).
+    /// RFC 4180 CSV with a header row; the path as `root>it`, steps left out.
+    // The columns are CSV_HEADER's.
     Csv,
 }
 

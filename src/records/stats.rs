@@ -738,7 +738,10 @@ fn add_call(nodes: &mut BTreeMap<String, FunnelNode>, steps: &[Step]) {
                     entry(nodes, menu).hangups += 1;
                 }
             }
-            StepKind::TransferStarted(_) => current = None,
+            // Past the menu: a hang-up during a hand-off or a closed prompt is not the menu's.
+            StepKind::TransferStarted(_) | StepKind::Closed | StepKind::FunctionClosed(_) => {
+                current = None
+            }
             StepKind::Repeat
             | StepKind::Back
             | StepKind::TransferFailed(_)

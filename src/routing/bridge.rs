@@ -3,13 +3,16 @@
 //!
 //! [`dial`] places the call with our SDP offer (the caller's codec first, so that no transcoding is needed when
 //! the function can do it), waits at most the function's ring timeout, and CANCELs when it runs out or when the
-//! dial itself is dropped (the caller hung up while it rang).
+//! dial itself is dropped (the caller hung up while it rang). A target that sends nothing at all (not even
+//! 100 Trying) within [`NO_RESPONSE_TIMEOUT`] is given up at once rather than after Timer B's 32 s: nothing
+//! is there. Once a provisional came, Timer B no longer runs (RFC 3261 §17.1.1.2), so a ring timeout above
+//! 32 s takes effect.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rsipstack::dialog::dialog::DialogStateReceiver;
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
@@ -32,16 +35,23 @@ pub struct FunctionLeg {
     pub local: LocalMedia,
 }
 
-/// Why the function did not take the call.
+/// How long a target may stay silent (no 100 Trying, no 180) before the dial gives up on it. Any SIP element
+/// answers an INVITE with 100 within a round trip or two; 4 s covers a slow DNS and retransmissions (the
+/// INVITE goes out at 0, 0.5, 1.5 and 3.5 s) while the caller hears ringback.
+pub const NO_RESPONSE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Why the function did not take the call, worded for the log and the contact record.
 #[derive(Debug, thiserror::Error)]
 pub enum DialFailure {
-    #[error("function busy ({0})")]
+    #[error("busy {0}")]
     Busy(u16),
-    #[error("function refused the call ({code} {reason})")]
+    #[error("refused {code} {reason}")]
     Refused { code: u16, reason: String },
-    #[error("function did not answer within {0:?}")]
+    #[error("rang out after {}s", .0.as_secs())]
     NoAnswer(Duration),
-    #[error("function unreachable: {0}")]
+    #[error("no response from target within {}s", .0.as_secs())]
+    NoResponse(Duration),
+    #[error("target unreachable: {0}")]
     Unreachable(String),
     #[error("function's answer unusable: {0}")]
     BadAnswer(String),
@@ -49,6 +59,19 @@ pub enum DialFailure {
     Media(std::io::Error),
     #[error("bad function target '{0}'")]
     BadTarget(String),
+}
+
+impl DialFailure {
+    /// Whether the target itself answered (busy, refused, rang): it is alive, whatever the outcome.
+    pub fn target_responded(&self) -> bool {
+        matches!(
+            self,
+            DialFailure::Busy(_)
+                | DialFailure::Refused { .. }
+                | DialFailure::NoAnswer(_)
+                | DialFailure::BadAnswer(_)
+        )
+    }
 }
 
 pub struct Dial<'a> {
@@ -143,15 +166,31 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
         dialogs: d.sip.dialogs.clone(),
         signalling: d.signalling.clone(),
     };
-    info!(target = d.target, function = %d.handoff.function_id, "calling the function");
+    info!(target = %d.target, function = %d.handoff.function_id, "calling the function");
     let mut outcome = outcome;
-    let result = match tokio::time::timeout(d.ring_timeout, &mut outcome).await {
-        Ok(joined) => joined,
-        Err(_elapsed) => {
-            // The guard CANCELs; wait briefly so a 2xx racing the CANCEL is ended cleanly by the stack.
-            drop(guard);
-            let _ = tokio::time::timeout(Duration::from_secs(2), outcome).await;
-            return Err(DialFailure::NoAnswer(d.ring_timeout));
+    let mut events = events;
+    let started = tokio::time::Instant::now();
+    let rang_out = tokio::time::sleep_until(started + d.ring_timeout);
+    let silent = tokio::time::sleep_until(started + NO_RESPONSE_TIMEOUT.min(d.ring_timeout));
+    tokio::pin!(rang_out, silent);
+    let mut heard = false;
+    let result = loop {
+        tokio::select! {
+            joined = &mut outcome => break joined,
+            state = events.recv(), if !heard => {
+                // Calling is our own INVITE going out; anything else is the target's doing.
+                heard = !matches!(state, Some(DialogState::Calling(_)));
+            }
+            _ = &mut silent, if !heard => {
+                // Nothing answers there; the guard ends the attempt, whose transaction would idle to Timer B.
+                return Err(DialFailure::NoResponse(NO_RESPONSE_TIMEOUT.min(d.ring_timeout)));
+            }
+            _ = &mut rang_out => {
+                // The guard CANCELs; wait briefly so a 2xx racing the CANCEL is ended cleanly by the stack.
+                drop(guard);
+                let _ = tokio::time::timeout(Duration::from_secs(2), outcome).await;
+                return Err(DialFailure::NoAnswer(d.ring_timeout));
+            }
         }
     };
     let response = match result {
@@ -180,9 +219,6 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
         {
             return Err(DialFailure::Busy(code));
         }
-        _ if response.status_code == StatusCode::RequestTimeout => {
-            return Err(DialFailure::NoAnswer(d.ring_timeout));
-        }
         _ => {
             return Err(DialFailure::Refused {
                 code,
@@ -209,7 +245,10 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
         negotiated.telephone_event,
         std::time::Instant::now(),
     );
-    media.set_sending(negotiated.direction.receives());
+    media.set_direction(
+        negotiated.direction.receives(),
+        negotiated.direction.sends(),
+    );
     Ok(FunctionLeg {
         dialog,
         events,

@@ -7,6 +7,7 @@
 //! Knows nothing about menus' flow or records: the call task decides when to hand off and what it means.
 
 pub mod bridge;
+pub mod probe;
 pub mod refer;
 
 use rsipstack::sip::Header;

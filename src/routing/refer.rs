@@ -1,6 +1,7 @@
 //! Refer: a blind transfer (RFC 3515). knappval sends REFER in the caller's dialog with the function as
-//! Refer-To; the caller's side (a PBX or trunk) calls the function and reports progress in NOTIFYs carrying
-//! `message/sipfrag` status lines. A final 2xx means the function answered: knappval then ends its own dialog.
+//! Refer-To, the hand-off riding in that URI's headers; the caller's side (a PBX or trunk) calls the function,
+//! copying those headers into its INVITE, and reports progress in NOTIFYs carrying `message/sipfrag` status
+//! lines. A final 2xx means the function answered: knappval then ends its own dialog.
 
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Header, Request, StatusCodeKind};
@@ -21,7 +22,8 @@ pub async fn send(
     target: &str,
     handoff: &Handoff,
 ) -> Result<(), ReferFailure> {
-    let refer_to = format!("<{target}>");
+    let refer_to = refer_to(target, handoff);
+    // Also on the REFER itself, for a B2BUA that reads them there; a transferee only copies the URI's.
     let mut headers = handoff.headers();
     headers.push(Header::ReferredBy(
         format!("<{}>", dialog.initial_request().uri).into(),
@@ -46,11 +48,13 @@ pub fn refer_to(target: &str, handoff: &Handoff) -> String {
     format!("<{target}{separator}{}>", query.join("&"))
 }
 
-/// Percent-encodes all but RFC 3261's unreserved characters in a URI header value.
+/// Escapes a URI header value as RFC 3261 §25.1 `hvalue` allows: unreserved characters and hnv-unreserved
+/// ones (`[]/?:+$`) stay, everything else (`@`, `,`, `;`, `&`, `=`, `#`, `%`, space, `<>`, non-ASCII bytes)
+/// is percent-encoded, so that neither the URI nor the Refer-To header around it ends early.
 fn escape_uri_header(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
+    let mut escaped = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
             b'A'..=b'Z'
             | b'a'..=b'z'
             | b'0'..=b'9'
@@ -62,10 +66,18 @@ fn escape_uri_header(value: &str) -> String {
             | b'*'
             | b'\''
             | b'('
-            | b')' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+            | b')'
+            | b'['
+            | b']'
+            | b'/'
+            | b'?'
+            | b':'
+            | b'+'
+            | b'$' => escaped.push(b as char),
+            _ => escaped.push_str(&format!("%{b:02X}")),
+        }
+    }
+    escaped
 }
 
 /// What one NOTIFY of the refer subscription says.
@@ -135,6 +147,27 @@ mod tests {
             "<sip:kt@127.0.0.1:5071?X-Knappval-Function=kundtjanst&X-Knappval-Digits=1%23\
              &X-Knappval-Path=root%2Cmore&X-Knappval-Call-ID=a%20b%40c>"
         );
+    }
+
+    #[test]
+    fn refer_to_keeps_hnv_unreserved_and_escapes_the_rest() {
+        let handoff = Handoff {
+            caller_number: "+46".into(),
+            call_id: "x;y=z&w<v>%@[::1]:5060/+$?".into(),
+            function_id: "it".into(),
+            digits: "*0".into(),
+            path: vec!["root".into()],
+        };
+        let value = refer_to("sip:it@127.0.0.1;transport=tcp?Priority=urgent", &handoff);
+        assert!(
+            value.ends_with("&X-Knappval-Call-ID=x%3By%3Dz%26w%3Cv%3E%25%40[::1]:5060/+$?>"),
+            "{value}"
+        );
+        assert!(value.starts_with(
+            "<sip:it@127.0.0.1;transport=tcp?Priority=urgent&X-Knappval-Function=it&"
+        ));
+        assert!(value.contains("X-Knappval-Digits=*0&"), "{value}");
+        assert_eq!(value.matches('<').count(), 1, "{value}");
     }
 
     #[test]

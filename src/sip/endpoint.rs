@@ -5,18 +5,21 @@
 //! transaction (100 Trying, the final response and its retransmissions, the ACK, a CANCEL) is driven by the
 //! dialog layer in a task of its own. In-dialog requests (BYE, INFO, re-INVITE, REFER, NOTIFY, ...) are routed
 //! to their dialog, whose owner (the call task) sees them on its dialog-state channel. Out-of-dialog OPTIONS is
-//! answered here; requests for dialogs we do not have get 481; methods we do not serve get 405.
+//! answered here; REGISTER goes to the [`Registrar`] when the daemon has one (`--agents`) and gets 405
+//! otherwise; requests for dialogs we do not have get 481; methods we do not serve get 405.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rsipstack::dialog::dialog::{Dialog, DialogStateReceiver};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, Request, StatusCode, Transport};
+use rsipstack::transaction::endpoint::EndpointOption;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{TcpListenerConnection, TransportLayer};
@@ -27,6 +30,7 @@ use tracing::{debug, info, warn};
 
 use super::guard::GuardedUdpSocket;
 use super::message;
+use super::registrar::{Outcome, Registrar};
 
 /// A call that has arrived and not yet been answered. The call task owns it from here on.
 pub struct IncomingCall {
@@ -64,6 +68,11 @@ pub struct SipEndpoint {
     /// reaching us by another path (an SBC failover, a fork that loops back) is answered 482, not taken as a
     /// second call (RFC 3261 §8.2.2.2).
     invites_in_progress: Arc<Mutex<HashSet<InviteKey>>>,
+    /// Agents' REGISTERs go here; without one (no `--agents`) REGISTER is answered 405.
+    registrar: OnceLock<Registrar>,
+    /// Whether a REGISTER without a registrar has been logged: a phone retrying every minute should not fill
+    /// the log.
+    register_refusal_logged: AtomicBool,
     cancel: CancellationToken,
 }
 
@@ -97,7 +106,14 @@ impl SipEndpoint {
         .await?;
         transport.add_transport(udp.into());
         transport.add_transport(TcpListenerConnection::new(local, None).await?.into());
+        // Call-IDs of the requests we originate (the bridged INVITE, OPTIONS probes) end in our own address,
+        // not the library's default host, so that an operator reading a trace sees who made them.
+        let option = EndpointOption {
+            callid_suffix: Some(call_id_host(local)),
+            ..EndpointOption::default()
+        };
         let endpoint = EndpointBuilder::new()
+            .with_option(option)
             .with_transport_layer(transport)
             .with_cancel_token(cancel.clone())
             .with_user_agent(concat!("knappval/", env!("CARGO_PKG_VERSION")))
@@ -121,12 +137,29 @@ impl SipEndpoint {
             local,
             accepting: AtomicBool::new(true),
             invites_in_progress: Arc::default(),
+            registrar: OnceLock::new(),
+            register_refusal_logged: AtomicBool::new(false),
             cancel,
         }))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// From now on REGISTERs go to `registrar`. Set once, before [`serve`](Self::serve); a second call is ignored.
+    pub fn set_registrar(&self, registrar: Registrar) {
+        if self.registrar.set(registrar).is_err() {
+            warn!("a registrar was already set; keeping the first");
+        }
+    }
+
+    /// The Allow header: our methods, with REGISTER when agents can register.
+    fn allow(&self) -> Header {
+        match self.registrar.get() {
+            Some(_) => Header::Allow(format!("{}, REGISTER", super::ALLOWED_METHODS).into()),
+            None => Header::Allow(super::ALLOWED_METHODS.into()),
+        }
     }
 
     /// Our Contact for a dialog on `transport` (RFC 3261 §8.1.1.8: where the peer sends in-dialog requests).
@@ -144,6 +177,43 @@ impl SipEndpoint {
             uri.params.push(rsipstack::sip::Param::Transport(transport));
         }
         uri
+    }
+
+    /// Sends OPTIONS to `target` outside any dialog and waits at most `timeout` for a response: its status
+    /// code, or why there was none. Used to probe whether a support function's target is alive.
+    pub async fn options(&self, target: &str, timeout: std::time::Duration) -> Result<u16, String> {
+        let uri = rsipstack::sip::Uri::try_from(target).map_err(|e| format!("bad target: {e}"))?;
+        let inner = &self.endpoint.inner;
+        let via = inner.get_via(None, None).map_err(|e| e.to_string())?;
+        let from = rsipstack::sip::typed::From {
+            display_name: None,
+            uri: self.contact(Transport::Udp),
+            params: vec![],
+        }
+        .with_tag(rsipstack::transaction::make_tag());
+        let to = rsipstack::sip::typed::To {
+            display_name: None,
+            uri: uri.clone(),
+            params: vec![],
+        };
+        let request = inner.make_request(Method::Options, uri, via, from, to, 1, None);
+        let key = TransactionKey::from_request(&request, TransactionRole::Client)
+            .map_err(|e| e.to_string())?;
+        let mut tx = Transaction::new_client(key, request, inner.clone(), None);
+        tx.send().await.map_err(|e| format!("not sent: {e}"))?;
+        let response = async {
+            while let Some(message) = tx.receive().await {
+                if let rsipstack::sip::SipMessage::Response(response) = message {
+                    return Some(u16::from(response.status_code));
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(timeout, response).await {
+            Ok(Some(code)) => Ok(code),
+            Ok(None) => Err("no response".into()),
+            Err(_) => Err(format!("no response within {}s", timeout.as_secs())),
+        }
     }
 
     /// Waits until the TCP listener (which rsipstack binds when [`serve`](Self::serve) starts) takes connections,
@@ -215,7 +285,7 @@ impl SipEndpoint {
                 return;
             }
         }
-        let allow = || Header::Allow(super::ALLOWED_METHODS.into());
+        let allow = || self.allow();
         let (status, headers) = match method {
             Method::Invite if in_dialog => (StatusCode::CallTransactionDoesNotExist, vec![]),
             Method::Invite => match self.admit(&tx.original) {
@@ -226,6 +296,7 @@ impl SipEndpoint {
                 StatusCode::OK,
                 vec![
                     allow(),
+                    Header::Supported("timer".into()),
                     Header::Accept("application/sdp".into()),
                     Header::AcceptLanguage("sv, en".into()),
                 ],
@@ -238,11 +309,61 @@ impl SipEndpoint {
             | Method::Update
             | Method::PRack
             | Method::Cancel => (StatusCode::CallTransactionDoesNotExist, vec![]),
-            Method::Register | Method::Subscribe | Method::Publish | Method::Message => {
+            Method::Register => return self.register(tx),
+            Method::Subscribe | Method::Publish | Method::Message => {
                 (StatusCode::MethodNotAllowed, vec![allow()])
             }
         };
         reply_later(tx, status, headers);
+    }
+
+    /// An agent's REGISTER: the registrar decides, this logs (never the credentials) and answers.
+    fn register(&self, tx: Transaction) {
+        let Some(registrar) = self.registrar.get() else {
+            if !self.register_refusal_logged.swap(true, Ordering::Relaxed) {
+                info!(
+                    "REGISTER answered 405: no agents file (start with --agents FILE to let agents register); \
+                     logged once"
+                );
+            }
+            return reply_later(tx, StatusCode::MethodNotAllowed, vec![self.allow()]);
+        };
+        let answer = registrar.register(&tx.original, std::time::Instant::now());
+        let source = tx
+            .connection
+            .as_ref()
+            .and_then(|c| c.get_remote_addr())
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        match &answer.outcome {
+            Outcome::Challenged | Outcome::Stale | Outcome::ForeignNonce => {
+                debug!(%source, outcome = ?answer.outcome, "REGISTER challenged")
+            }
+            Outcome::Registered {
+                agent,
+                contacts,
+                changed: true,
+            } => info!(%agent, contacts, %source, "REGISTER accepted: contacts changed"),
+            Outcome::Registered {
+                agent, contacts, ..
+            } => debug!(%agent, contacts, %source, "REGISTER accepted: refreshed"),
+            Outcome::WrongPassword { agent } => {
+                warn!(%agent, %source, "REGISTER refused 403: wrong password")
+            }
+            Outcome::UnknownAgent { agent } => warn!(
+                %agent, %source,
+                "REGISTER refused 403: no such agent in the agents file, or another agent's credentials"
+            ),
+            Outcome::Replayed { agent } => warn!(
+                %agent, %source,
+                "REGISTER refused 401: nonce-count used before (a replayed request?)"
+            ),
+            Outcome::Refused { agent, reason } => {
+                info!(%agent, %source, status = %answer.status, %reason, "REGISTER refused")
+            }
+            Outcome::BadRequest { reason } => info!(%source, %reason, "REGISTER refused 400"),
+        }
+        reply_later(tx, answer.status, answer.headers);
     }
 
     /// Whether a new INVITE can become a call, or the final response that says why not.
@@ -258,12 +379,22 @@ impl SipEndpoint {
                 return Err((StatusCode::LoopDetected, vec![]));
             }
         }
-        // RFC 3261 §8.2.2.3: we implement no extensions, so any required one is unsupported.
-        let required = message::required_extensions(invite);
+        // RFC 3261 §8.2.2.3: session timers are the one extension we implement; any other required one is
+        // unsupported.
+        let mut required = message::required_extensions(invite);
+        required.retain(|tag| !tag.eq_ignore_ascii_case("timer"));
         if !required.is_empty() {
             return Err((
                 StatusCode::BadExtension,
                 vec![Header::Unsupported(required.join(", ").into())],
+            ));
+        }
+        if super::session_timer::asked(invite) == super::session_timer::Asked::TooSmall {
+            // RFC 4028 §8.1: the caller retries with our minimum.
+            let min_se = super::session_timer::MIN_SE.as_secs().to_string();
+            return Err((
+                StatusCode::SessionIntervalTooSmall,
+                vec![Header::MinSE(min_se.into())],
             ));
         }
         if let Err(e) = message::session_offer(invite) {
@@ -369,6 +500,14 @@ fn has_to_tag(request: &Request) -> bool {
 /// and every drop costs the caller a retransmission (0.5 s, 1 s, 2 s, ...). Measured under load: the default
 /// buffer overflowed at 500 concurrent calls. The kernel caps it at net.core.rmem_max.
 const SIP_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Our address as the host part of a Call-ID (`uuid@127.0.0.1`, `uuid@[::1]`).
+fn call_id_host(local: SocketAddr) -> String {
+    match local.ip() {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    }
+}
 
 fn bind_sip_udp(listen: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};

@@ -70,6 +70,13 @@ pub enum Direction {
     Inactive,
 }
 
+/// As SDP writes it: `sendrecv`, `sendonly`, `recvonly`, `inactive`.
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.attribute())
+    }
+}
+
 impl Direction {
     /// The attribute name as SDP writes it.
     pub fn attribute(self) -> &'static str {

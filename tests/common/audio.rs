@@ -15,7 +15,10 @@ pub const MORE_HZ: u32 = 2000;
 pub const BUSY_HZ: u32 = 2500;
 pub const CALLER_HZ: u32 = 600;
 pub const FUNCTION_HZ: u32 = 1800;
-pub const ALL_TONES: [u32; 7] = [
+/// The closed prompts of opening hours: the service's and a function's.
+pub const CLOSED_HZ: u32 = 2800;
+pub const FUNCTION_CLOSED_HZ: u32 = 3300;
+pub const ALL_TONES: [u32; 9] = [
     GREETING_HZ,
     MENU_HZ,
     INVALID_HZ,
@@ -23,6 +26,8 @@ pub const ALL_TONES: [u32; 7] = [
     BUSY_HZ,
     CALLER_HZ,
     FUNCTION_HZ,
+    CLOSED_HZ,
+    FUNCTION_CLOSED_HZ,
 ];
 
 const ULAW_BIAS: i32 = 0x84;
@@ -128,6 +133,15 @@ pub fn rms(samples: &[i16]) -> f64 {
         return 0.0;
     }
     (samples.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
+}
+
+/// RMS of a 0 dBm0 sine on the 16-bit scale G.711 decodes to: its peak is 3.17 dB below µ-law full scale
+/// (8159 on the 14-bit scale, 32636 on 16 bits), ITU-T G.711's digital milliwatt.
+pub const DBM0_RMS: f64 = 32636.0 / 1.4405 / std::f64::consts::SQRT_2;
+
+/// The level of `samples` in dBm0 (-inf for silence).
+pub fn dbm0(samples: &[i16]) -> f64 {
+    20.0 * (rms(samples) / DBM0_RMS).log10()
 }
 
 /// Which of `candidates` dominates a frame, if any: most of the energy at that frequency and not near-silent.

@@ -18,6 +18,8 @@ impl FunctionEndpoint {
     pub fn new(codecs: &[u8]) -> FunctionEndpoint {
         let bind: SocketAddr = "127.0.0.1:0".parse().expect("loopback address");
         let sip = SipPeer::udp(bind, None).expect("bind the function's SIP socket");
+        // As a phone does, and as the daemon's target probes expect.
+        sip.auto_answer("OPTIONS");
         FunctionEndpoint {
             sip,
             rtp: RtpPeer::loopback(),

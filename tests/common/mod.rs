@@ -3,6 +3,7 @@
 //! crate-wide `dead_code` allowance below.
 #![allow(dead_code, unused_imports)]
 
+pub mod agent;
 pub mod audio;
 pub mod browser;
 pub mod daemon;
@@ -13,6 +14,7 @@ pub mod sdp;
 pub mod sip;
 pub mod sipmsg;
 pub mod sipp;
+pub mod transferee;
 
 pub use daemon::{Daemon, Fixture, MenuSpec};
 pub use function::FunctionEndpoint;

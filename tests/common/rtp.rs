@@ -221,8 +221,8 @@ impl RtpPeer {
         self.received.lock().map(|p| p.len()).unwrap_or(0)
     }
 
-    /// Tone per received G.711 frame (arrival order) since `since`.
-    pub fn tones_since(&self, since: Instant) -> Vec<Option<u32>> {
+    /// The received G.711 frames since `since`, decoded, in arrival order (other payloads left out).
+    fn frames_since(&self, since: Instant) -> Vec<Vec<i16>> {
         let received = match self.received.lock() {
             Ok(r) => r,
             Err(_) => return Vec::new(),
@@ -231,8 +231,20 @@ impl RtpPeer {
             .iter()
             .filter(|p| p.at >= since)
             .filter_map(|p| audio::decode(p.pt, &p.payload))
-            .map(|samples| audio::dominant(&samples, &audio::ALL_TONES))
             .collect()
+    }
+
+    /// Tone per received G.711 frame (arrival order) since `since`.
+    pub fn tones_since(&self, since: Instant) -> Vec<Option<u32>> {
+        self.frames_since(since)
+            .iter()
+            .map(|samples| audio::dominant(samples, &audio::ALL_TONES))
+            .collect()
+    }
+
+    /// The decoded G.711 audio received since `since`, in arrival order.
+    pub fn samples_since(&self, since: Instant) -> Vec<i16> {
+        self.frames_since(since).concat()
     }
 
     pub fn segments_since(&self, since: Instant) -> Vec<audio::Segment> {

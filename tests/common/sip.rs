@@ -49,6 +49,8 @@ pub struct Received {
     pub msg: SipMessage,
     pub origin: Origin,
     pub at: Instant,
+    /// Arrival order at this peer (0, 1, 2, ...): which of two messages came first, even within one clock tick.
+    pub seq: u64,
 }
 
 #[derive(Default)]
@@ -62,6 +64,8 @@ struct State {
     tcp: Vec<TcpStream>,
     /// Unparseable input, kept for failure messages.
     garbage: Vec<String>,
+    /// Messages delivered so far; the next one's `seq`.
+    arrivals: u64,
 }
 
 struct Shared {
@@ -229,6 +233,16 @@ impl SipPeer {
     }
 
     /// Answers requests of this method with 200 OK as they arrive (they are still put in the inbox).
+    /// Stops answering `method` by itself: from now on those requests wait in the inbox like any other.
+    pub fn stop_auto_answer(&self, method: &str) {
+        self.shared
+            .state
+            .lock()
+            .expect("peer state")
+            .auto_answer
+            .remove(&method.to_ascii_uppercase());
+    }
+
     pub fn auto_answer(&self, method: &str) {
         self.shared
             .state
@@ -367,6 +381,17 @@ impl SipPeer {
         timeout: Duration,
         provisional: &mut Vec<SipMessage>,
     ) -> Option<SipMessage> {
+        self.transact_received(request, timeout, provisional)
+            .map(|r| r.msg)
+    }
+
+    /// [`transact`](Self::transact), returning the final response with its arrival order.
+    pub fn transact_received(
+        &self,
+        request: &str,
+        timeout: Duration,
+        provisional: &mut Vec<SipMessage>,
+    ) -> Option<Received> {
         let parsed =
             SipMessage::parse_datagram(request.as_bytes()).expect("test requests are well-formed");
         let branch = parsed.via_branch().expect("test requests carry a branch");
@@ -393,7 +418,7 @@ impl SipPeer {
                     && m.cseq().is_some_and(|(_, mm)| mm == method)
             });
             match response {
-                Some(r) if r.msg.status().is_some_and(|s| s >= 200) => return Some(r.msg),
+                Some(r) if r.msg.status().is_some_and(|s| s >= 200) => return Some(r),
                 Some(r) => {
                     if is_invite {
                         retransmitting = false;
@@ -544,6 +569,7 @@ fn deliver(shared: &Shared, msg: SipMessage, origin: Origin) {
         }
         state.server.insert(key, None);
         if state.auto_answer.contains(&cseq_method) {
+            let seq = state.arrivals;
             drop(state);
             auto_respond(
                 shared,
@@ -551,6 +577,7 @@ fn deliver(shared: &Shared, msg: SipMessage, origin: Origin) {
                     msg: msg.clone(),
                     origin,
                     at: Instant::now(),
+                    seq,
                 },
             );
             state = match shared.state.lock() {
@@ -559,10 +586,13 @@ fn deliver(shared: &Shared, msg: SipMessage, origin: Origin) {
             };
         }
     }
+    let seq = state.arrivals;
+    state.arrivals += 1;
     state.inbox.push_back(Received {
         msg,
         origin,
         at: Instant::now(),
+        seq,
     });
     shared.arrived.notify_all();
 }
@@ -834,13 +864,24 @@ impl Call {
         body: Option<(&str, &str)>,
         timeout: Duration,
     ) -> SipMessage {
+        self.request_received(method, extra, body, timeout).msg
+    }
+
+    /// [`request`](Self::request), returning the final response with its arrival order.
+    pub fn request_received(
+        &mut self,
+        method: &str,
+        extra: &[String],
+        body: Option<(&str, &str)>,
+        timeout: Duration,
+    ) -> Received {
         let text = self.dialog_request(method, extra, body);
         let mut provisional = Vec::new();
         if let Some(Origin::Udp(addr)) = self.origin {
             self.peer.set_remote(addr);
         }
         self.peer
-            .transact(&text, timeout, &mut provisional)
+            .transact_received(&text, timeout, &mut provisional)
             .unwrap_or_else(|| {
                 panic!(
                     "no final response to {method} within {timeout:?}; inbox: {}",
