@@ -192,7 +192,8 @@ struct RunArgs {
     /// After SIGTERM, how long calls in progress may go on before they are ended [default: 30s]
     #[arg(long, env = "KNAPPVAL_GRACE_PERIOD", value_name = "DURATION")]
     grace_period: Option<String>,
-    /// How long a caller's RTP may stop before the call is taken as dead; 0s disables [default: 60s]
+    /// How long a call may show no sign of life (RTP, RTCP or a SIP request; either side once bridged)
+    /// before it is taken as dead; 0s disables [default: 60s]
     #[arg(long, env = "KNAPPVAL_MEDIA_TIMEOUT", value_name = "DURATION")]
     media_timeout: Option<String>,
     /// Let the call ring (180) this long before answering; 0s answers at once [default: 0s]
@@ -401,7 +402,13 @@ fn causes_once(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let part = cause.to_string();
-        if text.contains(&part) {
+        // SQLite's own error repeats the text with its code in front (`Error code 8: attempt to write a
+        // readonly database`): the text once is enough.
+        let said = part
+            .strip_prefix("Error code ")
+            .and_then(|coded| coded.split_once(": "))
+            .map_or(part.as_str(), |(_, said)| said);
+        if text.contains(&part) || text.contains(said) {
             continue;
         }
         if !text.is_empty() {
@@ -854,5 +861,18 @@ mod tests {
             "{text}"
         );
         assert!(text.starts_with("starting: cannot bind SIP: "), "{text}");
+    }
+
+    #[test]
+    fn sqlite_text_repeated_behind_its_code_is_said_once() {
+        let sqlite = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(8),
+            Some("attempt to write a readonly database".into()),
+        );
+        let error = anyhow::Error::new(sqlite).context("cannot open x.db");
+        assert_eq!(
+            causes_once(&error),
+            "cannot open x.db: attempt to write a readonly database"
+        );
     }
 }

@@ -56,10 +56,16 @@ fn json_log_values_are_written_as_an_operator_writes_them() {
     incoming.call.expect_bye(10 * SECOND);
     daemon.wait_record(&call.call_id, 5 * SECOND);
 
-    // A call that hangs up in the menu: no function.
+    // A call with a session timer that hangs up in the menu: no function.
     let caller = Caller::udp(daemon.sip);
-    let (mut quiet, _answer, t0) = caller.call(&daemon, &[PCMU], CALLER_HZ);
-    caller.rtp.wait_tone(MENU_HZ, 5, t0, 15 * SECOND);
+    let mut quiet = caller.sip.invite(
+        &daemon.uri(),
+        &caller.caller_uri(),
+        Some(&caller.offer(&[PCMU])),
+        &["Supported: timer".into(), "Session-Expires: 90".into()],
+    );
+    let ok = quiet.start(10 * SECOND);
+    assert_eq!(ok.status(), Some(200), "{}", ok.summary());
     assert_eq!(quiet.bye().status(), Some(200));
     daemon.wait_record(&quiet.call_id, 5 * SECOND);
     assert!(daemon.stop(15 * SECOND).success());
@@ -73,7 +79,7 @@ fn json_log_values_are_written_as_an_operator_writes_them() {
     }) {
         let text = line.to_string();
         for debug_form in [
-            "None", "Some(", "..=", "Bridge", "Refer", "Pcmu", "Pcma", "Caller",
+            "None", "Some(", "..=", "Bridge", "Refer", "Pcmu", "Pcma", "Caller", "Uac",
         ] {
             assert!(
                 !text.contains(debug_form),
@@ -116,6 +122,9 @@ fn json_log_values_are_written_as_an_operator_writes_them() {
         "a call without a function logs none: {}",
         ended[1]
     );
+    let timer = fields_of(&lines, "session timer on");
+    assert_eq!(timer["interval"], "1m30s", "{timer}");
+    assert_eq!(timer["refresher"], "uac", "{timer}");
     let shutdown = fields_of(&lines, "shutting down");
     assert_eq!(shutdown["grace"], "2s", "{shutdown}");
 }
@@ -231,6 +240,12 @@ fn run_help_names_every_setting_with_its_default() {
             "{flag} shows no default:\n{help}"
         );
     }
+    // Not only RTP: RTCP and SIP requests are life too (README, "--media-timeout").
+    assert!(
+        help.lines()
+            .any(|l| l.contains("--media-timeout") && l.contains("RTCP")),
+        "{help}"
+    );
     let out = run_cli(&[os("contacts"), os("--help")]);
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -347,23 +362,24 @@ fn the_readme_sipp_caller_presses_3_and_is_bridged_to_it() {
     // The scenario listens 8 s before it presses 3, as the shipped menu's 5 s timeout allows.
     spec.menu_timeout = "10s";
     fixture.write_menu(&spec.yaml());
-    let daemon = Daemon::start(fixture);
+    // A reader takes their time between the commands: OPTIONS probes reach IT's phone before the call does
+    // (here every 2 s instead of 20 s, so that they surely do).
+    let daemon = Daemon::start_with(fixture, &["--probe-interval", "2s"]);
     let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let function = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sipp/function.xml");
+    // The README's command, with a global timeout (the phone runs until stopped): exit 0 if no call failed.
     let mut it = Sipp::spawn(
         "it",
         &dir,
         &args(&[
-            "-sn",
-            "uas",
+            "-sf",
+            function,
             "-i",
             "127.0.0.1",
             "-p",
             &it_port.to_string(),
-            "-m",
-            "1",
             "-timeout",
-            "60s",
-            "-timeout_error",
+            "35s",
         ]),
     );
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sipp/caller.xml");
@@ -384,7 +400,12 @@ fn the_readme_sipp_caller_presses_3_and_is_bridged_to_it() {
         ]),
     );
     caller.assert_success(90 * SECOND);
-    it.assert_success(30 * SECOND);
+    it.assert_success(60 * SECOND);
+    let (_, health) = daemon.get("/healthz");
+    assert!(
+        health.contains(r#""last_result":"200""#),
+        "a probe reached IT's phone and was answered: {health}"
+    );
     let records = daemon.contacts();
     assert_eq!(records.len(), 1, "{records:?}");
     let record = &records[0];

@@ -27,6 +27,23 @@ fn healthz(daemon: &Daemon) -> (u16, Value) {
     (status, json)
 }
 
+/// `knappval run` on `fixture`'s database, which its user may read but not write (expected to refuse).
+fn start_on_a_database_it_may_not_write(fixture: &Fixture) -> Output {
+    let root = unsafe { libc::geteuid() } == 0;
+    let all = |path: &Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    if root {
+        // Root writes anything: the daemon runs as nobody, who may use the folder but not the file.
+        all(fixture.dir.path(), 0o777);
+        all(&fixture.db, 0o644);
+    } else {
+        all(&fixture.db, 0o444);
+    }
+    refused_start(fixture, root)
+}
+
 /// `knappval run` on `fixture`'s files, expected to refuse to start: its output once it exited (bounded).
 fn refused_start(fixture: &Fixture, as_nobody: bool) -> Output {
     let program = if as_nobody {
@@ -260,21 +277,32 @@ fn an_unwritable_database_stops_the_start_before_the_ready_line() {
     fixture.write_menu(&spec.yaml());
     // A database made by another user (here root, or us) that this daemon's user may read but not write.
     drop(knappval::records::SqliteStore::open(&fixture.db).expect("create the database"));
-    let root = unsafe { libc::geteuid() } == 0;
-    let all = |path: &Path, mode: u32| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    };
-    if root {
-        // Root writes anything: the daemon runs as nobody, who may use the folder but not the file.
-        all(fixture.dir.path(), 0o777);
-        all(&fixture.db, 0o644);
-    } else {
-        all(&fixture.db, 0o444);
-    }
-    let output = refused_start(&fixture, root);
+    let output = start_on_a_database_it_may_not_write(&fixture);
     let db = fixture.db.display().to_string();
     assert_refused(&output, &[&db, "does not take writes", "writable"]);
+}
+
+/// A database in rollback-journal mode (made with the sqlite3 tool, or copied from elsewhere) that this
+/// daemon's user may read but not write: the first write is switching it to WAL, not the write probe. The
+/// refusal still says what to do, and SQLite's text comes once, not again with its code.
+#[test]
+fn an_unwritable_database_in_rollback_journal_mode_stops_the_start_with_the_fix() {
+    let fixture = Fixture::new();
+    let spec = MenuSpec::new("sip:it@127.0.0.1:9", "sip:kt@127.0.0.1:9");
+    fixture.write_menu(&spec.yaml());
+    drop(knappval::records::SqliteStore::open(&fixture.db).expect("create the database"));
+    rusqlite::Connection::open(&fixture.db)
+        .and_then(|c| c.pragma_update(None, "journal_mode", "DELETE"))
+        .expect("back to a rollback journal");
+    let output = start_on_a_database_it_may_not_write(&fixture);
+    let db = fixture.db.display().to_string();
+    assert_refused(&output, &[&db, "does not take writes", "writable"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("readonly database").count(),
+        1,
+        "SQLite's reason once: {stderr}"
+    );
 }
 
 #[test]

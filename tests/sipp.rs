@@ -1,6 +1,7 @@
 //! SIPp as an independent peer on both sides of the daemon: a SIPp caller dials the shared number and presses 3
 //! with RFC 4733 events played from a pcap we generate; a SIPp function phone answers the bridged INVITE and
-//! checks knappval's X- headers and the caller's number. sipp missing is a failure, not a skip.
+//! checks knappval's X- headers and the caller's number; a strict SIPp REFER transferee checks the Refer-To URI
+//! headers and that no REFER or BYE overtakes our answers. sipp missing is a failure, not a skip.
 
 mod common;
 
@@ -117,6 +118,90 @@ fn sipp_caller_presses_3_and_sipp_function_answers_the_bridge() {
     );
     let record = record.expect("found above");
     assert_record(&record, "transferred", Some("it"), "3", &["root"]);
+}
+
+/// SIPp as a strict REFER transferee, ten calls: each presses 9 then 1 by INFO (the submenu's IT, a refer
+/// function), and SIPp aborts the call on anything out of order: a REFER before the 200 to the INFO that chose
+/// it, a BYE before the 200 to the final NOTIFY. The Refer-To must carry the hand-off as URI headers, each
+/// value escaped (the Call-ID holds `{}<>"\` and `@`; the path's comma).
+#[test]
+fn sipp_strict_refer_transferee_gets_the_hand_off_in_refer_to_and_answers_in_order() {
+    common::sipp::sipp_binary();
+    const CALLS: usize = 10;
+    let fixture = Fixture::new();
+    let mut spec = MenuSpec::new("sip:it@127.0.0.1:9", "sip:kt@127.0.0.1:9");
+    spec.it_transfer = "refer";
+    fixture.write_menu(&spec.yaml());
+    let dir = fixture.dir.path().to_path_buf();
+    let daemon = Daemon::start_with(fixture, &["--probe-interval", "0s"]);
+
+    // A regex inside an XML attribute: `&` escaped for XML, `.` and `?` for the regex.
+    let refer_to = "sip:it@127\\.0\\.0\\.1:9\\?X-Knappval-Function=it&amp;X-Knappval-Digits=91\
+                    &amp;X-Knappval-Path=root%2Cmore\
+                    &amp;X-Knappval-Call-ID=k7%7B[0-9]+%7D%3Cx%3E%22y%22%5Cz%40127\\.0\\.0\\.1";
+    let scenario = render_scenario(
+        "refer_transferee.xml",
+        &dir,
+        &[("REFER_TO", refer_to.into())],
+    );
+    let mut caller = Sipp::spawn(
+        "transferee",
+        &dir,
+        &[
+            &daemon.sip.to_string(),
+            "-sf",
+            &scenario.to_string_lossy(),
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+            "-p",
+            &free_udp_port(LOOPBACK).to_string(),
+            "-mp",
+            &free_udp_port(LOOPBACK).to_string(),
+            "-cid_str",
+            "k7{%u}<x>\"y\"\\z@%s",
+            "-m",
+            &CALLS.to_string(),
+            "-l",
+            "3",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ]
+        .map(String::from),
+    );
+    caller.assert_success(Duration::from_secs(90));
+
+    let mut finished = Vec::new();
+    common::wait_until(
+        10 * SECOND,
+        || {
+            finished = daemon
+                .contacts()
+                .into_iter()
+                .filter(|r| !r["outcome"].is_null())
+                .collect();
+            finished.len() == CALLS
+        },
+        || format!("{CALLS} finished records: {:?}", daemon.contacts()),
+    );
+    for record in &finished {
+        assert_record(record, "transferred", Some("it"), "91", &["root", "more"]);
+        assert!(
+            record["call_id"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("k7{")),
+            "{record:#}"
+        );
+    }
+    // Each REFER waited for the report that the 200 to the INFO went out, not for the bound on that wait.
+    assert!(
+        !daemon
+            .log_text()
+            .contains("no report that the answer went out"),
+        "a REFER was sent on the timeout, not after the 200"
+    );
 }
 
 /// SIPp as an agent's phone: its own MD5 digest answer to knappval's challenge registers it (200 listing its

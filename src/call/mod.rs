@@ -330,13 +330,7 @@ impl Call<'_> {
             let wake = self.wait().await;
             let now = Instant::now();
             let end = match wake {
-                Wake::Dialog(None) => {
-                    self.feed(Event::CallerHungUp, now).await;
-                    Some(End::new(
-                        self.outcome_or(Outcome::Abandoned),
-                        "caller dialog gone",
-                    ))
-                }
+                Wake::Dialog(None) => Some(self.caller_gone(now).await),
                 Wake::Dialog(Some(state)) => self.on_dialog(state).await,
                 Wake::Media(MediaEvent::PromptEnded) => {
                     if matches!(self.transfer, Some(Transfer::Bridge(_))) {
@@ -619,10 +613,23 @@ impl Call<'_> {
             DialogState::Info(_, request, handle) => {
                 let digit = message::dtmf_from_info(&request);
                 respond(&handle, StatusCode::OK, None).await;
-                match digit {
+                // The digit may lead to a REFER or a BYE in this dialog; a strict caller drops the dialog on
+                // either overtaking our 200 to its INFO.
+                let later = self.until_answer_sent().await;
+                let mut end = match digit {
                     Some(digit) => self.feed(Event::Digit(digit), now).await,
                     None => None,
+                };
+                for state in later {
+                    if end.is_some() {
+                        break;
+                    }
+                    end = match state {
+                        Some(state) => Box::pin(self.on_dialog(state)).await,
+                        None => Some(self.caller_gone(now).await),
+                    };
                 }
+                end
             }
             DialogState::Updated(_, request, handle) => {
                 self.caller_reoffer(&request, &handle).await;
@@ -641,7 +648,8 @@ impl Call<'_> {
                         self.refer_deadline = None;
                         self.transferred(now);
                         // A strict transferee drops the dialog on a BYE that overtakes our 200 to its NOTIFY.
-                        self.until_answer_sent().await;
+                        // Whatever came meanwhile, the call is over: the BYE goes out (to a gone dialog, harmless).
+                        let _ = self.until_answer_sent().await;
                         self.hang_up();
                         Some(End::new(Outcome::Transferred, "referred"))
                     }
@@ -781,22 +789,38 @@ impl Call<'_> {
     }
 
     /// Waits until our answer to the in-dialog request just answered is on the wire: `respond` only queues it
-    /// for the request's transaction, which sends it and then reports the dialog Confirmed again. Other
-    /// requests arriving meanwhile get their routine answer; bounded, in case the report never comes.
-    async fn until_answer_sent(&mut self) {
+    /// for the request's transaction, which sends it and then reports the dialog Confirmed again; bounded, in
+    /// case the report never comes. Returns, in order, what came meanwhile (requests, the dialog's end; None
+    /// when its events closed), for the caller to handle next.
+    async fn until_answer_sent(&mut self) -> Vec<Option<DialogState>> {
+        let mut later = Vec::new();
         let wait = async {
             loop {
                 match self.events.recv().await {
-                    None | Some(DialogState::Terminated(..) | DialogState::Confirmed(..)) => return,
-                    Some(other) => {
-                        answer_routine(other).await;
+                    Some(DialogState::Confirmed(..)) => return,
+                    None => {
+                        later.push(None);
+                        return;
                     }
+                    Some(ended @ DialogState::Terminated(..)) => {
+                        later.push(Some(ended));
+                        return;
+                    }
+                    // Another INFO carries a digit, a NOTIFY the REFER's progress: all are handled in turn.
+                    Some(other) => later.push(Some(other)),
                 }
             }
         };
         if tokio::time::timeout(ANSWER_SENT_WAIT, wait).await.is_err() {
             debug!("no report that the answer went out; going on");
         }
+        later
+    }
+
+    /// The caller's dialog is gone without a BYE we saw (its events closed).
+    async fn caller_gone(&mut self, now: Instant) -> End {
+        self.feed(Event::CallerHungUp, now).await;
+        End::new(self.outcome_or(Outcome::Abandoned), "caller dialog gone")
     }
 
     fn hang_up(&mut self) {

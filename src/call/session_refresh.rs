@@ -42,7 +42,11 @@ impl SessionRefresh {
         let Asked::Agreed(agreement) = session_timer::asked(invite) else {
             return None;
         };
-        info!(interval_s = agreement.interval.as_secs(), refresher = ?agreement.refresher, "session timer on");
+        info!(
+            interval = %crate::menu::format_duration(agreement.interval),
+            refresher = %agreement.refresher,
+            "session timer on"
+        );
         Some(SessionRefresh {
             timer: SessionTimer::new(agreement, now),
             dialog: dialog.clone(),

@@ -142,6 +142,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating it and its folder if need be) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_file(path).map_err(|e| e.read_only_as_not_writable(path))
+    }
+
+    fn open_file(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
                 path: parent.to_path_buf(),

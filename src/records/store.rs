@@ -143,3 +143,23 @@ pub enum StoreError {
     #[error("the contact record worker stopped before it answered: {0}")]
     Worker(String),
 }
+
+impl StoreError {
+    /// A database the user may read but not write fails at whichever step writes first (switching to WAL,
+    /// a migration), not only at the write probe: each is the same refusal, with its fix.
+    pub(super) fn read_only_as_not_writable(self, path: &std::path::Path) -> StoreError {
+        match self {
+            StoreError::Open { source, .. }
+            | StoreError::Migrate { source, .. }
+            | StoreError::Sqlite(source)
+                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) =>
+            {
+                StoreError::NotWritable {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+            other => other,
+        }
+    }
+}

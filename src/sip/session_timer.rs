@@ -26,6 +26,13 @@ pub enum Refresher {
     Uas,
 }
 
+/// As RFC 4028 writes it (`uac`, `uas`): in the `refresher` parameter and in logs.
+impl std::fmt::Display for Refresher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.param())
+    }
+}
+
 impl Refresher {
     fn param(self) -> &'static str {
         match self {
