@@ -40,3 +40,28 @@ say transfer-raindance "Du kopplas nu till Rejndans-support."
 say transfer-upphandling "Du kopplas nu till Upphandling."
 say transfer-treserva "Du kopplas nu till Treserva-support."
 say transfer-procapita "Du kopplas nu till Procapita-support."
+
+# Queues: the place in line is said as "Du är nummer" + the number + "i kön".
+say queue-position "Du är nummer"
+say queue-in-line "i kön."
+say queue-position-many "Det är fler än tjugo före dig i kön. Du behåller din plats."
+n=1
+for word in ett två tre fyra fem sex sju åtta nio tio elva tolv tretton fjorton femton sexton sjutton arton \
+    nitton tjugo; do
+    say "number-$n" "$word"
+    n=$((n + 1))
+done
+
+# Hold music: a calm four-note melody (C5 E5 G5 E5, sine tones with soft fades) over a low A3 drone, 8 s long
+# and exactly 400 frames of 20 ms, so that the loop wraps on a frame boundary with no gap. Its notes are the
+# signature the tests listen for: 523, 659 and 784 Hz.
+for note in 523.25 659.25 783.99 659.25; do
+    sox -D -n -r 8000 -c 1 -b 16 -e signed-integer "$tmp/note-$note.wav" \
+        synth 2 sine "$note" fade h 0.15 2 0.35 vol 0.5
+done
+sox -D "$tmp/note-523.25.wav" "$tmp/note-659.25.wav" "$tmp/note-783.99.wav" "$tmp/note-659.25.wav" \
+    "$tmp/melody.wav"
+sox -D -n -r 8000 -c 1 -b 16 -e signed-integer "$tmp/drone.wav" synth 8 sine 220 vol 0.12
+sox -D -m "$tmp/melody.wav" "$tmp/drone.wav" -r 8000 -c 1 -b 16 -e signed-integer hold-music.wav \
+    gain -n -6 trim 0 8
+echo "hold-music.wav: $(wc -c < hold-music.wav) bytes"

@@ -21,13 +21,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::api::{self, ApiState, Health};
+use crate::announce::{self, Board};
+use crate::api::{self, Announcing, ApiState, Health};
 use crate::call::{self, CallServices};
 use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
-use crate::menu::{self, MenuErrors, model::Menu};
+use crate::menu::model::{Menu, QueueAgent};
+use crate::menu::{self, MenuErrors};
 use crate::records::{ContactStore, DatabaseLock, Records, SqliteStore};
 use crate::routing::probe::{ProbePolicy, ProbeResult, Probes, TargetState, TargetStatus};
+use crate::routing::queue::{AgentContacts, NoRegistrations, QueueHandle};
 use crate::sip::digest::Algorithm;
 use crate::sip::{Registrar, SipEndpoint};
 
@@ -57,7 +60,8 @@ pub struct Settings {
 }
 
 /// Loads and validates the menu, decoding every prompt exactly once: the same decode serves the validation
-/// (so an unreadable WAV is reported at the line that names it) and the prompt cache.
+/// (so an unreadable WAV is reported at the line that names it) and the prompt cache. The cache also holds
+/// every other WAV in the prompts folder, so that an announcement recorded ahead of time can be put up.
 pub fn load_menu(menu_path: &Path, prompts_dir: &Path) -> Result<(Menu, PromptCache), MenuErrors> {
     let decoded: Mutex<HashMap<PathBuf, Vec<i16>>> = Mutex::new(HashMap::new());
     let probe = |path: &Path| -> Result<(), String> {
@@ -70,12 +74,49 @@ pub fn load_menu(menu_path: &Path, prompts_dir: &Path) -> Result<(Menu, PromptCa
     let menu = menu::load(menu_path, prompts_dir, &probe)?;
     let mut decoded = decoded.into_inner().unwrap_or_default();
     let mut prompts = PromptCache::default();
-    for id in menu.prompt_ids() {
-        if let Some(samples) = decoded.remove(&prompt_path(prompts_dir, &id)) {
-            prompts.insert(Prompt::from_samples(id, samples));
+    for key in menu.prompt_keys() {
+        if let Some(samples) = decoded.remove(&prompt_path(prompts_dir, &key)) {
+            prompts.insert(Prompt::from_samples(key, samples));
         }
     }
+    load_other_prompts(prompts_dir, None, &mut prompts);
+    for language in menu.languages.iter().flat_map(|l| l.codes()) {
+        load_other_prompts(&prompts_dir.join(language), Some(language), &mut prompts);
+    }
     Ok((menu, prompts))
+}
+
+/// Every `<id>.wav` in the prompts folder the menu does not name: the announcements an admin may put up.
+/// A file that does not load is logged and left out; the menu does not need it.
+fn load_other_prompts(prompts_dir: &Path, language: Option<&str>, prompts: &mut PromptCache) {
+    let Ok(entries) = std::fs::read_dir(prompts_dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let Some(id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wav"))
+            .filter(|id| menu::is_prompt_id(id))
+        else {
+            continue;
+        };
+        let key = match language {
+            Some(language) => format!("{language}/{id}"),
+            None => id.to_owned(),
+        };
+        if prompts.get(&key).is_some() {
+            continue;
+        }
+        match wav::read_wav_8k(&path) {
+            Ok(samples) => prompts.insert(Prompt::from_samples(key, samples)),
+            Err(e) => {
+                warn!(prompt = %id, error = %e, "prompt file not loaded; it cannot be announced")
+            }
+        }
+    }
 }
 
 /// Peak amplitude (16-bit sample units) of the ringback tone: about -13 dBm0. G.711's 0 dBm0 sine peaks at
@@ -103,6 +144,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // A database that cannot take writes would lose every record of this run: refuse to start instead.
     store.probe_write()?;
     let records = Records::new(Arc::new(store));
+    let board = Arc::new(Board::open(
+        &announce::file_beside(&settings.db),
+        OffsetDateTime::now_utc(),
+    )?);
+    let announcements = board.active(OffsetDateTime::now_utc()).len();
+    if announcements > 0 {
+        info!(announcements, "announcements on");
+    }
     match records.close_unfinished(OffsetDateTime::now_utc()).await {
         Ok(0) => {}
         Ok(n) => warn!(
@@ -153,14 +202,41 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
 
     let health = Arc::new(Health::new());
+    if let Some(registrar) = &registrar {
+        for function in menu.functions.values() {
+            let agents = function.queue.iter().flat_map(|queue| &queue.agents);
+            for agent in agents {
+                if let QueueAgent::Registered(id) = agent
+                    && !registrar.knows(id)
+                {
+                    warn!(function = %function.id, agent = %id,
+                          "queue agent is not in the agents file and can never be offered a call; \
+                           `knappval check --agents` lists these");
+                }
+            }
+        }
+    }
+    let registrations: Arc<dyn AgentContacts> = match &registrar {
+        Some(registrar) => Arc::new(registrar.clone()),
+        None => Arc::new(NoRegistrations::default()),
+    };
+    let queues = QueueHandle::start(&menu, registrations);
+    let menu = Arc::new(menu);
+    let prompts = Arc::new(prompts);
     let stop_http = CancellationToken::new();
     let http_task = {
         let state = ApiState {
             records: records.clone(),
             health: health.clone(),
+            queues: queues.clone(),
             registrar: registrar.clone(),
             time_zone: settings.time_zone.clone(),
             names: Arc::new(api::MenuNames::of(&menu)),
+            announcements: Some(Announcing {
+                board: board.clone(),
+                prompts: prompts.clone(),
+                menu: menu.clone(),
+            }),
         };
         let stop = stop_http.clone();
         tokio::spawn(async move {
@@ -171,8 +247,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
 
     let services = Arc::new(CallServices {
-        menu: Arc::new(menu),
-        prompts: Arc::new(prompts),
+        menu,
+        prompts,
+        announcements: board,
         ringback: Arc::new(ringback()),
         sip: sip.clone(),
         rtp_ports,
@@ -183,6 +260,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         media_timeout: settings.media_timeout,
         answer_delay: settings.answer_delay,
         signalling: TaskTracker::new(),
+        queues,
     });
     let stop_probes = CancellationToken::new();
     let probe_task = tokio::spawn(probe_targets(
@@ -291,7 +369,13 @@ async fn probe_targets(
     stop: CancellationToken,
 ) {
     let board = &health.functions;
-    for function in menu.functions.values() {
+    // A queue has agents, not one target: registration and ring timeouts say who can take a call.
+    let dialled = || {
+        menu.functions
+            .values()
+            .filter(|f| f.transfer != crate::menu::model::TransferMode::Queue)
+    };
+    for function in dialled() {
         board.publish(
             &function.id,
             TargetStatus {
@@ -305,10 +389,7 @@ async fn probe_targets(
     if interval.is_zero() {
         return;
     }
-    let functions = menu
-        .functions
-        .values()
-        .map(|f| (f.id.clone(), f.target.clone()));
+    let functions = dialled().map(|f| (f.id.clone(), f.target.clone()));
     let mut probes = Probes::new(ProbePolicy::every(interval), functions, Instant::now());
     let timeout = probes.policy().timeout;
     let (results_tx, mut results) = mpsc::channel::<(String, String, ProbeResult)>(64);

@@ -7,6 +7,7 @@
 //! `flow` on simulated time, for `knappval simulate`.
 
 pub mod agents;
+pub mod announce;
 pub mod api;
 pub mod app;
 pub mod call;

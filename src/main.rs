@@ -13,6 +13,8 @@ use knappval::app::{self, Settings};
 use knappval::records::stats::{self, DEFAULT_TIME_ZONE, GroupBy, StatsQuery};
 use knappval::records::{ContactQuery, ContactStore, ExportFormat, SqliteStore, parse_timestamp};
 
+mod announce_cli;
+
 const DEFAULT_MENU: &str = "menus/kommunsupport.yaml";
 const DEFAULT_PROMPTS: &str = "prompts";
 const DEFAULT_SIP: &str = "127.0.0.1:5060";
@@ -23,6 +25,7 @@ const DEFAULT_GRACE: &str = "30s";
 const DEFAULT_MEDIA_TIMEOUT: &str = "60s";
 const DEFAULT_ANSWER_DELAY: &str = "0s";
 const DEFAULT_PROBE_INTERVAL: &str = "20s";
+const DEFAULT_TIMEZONE: &str = "Europe/Stockholm";
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +53,9 @@ enum Command {
         /// Folder with the prompts the menu names, as <id>.wav.
         #[arg(long, env = "KNAPPVAL_PROMPTS", default_value = DEFAULT_PROMPTS, value_name = "DIR")]
         prompts: PathBuf,
+        /// Agents file: queue agents given by id must be in it.
+        #[arg(long, env = "KNAPPVAL_AGENTS")]
+        agents: Option<PathBuf>,
     },
     /// Manage the agents file (who may REGISTER as an agent).
     Agents {
@@ -70,8 +76,19 @@ enum Command {
         /// pass. Once they run out the caller stays silent.
         #[arg(long)]
         digits: Option<String>,
+        /// An announcement on the board for this call (prompt id), played after the greeting; repeat for more.
+        #[arg(long = "announce", value_name = "PROMPT")]
+        announce: Vec<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: SimulateFormat,
+    },
+    /// Put up, take down or list the announcements of the running daemon (through its HTTP API).
+    Announce {
+        /// The daemon's HTTP API address.
+        #[arg(long, env = "KNAPPVAL_HTTP", default_value = DEFAULT_HTTP, value_name = "ADDR", global = true)]
+        http: String,
+        #[command(subcommand)]
+        command: AnnounceCommand,
     },
     /// Draw the menu: menus, options as edges labelled with their keys, functions as leaves, fallbacks dashed.
     Graph {
@@ -147,6 +164,30 @@ enum AgentsCommand {
         /// The agent id: the user part of the address the phone registers, e.g. it-anna.
         id: String,
     },
+}
+
+#[derive(Subcommand)]
+enum AnnounceCommand {
+    /// Play a prompt to every caller after the greeting (or, with --function, to callers who choose that
+    /// function) until --until or `announce off`.
+    On {
+        /// The prompt id: a WAV in the daemon's prompts folder (loaded at start).
+        #[arg(long, value_name = "ID")]
+        prompt: String,
+        /// When it stops by itself: RFC 3339 (2026-12-01T16:00:00+01:00) or HH:MM, meaning today in --timezone.
+        #[arg(long, value_name = "T")]
+        until: Option<String>,
+        /// Only for callers who choose this function (its id in the menu).
+        #[arg(long, value_name = "ID")]
+        function: Option<String>,
+        /// The service's time zone, for --until HH:MM (the menu's hours.timezone).
+        #[arg(long, env = "KNAPPVAL_TIMEZONE", default_value = DEFAULT_TIMEZONE, value_name = "TZ")]
+        timezone: String,
+    },
+    /// Take an announcement down by its id.
+    Off { id: String },
+    /// List the active announcements, oldest first.
+    List,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -272,10 +313,29 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { menu, prompts } => {
+        Command::Check {
+            menu,
+            prompts,
+            agents,
+        } => {
+            let known_agents = match agents
+                .as_deref()
+                .map(|path| knappval::agents::load(path, None))
+            {
+                None => None,
+                Some(Ok(file)) => Some(file.agents.into_keys().collect()),
+                Some(Err(errors)) => {
+                    eprintln!("{errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
             // The same decode `run` does, so a menu that passes here also loads there.
-            let (report, ok) =
-                knappval::menu::check_report(&menu, &prompts, &knappval::media::probe_wav);
+            let (report, ok) = knappval::menu::check_report(
+                &menu,
+                &prompts,
+                &knappval::media::probe_wav,
+                known_agents.as_ref(),
+            );
             if ok {
                 println!("{report}");
                 ExitCode::SUCCESS
@@ -298,8 +358,16 @@ fn main() -> ExitCode {
             prompts,
             at,
             digits,
+            announce,
             format,
-        } => match simulate(&menu, &prompts, at.as_deref(), digits.as_deref(), format) {
+        } => match simulate(
+            &menu,
+            &prompts,
+            at.as_deref(),
+            digits.as_deref(),
+            announce,
+            format,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             // `knappval simulate | head` is a normal way to end.
             Err(e)
@@ -310,6 +378,13 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("knappval: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Announce { http, command } => match announce(&http, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("knappval: {}", causes_once(&e));
                 ExitCode::FAILURE
             }
         },
@@ -428,21 +503,61 @@ fn run(settings: Settings) -> anyhow::Result<()> {
     runtime.block_on(app::run(settings))
 }
 
+fn announce(http: &str, command: AnnounceCommand) -> anyhow::Result<()> {
+    match command {
+        AnnounceCommand::On {
+            prompt,
+            until,
+            function,
+            timezone,
+        } => {
+            let until = match until {
+                Some(text) => {
+                    let zone = jiff::tz::TimeZone::get(&timezone).with_context(|| {
+                        format!(
+                            "--timezone {timezone} is not an IANA time zone (e.g. Europe/Stockholm)"
+                        )
+                    })?;
+                    Some(announce_cli::until_rfc3339(
+                        &text,
+                        &zone,
+                        jiff::Timestamp::now(),
+                    )?)
+                }
+                None => None,
+            };
+            announce_cli::on(http, &prompt, until, function.as_deref())
+        }
+        AnnounceCommand::Off { id } => announce_cli::off(http, &id),
+        AnnounceCommand::List => announce_cli::list(http),
+    }
+}
+
 fn simulate(
     menu_path: &Path,
     prompts_dir: &Path,
     at: Option<&str>,
     digits: Option<&str>,
+    announce: Vec<String>,
     format: SimulateFormat,
 ) -> anyhow::Result<()> {
     use knappval::simulate::{self as sim, Press, Simulation};
     // The same load and decode as `run`: prompts play for exactly as long as they will on a call.
     let (menu, prompts) =
         app::load_menu(menu_path, prompts_dir).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    if let Some(unknown) = announce.iter().find(|id| !prompts.knows(id)) {
+        anyhow::bail!(
+            "--announce {unknown}: no prompt {unknown}.wav in {}; record it there first",
+            prompts_dir.display()
+        );
+    }
+    // With languages, prompts last as long as in the default language.
+    let language = menu.languages.as_ref().map(|l| l.default.as_str());
     let durations = menu
         .prompt_ids()
         .into_iter()
-        .filter_map(|id| Some((id.clone(), prompts.get(&id)?.duration())))
+        .chain(announce.iter().cloned())
+        .filter_map(|id| Some((id.clone(), prompts.get_in(language, &id)?.duration())))
         .collect();
     let zone = sim::service_timezone(&menu);
     let at = match at {
@@ -456,7 +571,11 @@ fn simulate(
         .as_ref()
         .map_or("open (no hours)".to_owned(), |h| h.status(at).to_string());
     let menu = std::sync::Arc::new(menu);
-    let mut simulation = Simulation::new(menu.clone(), durations, at);
+    let announcements = knappval::flow::Announcements {
+        service: announce,
+        ..Default::default()
+    };
+    let mut simulation = Simulation::with_announcements(menu.clone(), durations, at, announcements);
     let text = matches!(format, SimulateFormat::Text);
     let mut out = std::io::stdout().lock();
     if text {

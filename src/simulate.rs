@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use crate::flow::{Action, Event, Flow, WallClock};
+use crate::flow::{Action, Announcements, Event, Flow, WallClock};
 use crate::menu::hours::{self, DEFAULT_TIMEZONE};
 use crate::menu::model::{FunctionId, Menu, MenuId, PromptId};
 
@@ -60,10 +60,22 @@ impl Simulation {
         durations: BTreeMap<PromptId, Duration>,
         at: Timestamp,
     ) -> Simulation {
+        Simulation::with_announcements(menu, durations, at, Announcements::default())
+    }
+
+    /// As [`Simulation::new`], with these announcements on the board when the call is answered.
+    pub fn with_announcements(
+        menu: Arc<Menu>,
+        durations: BTreeMap<PromptId, Duration>,
+        at: Timestamp,
+        announcements: Announcements,
+    ) -> Simulation {
         // Any instant serves as the simulated clock's origin: only differences from it are used.
         let start = Instant::now();
+        let mut flow = Flow::new(menu, WallClock::new(at, start));
+        flow.announce(announcements);
         let mut simulation = Simulation {
-            flow: Flow::new(menu, WallClock::new(at, start)),
+            flow,
             start,
             now: start,
             durations,

@@ -102,30 +102,13 @@ fn closed_it(spec: &MenuSpec) -> String {
     )
 }
 
-/// The prompts a caller heard, in order: runs of a prompt's tone at least 200 ms long.
+/// The prompts a caller heard, in order.
 fn heard_prompts(segments: &[audio::Segment]) -> Vec<String> {
-    segments
-        .iter()
-        .filter(|s| s.frames >= 10)
-        .filter_map(|s| {
-            PROMPT_TONES
-                .iter()
-                .find(|(_, tone)| s.tone == Some(*tone))
-                .map(|(id, _)| (*id).to_owned())
-        })
-        .collect()
+    audio::heard_prompts(segments, &PROMPT_TONES)
 }
 
 fn simulate(fixture: &Fixture, args: &[&str]) -> std::process::Output {
-    let mut argv = vec![
-        os("simulate"),
-        os("--menu"),
-        path_arg(&fixture.menu),
-        os("--prompts"),
-        path_arg(&fixture.prompts),
-    ];
-    argv.extend(args.iter().map(|a| os(a)));
-    run_cli(&argv)
+    common::daemon::simulate(fixture, args)
 }
 
 fn simulate_json(fixture: &Fixture, args: &[&str]) -> Value {

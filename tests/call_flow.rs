@@ -752,15 +752,7 @@ fn check_reports_file_line_col_and_contacts_exports() {
     let fixture = Fixture::new();
     let good = MenuSpec::new("sip:it@127.0.0.1:5071", "sip:kt@127.0.0.1:5072").yaml();
     fixture.write_menu(&good);
-    let check = |fixture: &Fixture| {
-        run_cli(&[
-            os("check"),
-            os("--menu"),
-            path_arg(&fixture.menu),
-            os("--prompts"),
-            path_arg(&fixture.prompts),
-        ])
-    };
+    let check = common::daemon::check;
     let out = check(&fixture);
     assert!(
         out.status.success(),

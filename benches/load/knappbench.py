@@ -309,7 +309,10 @@ def rtp_gaps(args):
         else:
             kind = "prompt"
         key = (direction, sport, dport, ssrc)
-        state = streams.setdefault(key, {"last": None, "kind": None, "gaps": {}, "spurts": 0})
+        state = streams.setdefault(key, {"last": None, "kind": None, "gaps": {}, "spurts": 0, "first": at})
+        if kind == "prompt" and args.waiting_after_ms is not None \
+                and (at - state["first"]) * 1000 > args.waiting_after_ms:
+            kind = "waiting"
         new_spurt = (
             state["last"] is None
             or marker
@@ -331,9 +334,9 @@ def rtp_gaps(args):
         "streams_from_function": sum(1 for k in streams if k[0] == "from_function"),
         "talkspurts_to_caller": sum(s["spurts"] for k, s in streams.items() if k[0] == "to_caller"),
     }
-    to_caller = by_kind.get("prompt", []) + by_kind.get("relayed", [])
+    to_caller = by_kind.get("prompt", []) + by_kind.get("relayed", []) + by_kind.get("waiting", [])
     result["to_caller_audio"] = gap_stats(list(to_caller))
-    for kind in ("prompt", "relayed", "source"):
+    for kind in ("prompt", "relayed", "source", "waiting"):
         result[kind] = gap_stats(by_kind.get(kind, []))
     json.dump(result, sys.stdout, indent=2)
     print()
@@ -348,7 +351,13 @@ def contacts(args):
     counts = {}
     for record in records:
         counts[record.get("outcome") or "open"] = counts.get(record.get("outcome") or "open", 0) + 1
-    json.dump({"records": len(records), "by_outcome": counts}, sys.stdout)
+    waits = sorted(r["queue_wait_ms"] for r in records if r.get("queue_wait_ms") is not None)
+    queue_wait = None
+    if waits:
+        queue_wait = {"queued": len(waits), "p50": percentile(waits, 50), "p90": percentile(waits, 90),
+                      "max": waits[-1], "answered_by_agents": len({r["answered_by"] for r in records
+                                                                   if r.get("answered_by")})}
+    json.dump({"records": len(records), "by_outcome": counts, "queue_wait_ms": queue_wait}, sys.stdout)
     print()
 
 
@@ -426,6 +435,8 @@ def main():
     p.add_argument("--dst-ports", type=int, nargs=2, required=True, help="the callers' media ports LO HI")
     p.add_argument("--src-ports", type=int, nargs=2, help="the functions' media ports LO HI (source reference)")
     p.add_argument("--split-ms", type=float, default=5000)
+    p.add_argument("--waiting-after-ms", type=float,
+                   help="prompt audio this long after a stream's first packet is the queue's (music, announcements)")
     p.set_defaults(func=rtp_gaps)
 
     p = sub.add_parser("contacts")

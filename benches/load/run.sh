@@ -5,6 +5,9 @@
 #
 #   benches/load/run.sh                      # N=200, then N=500
 #   LOAD_CONCURRENCY="100" benches/load/run.sh
+#   SCENARIO=queue benches/load/run.sh       # N=300 callers wait in the IT queue with hold music (position
+#                                            # announced every 20 s) while 20 fixed-URI agents (one SIPp UAS)
+#                                            # answer in turn: ring RING_MS, talk TALK_MS, hang up, 1 s wrap-up
 #
 # Environment: LOAD_CONCURRENCY ("200 500"), TOTAL_CALLS (3 x N), RATE (calls/s: max(50, N/5)),
 # DIGIT_DELAY_MS (3500: the greeting is 2.8 s), HOLD_MS (5000: bridged time), RUN_LIMIT_S (170, per run),
@@ -19,7 +22,15 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 TOOL="python3 $HERE/knappbench.py"
 
-CONCURRENCY=${LOAD_CONCURRENCY:-"200 500"}
+SCENARIO=${SCENARIO:-menu}
+case $SCENARIO in
+    menu) CONCURRENCY=${LOAD_CONCURRENCY:-"200 500"} ;;
+    queue) CONCURRENCY=${LOAD_CONCURRENCY:-300} ;;
+    *) echo "SCENARIO is menu or queue" >&2; exit 2 ;;
+esac
+AGENTS=${AGENTS:-20}
+RING_MS=${RING_MS:-1000}
+TALK_MS=${TALK_MS:-3000}
 DIGIT_DELAY_MS=${DIGIT_DELAY_MS:-3500}
 HOLD_MS=${HOLD_MS:-5000}
 RUN_LIMIT_S=${RUN_LIMIT_S:-170}
@@ -109,6 +120,7 @@ wait_pid_bounded() { # PID SECONDS -> 0 when it exited in time
 run_one() {
     local n=$1
     local total=${TOTAL_CALLS:-$((3 * n))}
+    [[ $SCENARIO == queue ]] && total=${TOTAL_CALLS:-$n}
     local rate=${RATE:-$((n / 5 > 50 ? n / 5 : 50))}
     local dir=$OUT/n$n
     mkdir -p "$dir"
@@ -118,13 +130,50 @@ run_one() {
 
     local hold_s=$((HOLD_MS / 1000))
     # The caller's tone ends before its BYE, the function's before knappval's BYE reaches it.
-    $TOOL gen-pcap --out "$dir/caller.pcap" --digit 3 --tone-hz 1000 --tone-s "$((hold_s - 1))"
-    $TOOL gen-pcap --out "$dir/function.pcap" --tone-hz 400 --tone-s "$((hold_s - 1))"
+    local caller_s=$((hold_s - 1)) function_s=$((hold_s - 1))
+    if [[ $SCENARIO == queue ]]; then
+        # The caller keeps sending for the longest wait (or the daemon's media timeout would end the call).
+        caller_s=$((RUN_LIMIT_S + 10)) function_s=$((TALK_MS / 1000))
+    fi
+    $TOOL gen-pcap --out "$dir/caller.pcap" --digit 3 --tone-hz 1000 --tone-s "$caller_s"
+    $TOOL gen-pcap --out "$dir/function.pcap" --tone-hz 400 --tone-s "$function_s"
 
     local function_port caller_port daemon_port
     function_port=$(free_udp_port)
     caller_port=$(free_udp_port)
     daemon_port=$(free_udp_port)
+    if [[ $SCENARIO == queue ]]; then
+        local agents="" a
+        for ((a = 1; a <= AGENTS; a++)); do
+            agents+="${agents:+, }\"sip:agent-$(printf %02d "$a")@127.0.0.1:$function_port\""
+        done
+        cat >"$dir/menu.yaml" <<EOF
+name: Knappval queue load bench
+functions:
+  it:
+    name: IT Kundservice
+    transfer: queue
+    failure_prompt: function-busy
+    queue:
+      agents: [$agents]
+      strategy: longest-idle
+      ring_timeout: 10s
+      wrap_up: 1s
+      max_wait: 5m
+      overflow: { hangup: true }
+      music: hold-music
+      announce_position: 20s
+menu:
+  greeting: welcome
+  prompt: main-menu
+  timeout: 5s
+  retries: 1
+  invalid: invalid-choice
+  options:
+    "3": { route: it }
+  fallback: { hangup: true }
+EOF
+    else
     cat >"$dir/menu.yaml" <<EOF
 name: Knappval load bench
 functions:
@@ -145,6 +194,7 @@ menu:
     "3": { route: it }
   fallback: { hangup: true }
 EOF
+    fi
     "$KNAPPVAL_BIN" check --menu "$dir/menu.yaml" --prompts "$REPO/prompts" >"$dir/check.out" 2>&1 \
         || { cat "$dir/check.out" >&2; return 1; }
 
@@ -194,10 +244,17 @@ EOF
         sleep 0.1
     done
 
-    render "$HERE/function_uas.xml" "$dir/function_uas.xml" "PCAP=$dir/function.pcap" \
-        "BYE_TIMEOUT_MS=$((HOLD_MS + 30000))"
-    render "$HERE/caller_uac.xml" "$dir/caller_uac.xml" "PCAP=$dir/caller.pcap" \
-        "DIGIT_DELAY_MS=$DIGIT_DELAY_MS" "HOLD_MS=$HOLD_MS"
+    if [[ $SCENARIO == queue ]]; then
+        render "$HERE/agent_uas.xml" "$dir/function_uas.xml" "PCAP=$dir/function.pcap" \
+            "RING_MS=$RING_MS" "TALK_MS=$TALK_MS"
+        render "$HERE/caller_queue_uac.xml" "$dir/caller_uac.xml" "PCAP=$dir/caller.pcap" \
+            "DIGIT_DELAY_MS=$DIGIT_DELAY_MS" "WAIT_TIMEOUT_MS=$((RUN_LIMIT_S * 1000))"
+    else
+        render "$HERE/function_uas.xml" "$dir/function_uas.xml" "PCAP=$dir/function.pcap" \
+            "BYE_TIMEOUT_MS=$((HOLD_MS + 30000))"
+        render "$HERE/caller_uac.xml" "$dir/caller_uac.xml" "PCAP=$dir/caller.pcap" \
+            "DIGIT_DELAY_MS=$DIGIT_DELAY_MS" "HOLD_MS=$HOLD_MS"
+    fi
 
     (cd "$dir" && exec sipp -sf function_uas.xml -i 127.0.0.1 -p "$function_port" -mi 127.0.0.1 \
         -mp $FUNCTION_MEDIA -m "$total" -l $((2 * n)) -nostdin -trace_err -error_file function_errors.log \
@@ -255,8 +312,11 @@ EOF
     $TOOL sipp "$dir/function_stat.csv" >"$dir/function_stat.json"
     $TOOL samples "$dir/usage.csv" --active-from 2 --active-to "${calls_s%.*}" >"$dir/usage.json"
     log "analysing $(du -h "$dir/rtp.pcap" | cut -f1) of capture"
+    local waiting=()
+    # In the queue, the daemon's audio after the digit (and the 2.8 s greeting it cut) is the hold music.
+    [[ $SCENARIO == queue ]] && waiting=(--waiting-after-ms "$((DIGIT_DELAY_MS + 500))")
     $TOOL rtp "$dir/rtp.pcap" --dst-ports $CALLER_MEDIA $((CALLER_MEDIA + 9999)) \
-        --src-ports $FUNCTION_MEDIA $((FUNCTION_MEDIA + 9999)) >"$dir/rtp.json"
+        --src-ports $FUNCTION_MEDIA $((FUNCTION_MEDIA + 9999)) "${waiting[@]}" >"$dir/rtp.json"
     # The daemon's warnings and errors, most frequent first, without timestamps and call ids.
     sed -E 's/^[0-9T:.Z-]+ +//; s/call_id=[^ ]+/call_id=…/g; s/[0-9a-f]{8,}/…/g' "$dir/daemon.log" \
         | sort | uniq -c | sort -rn | head -20 >"$dir/daemon_log_top.txt" || true
@@ -284,12 +344,14 @@ print(f"""
 calls (SIPp caller)     : {caller['successful']} completed, {caller['failed']} failed of {caller['created']} created; max concurrent {caller['max_concurrent']}; retransmissions {caller['retransmissions']}; sipp exit {caller_status}
 function (SIPp UAS)     : {function['successful']} completed, {function['failed']} failed of {function['created']} bridged INVITEs
 contact records         : {contacts.get('records')} {json.dumps(contacts.get('by_outcome'))}
+queue wait (records)    : {json.dumps(contacts.get('queue_wait_ms'))}
 daemon CPU (1 core=100%): avg {dmn.get('cpu_avg', float('nan')):.0f}%, max {dmn.get('cpu_max', float('nan')):.0f}%
 daemon RSS              : avg {dmn.get('rss_avg_mib', float('nan')):.1f} MiB, peak {dmn.get('rss_max_mib', float('nan')):.1f} MiB
 machine CPU avg (all)   : {usage.get('machine', {}).get('cpu_avg', float('nan')):.0f}% of 200%; load avg at end {open('/proc/loadavg').read().split()[0]}
 load generators CPU avg : sipp caller {usage.get('sipp-caller', {}).get('cpu_avg', float('nan')):.0f}%, sipp function {usage.get('sipp-function', {}).get('cpu_avg', float('nan')):.0f}%, tcpdump {usage.get('tcpdump', {}).get('cpu_avg', float('nan')):.0f}%
 RTP to callers p50/p99/max: all audio {g('to_caller_audio')}
                           prompts (daemon-paced) {g('prompt')}
+                          waiting in the queue (music, announcements) {g('waiting')}
                           relayed from function {g('relayed')}
 RTP function->daemon (SIPp pacing, reference): {g('source')}
 capture                 : {rtp['packets']['to_caller']} pkts to callers in {rtp['streams_to_caller']} streams, {rtp['packets']['from_function']} from functions; tcpdump kernel drops {drops or '?'}

@@ -1,9 +1,9 @@
 //! HTTP for operators and managers' tools: the contact records, statistics, the dashboard page that draws them,
-//! the agents' registrations, and a health check for load balancers.
+//! the agents' registrations, the announcement board, and a health check for load balancers.
 //!
 //! Owns the routes, their query parameters and JSON error bodies. Reads contact records through [`Records`],
 //! registrations through [`Registrar`] and the daemon's state through [`Health`] only, never the call tasks'
-//! insides; it changes nothing.
+//! insides; the one thing it changes is the announcement [`Board`].
 
 use std::future::Future;
 use std::io;
@@ -13,16 +13,21 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
+use crate::announce::{AnnouncementJson, Board};
+use crate::media::prompt::PromptCache;
 use crate::menu::model::Menu;
 use crate::records::{ContactQuery, Records, parse_timestamp};
 use crate::routing::probe::TargetBoard;
+use crate::routing::queue::QueueHandle;
 use crate::sip::Registrar;
 
 /// Records returned by `/api/v1/contacts` when no `limit` is given.
@@ -35,12 +40,25 @@ pub const MAX_LIMIT: usize = 10_000;
 pub struct ApiState {
     pub records: Records,
     pub health: Arc<Health>,
+    pub queues: QueueHandle,
     /// The agents' registrations, when the daemon runs with `--agents`.
     pub registrar: Option<Registrar>,
     /// The zone statistics buckets are cut in.
     pub time_zone: jiff::tz::TimeZone,
+    /// The announcement board, with what an announcement may name; None: the routes answer 404.
+    pub announcements: Option<Announcing>,
     /// What `/api/v1/functions` answers.
     pub names: Arc<MenuNames>,
+}
+
+/// The announcement board and what decides whether a posted announcement can play.
+#[derive(Clone)]
+pub struct Announcing {
+    pub board: Arc<Board>,
+    /// An announcement's prompt must be loaded here (the menu's prompts and every WAV in the prompts folder).
+    pub prompts: Arc<PromptCache>,
+    /// A function-scoped announcement must name one of its functions.
+    pub menu: Arc<Menu>,
 }
 
 /// The menu's name and its support functions' display names: the statistics key rows by function id, people
@@ -105,14 +123,21 @@ impl Default for Health {
 }
 
 /// The routes: `GET /api/v1/contacts`, `GET /api/v1/stats`, `GET /api/v1/stats/menu`, `GET /api/v1/functions`,
-/// `GET /api/v1/agents`, `GET /healthz` and the dashboard page at `GET /`; anything else is a JSON 404.
+/// `GET /api/v1/queues`, `GET /api/v1/agents`, `GET|POST /api/v1/announcements`, `DELETE /api/v1/announcements/ID`,
+/// `GET /healthz` and the dashboard page at `GET /`; anything else is a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
         .route("/api/v1/stats", get(stats::stats))
         .route("/api/v1/stats/menu", get(stats::menu))
         .route("/api/v1/functions", get(functions))
+        .route("/api/v1/queues", get(queues))
         .route("/api/v1/agents", get(agents))
+        .route(
+            "/api/v1/announcements",
+            get(list_announcements).post(post_announcement),
+        )
+        .route("/api/v1/announcements/{id}", delete(delete_announcement))
         .route("/healthz", get(healthz))
         .merge(dashboard::routes())
         .fallback(not_found)
@@ -234,6 +259,42 @@ async fn functions(State(state): State<ApiState>) -> Json<MenuNames> {
     Json(MenuNames::clone(&state.names))
 }
 
+/// Every queue now: who waits (in line order) and how long, each agent's state, the longest wait.
+async fn queues(State(state): State<ApiState>) -> Response {
+    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let body: Vec<serde_json::Value> = state
+        .queues
+        .view()
+        .await
+        .into_iter()
+        .map(|queue| {
+            let waiting: Vec<serde_json::Value> = queue
+                .waiting
+                .iter()
+                .map(|w| {
+                    serde_json::json!({
+                        "call_id": w.call_id,
+                        "from": w.from,
+                        "waiting_ms": millis(w.waiting),
+                    })
+                })
+                .collect();
+            let agents: Vec<serde_json::Value> = queue
+                .agents
+                .iter()
+                .map(|(id, agent_state)| serde_json::json!({ "id": id, "state": agent_state.as_str() }))
+                .collect();
+            serde_json::json!({
+                "function": queue.function,
+                "waiting": waiting,
+                "agents": agents,
+                "longest_wait_ms": millis(queue.longest_wait),
+            })
+        })
+        .collect();
+    Json(body).into_response()
+}
+
 /// Every agent in the agents file with its current contacts, by id; `[]` without `--agents`.
 async fn agents(State(state): State<ApiState>) -> Response {
     let agents = state
@@ -241,6 +302,141 @@ async fn agents(State(state): State<ApiState>) -> Response {
         .map(|registrar| registrar.agents(Instant::now()))
         .unwrap_or_default();
     Json(agents).into_response()
+}
+
+/// `POST /api/v1/announcements`: what the admin sends.
+#[derive(Deserialize)]
+struct NewAnnouncement {
+    prompt: String,
+    #[serde(default)]
+    until: Option<String>,
+    #[serde(default)]
+    function: Option<String>,
+}
+
+const ANNOUNCEMENT_HELP: &str = "send {\"prompt\": \"<prompt id>\", \"until\": \"<RFC 3339, optional>\", \
+     \"function\": \"<function id, optional>\"}, e.g. {\"prompt\": \"email-down\", \"until\": \"2026-12-01T16:00:00+01:00\"}";
+
+fn announcing(state: &ApiState) -> Result<&Announcing, ApiError> {
+    state.announcements.as_ref().ok_or(ApiError {
+        status: StatusCode::NOT_FOUND,
+        error: "this daemon has no announcement board".into(),
+        help: "announcements are served by `knappval run`",
+    })
+}
+
+fn unprocessable(error: String, help: &'static str) -> ApiError {
+    ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        error,
+        help,
+    }
+}
+
+fn board_failed(error: crate::announce::BoardError) -> ApiError {
+    tracing::error!(%error, "announcement board not saved");
+    ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        error: error.to_string(),
+        help: "nothing was changed; the daemon's log says why",
+    }
+}
+
+async fn list_announcements(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let board = &announcing(&state)?.board;
+    let list: Vec<AnnouncementJson> = board
+        .active(OffsetDateTime::now_utc())
+        .iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+async fn post_announcement(
+    State(state): State<ApiState>,
+    body: Result<Json<NewAnnouncement>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let announcing = announcing(&state)?;
+    let Json(new) =
+        body.map_err(|rejection| bad_request(rejection.body_text(), ANNOUNCEMENT_HELP))?;
+    let now = OffsetDateTime::now_utc();
+    let prompt = new.prompt.trim().to_string();
+    if !announcing.prompts.knows(&prompt) {
+        let mut known: Vec<&str> = announcing.prompts.ids().collect();
+        known.sort_unstable();
+        return Err(unprocessable(
+            format!(
+                "prompt '{prompt}' is not loaded (known: {}); record it as <prompts folder>/{prompt}.wav and \
+                 restart or reload knappval, or use one of the known ids",
+                known.join(", ")
+            ),
+            ANNOUNCEMENT_HELP,
+        ));
+    }
+    let until = match new.until.as_deref() {
+        None => None,
+        Some(text) => {
+            let until = parse_timestamp(text).map_err(|e| {
+                unprocessable(
+                    format!("until '{text}' is not an RFC 3339 timestamp: {e}"),
+                    ANNOUNCEMENT_HELP,
+                )
+            })?;
+            if until <= now {
+                return Err(unprocessable(
+                    format!("until '{text}' is already past"),
+                    "give a time in the future, or leave until out to announce until taken down",
+                ));
+            }
+            Some(until)
+        }
+    };
+    if let Some(function) = &new.function
+        && !announcing.menu.functions.contains_key(function)
+    {
+        let known: Vec<&str> = announcing
+            .menu
+            .functions
+            .keys()
+            .map(String::as_str)
+            .collect();
+        return Err(unprocessable(
+            format!(
+                "function '{function}' is not in the menu (its functions: {})",
+                known.join(", ")
+            ),
+            ANNOUNCEMENT_HELP,
+        ));
+    }
+    let announcement = announcing
+        .board
+        .add(prompt, new.function, until, now)
+        .map_err(board_failed)?;
+    tracing::info!(id = %announcement.id, prompt = %announcement.prompt,
+                   function = announcement.function.as_deref(), until = announcement.until.map(crate::records::format_timestamp),
+                   "announcement on");
+    let body = AnnouncementJson::from(&announcement);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn delete_announcement(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let board = &announcing(&state)?.board;
+    if board
+        .remove(&id, OffsetDateTime::now_utc())
+        .map_err(board_failed)?
+    {
+        tracing::info!(%id, "announcement off");
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            error: format!("no active announcement has the id '{id}'"),
+            help: "GET /api/v1/announcements lists the active ones and their ids",
+        })
+    }
 }
 
 /// `status` is `ok`, `degraded` (calls are served, but contact records wait in memory because the database
@@ -278,7 +474,8 @@ async fn not_found() -> ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
         help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu, /api/v1/functions, \
-               /api/v1/agents and /healthz; the dashboard is at /",
+               /api/v1/queues, /api/v1/agents, GET|POST /api/v1/announcements, DELETE /api/v1/announcements/ID \
+               and GET /healthz; the dashboard is at /",
     }
 }
 

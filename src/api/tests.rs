@@ -32,6 +32,10 @@ impl TestServer {
         let state = ApiState {
             records: Records::new(store),
             health: Arc::new(Health::new()),
+            queues: crate::routing::queue::QueueHandle::start(
+                &menu_with_a_queue(),
+                Arc::new(crate::routing::queue::NoRegistrations::default()),
+            ),
             registrar: None,
             time_zone: crate::records::stats::time_zone("Europe/Stockholm").unwrap(),
             names: Arc::new(MenuNames {
@@ -41,6 +45,7 @@ impl TestServer {
                     name: "IT Kundservice".into(),
                 }],
             }),
+            announcements: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state.clone(), async move {
@@ -140,6 +145,73 @@ fn three_calls() -> Vec<ContactRecord> {
         record("noon", datetime!(2026-11-23 12:00 UTC)),
         record("evening", datetime!(2026-11-23 18:00 UTC)),
     ]
+}
+
+/// One queue with a registered agent (who never registers here) and a fixed desk phone.
+fn menu_with_a_queue() -> crate::menu::model::Menu {
+    use crate::menu::model::*;
+    let queue = Queue {
+        agents: vec![
+            QueueAgent::Registered("it-anna".into()),
+            QueueAgent::Fixed("sip:it-desk@192.0.2.5".into()),
+        ],
+        strategy: Strategy::LongestIdle,
+        ring_timeout: Duration::from_secs(15),
+        wrap_up: Duration::from_secs(10),
+        max_wait: Duration::from_secs(600),
+        music: "hold-music".into(),
+        announce_position: None,
+    };
+    let it = Function {
+        id: "it".into(),
+        name: "IT".into(),
+        target: String::new(),
+        transfer: TransferMode::Queue,
+        queue: Some(queue),
+        ring_timeout: Duration::from_secs(30),
+        transfer_prompt: None,
+        failure_prompt: None,
+        on_failure: FailureAction::Hangup,
+        announcement: None,
+        hours: None,
+    };
+    let root = MenuNode {
+        id: ROOT_MENU.into(),
+        greeting: None,
+        prompt: "main-menu".into(),
+        timeout: Duration::from_secs(5),
+        retries: 2,
+        invalid: None,
+        options: [('1', Choice::Route("it".into()))].into(),
+        fallback: Choice::Hangup,
+    };
+    Menu {
+        name: "Test".into(),
+        functions: [("it".to_string(), it)].into(),
+        menus: [(ROOT_MENU.to_string(), root)].into(),
+        hours: None,
+        languages: None,
+    }
+}
+
+#[tokio::test]
+async fn queues_lists_each_queue_with_its_agents_and_no_one_waiting() {
+    let server = TestServer::start(Arc::new(SqliteStore::open_in_memory().unwrap())).await;
+    let (status, body) = server.get("/api/v1/queues").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!([{
+            "function": "it",
+            "waiting": [],
+            "agents": [
+                { "id": "it-anna", "state": "unregistered" },
+                { "id": "sip:it-desk@192.0.2.5", "state": "idle" },
+            ],
+            "longest_wait_ms": 0,
+        }])
+    );
+    server.stop().await;
 }
 
 #[tokio::test]

@@ -30,6 +30,7 @@ mod session_refresh;
 
 use session_refresh::SessionRefresh;
 
+use crate::announce::Board;
 use crate::api::Health;
 use crate::flow::{Action, Event, Flow, Outcome, StepKind, WallClock};
 use crate::media::prompt::{Prompt, PromptCache};
@@ -39,15 +40,20 @@ use crate::records::{ContactRecord, Progress, Records};
 use crate::routing::Handoff;
 use crate::routing::bridge::{self, DialFailure, FunctionLeg};
 use crate::routing::probe::TargetState;
+use crate::routing::queue::QueueHandle;
 use crate::routing::refer::{self, ReferProgress};
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::sip::{IncomingCall, SipEndpoint, message};
+
+mod queue;
 
 /// The shared services a call task is given at spawn.
 pub struct CallServices {
     /// The menu version this call runs from start to end (a reload affects new calls only).
     pub menu: Arc<Menu>,
     pub prompts: Arc<PromptCache>,
+    /// The announcements this call plays are those on the board when it is answered.
+    pub announcements: Arc<Board>,
     /// Played to the caller while a bridged function rings.
     pub ringback: Arc<Prompt>,
     pub sip: Arc<SipEndpoint>,
@@ -64,6 +70,8 @@ pub struct CallServices {
     pub answer_delay: Duration,
     /// BYEs and CANCELs still in flight after their call ended; shutdown waits for them briefly.
     pub signalling: TaskTracker,
+    /// The functions' queues (`transfer: queue`).
+    pub queues: QueueHandle,
 }
 
 /// Runs one call to its end. Never panics on what the network sends; always writes the record.
@@ -214,6 +222,12 @@ async fn answer_and_run(
         negotiated.direction.sends(),
     );
     local.session_version += 1;
+    // Opening hours are judged by the wall clock at the answer, carried forward by the monotonic clock.
+    let mut flow = Flow::new(
+        services.menu.clone(),
+        WallClock::new(jiff::Timestamp::now(), now),
+    );
+    flow.announce(services.announcements.for_call(OffsetDateTime::now_utc()));
     let mut call = Call {
         services: services.clone(),
         dialog,
@@ -221,11 +235,7 @@ async fn answer_and_run(
         media,
         local,
         codec: negotiated.codec,
-        // Opening hours are judged by the wall clock at the answer, carried forward by the monotonic clock.
-        flow: Flow::new(
-            services.menu.clone(),
-            WallClock::new(jiff::Timestamp::now(), now),
-        ),
+        flow,
         transfer: None,
         refer_deadline: None,
         refer_accepted: false,
@@ -242,6 +252,7 @@ async fn answer_and_run(
             call.transfer_failures.join(", ")
         );
     }
+    call.end_in_queue(&mut end);
     end
 }
 
@@ -277,6 +288,7 @@ fn reject(dialog: &InviteDialog, status: StatusCode, why: &str) {
 enum Transfer {
     Bridge(Pin<Box<dyn Future<Output = Result<FunctionLeg, DialFailure>> + Send>>),
     Refer(Pin<Box<dyn Future<Output = Result<(), refer::ReferFailure>> + Send>>),
+    Queue(Box<queue::QueueWait>),
 }
 
 /// What woke the call loop. Lives on the stack for one turn of the loop, so a large variant costs nothing
@@ -290,6 +302,7 @@ enum Wake {
     Referred(Result<(), refer::ReferFailure>),
     ReferTimedOut,
     SessionExpired,
+    Queue(queue::QueueWake),
     Shutdown,
 }
 
@@ -336,6 +349,8 @@ impl Call<'_> {
                     if matches!(self.transfer, Some(Transfer::Bridge(_))) {
                         // The function is ringing: keep the ringback going.
                         self.media.play(self.services.ringback.clone());
+                        None
+                    } else if self.queue_prompt_ended() {
                         None
                     } else {
                         self.feed(Event::PromptEnded, now).await
@@ -390,6 +405,7 @@ impl Call<'_> {
                     self.transfer_failed("no final NOTIFY for the REFER in time".into(), now)
                         .await
                 }
+                Wake::Queue(wake) => self.on_queue(wake, now).await,
                 Wake::Shutdown => {
                     self.hang_up();
                     Some(End::new(
@@ -465,13 +481,23 @@ impl Call<'_> {
         {
             self.services.records.progress(progress);
         }
+        if let Some(progress) = self
+            .record
+            .announced(&journey.announcements, journey.language.as_deref())
+        {
+            self.services.records.progress(progress);
+        }
     }
 
     async fn apply(&mut self, actions: Vec<Action>) -> Option<End> {
         self.sync_record();
         for action in actions {
             match action {
-                Action::Play(prompt_id) => match self.services.prompts.get(&prompt_id) {
+                Action::Play(prompt_id) => match self
+                    .services
+                    .prompts
+                    .get_in(self.flow.language(), &prompt_id)
+                {
                     Some(prompt) => self.media.play(prompt),
                     None => {
                         // Validated at load, so this is a bug; skipping keeps the caller moving rather than silent.
@@ -525,12 +551,23 @@ impl Call<'_> {
             digits: journey.digits.clone(),
             path: journey.path.clone(),
         };
+        info!(function = %function.id, target = %function.target, mode = %function.transfer, "handing off");
+        if function.transfer == TransferMode::Queue {
+            let function = function.clone();
+            return if self.enter_queue(&function, handoff) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: the queue could not start (hold music not loaded)",
+                    function.id
+                ))
+            };
+        }
         self.record.transfer_target = Some(function.target.clone());
         self.services.records.progress(Progress {
             transfer_target: self.record.transfer_target.clone(),
             ..Progress::of(self.record)
         });
-        info!(function = %function.id, target = %function.target, mode = %function.transfer, "handing off");
         match function.transfer {
             TransferMode::Bridge => {
                 self.media.play(self.services.ringback.clone());
@@ -552,6 +589,10 @@ impl Call<'_> {
                     })
                     .await
                 })));
+            }
+            // Handled above: a queue has no target to dial.
+            TransferMode::Queue => {
+                return Err(format!("{}: a queue has no target to dial", function.id));
             }
             TransferMode::Refer => {
                 let dialog = self.dialog.clone();
@@ -984,6 +1025,7 @@ async fn poll_transfer(transfer: &mut Option<Transfer>) -> Wake {
     match transfer {
         Some(Transfer::Bridge(dial)) => Wake::Bridged(dial.await.map(Box::new)),
         Some(Transfer::Refer(refer)) => Wake::Referred(refer.await),
+        Some(Transfer::Queue(wait)) => Wake::Queue(wait.next().await),
         None => std::future::pending().await,
     }
 }

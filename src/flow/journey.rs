@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Outcome;
-use crate::menu::model::{FunctionId, MenuId};
+use crate::menu::model::{FunctionId, MenuId, PromptId};
 
 /// Everything that happened in one call, from answer to outcome.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -19,6 +19,12 @@ pub struct Journey {
     pub path: Vec<MenuId>,
     /// The function the caller was last routed to: handed to, being handed to, or attempted and failed.
     pub function: Option<FunctionId>,
+    /// The language the caller chose (or was given by default), with `languages:` in the menu.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// The announcements played (service ones, then the chosen functions'), by prompt id, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub announcements: Vec<PromptId>,
     /// Set once the call's outcome is decided.
     pub outcome: Option<Outcome>,
     /// The timestamped trail, for time-to-choice and funnel statistics.
@@ -59,6 +65,8 @@ pub enum StepKind {
     Digit(char),
     /// A digit that is not one of the current menu's options.
     InvalidDigit(char),
+    /// The language the call goes on in (chosen, or the default).
+    Language(String),
     /// The caller pressed nothing within the menu's timeout.
     Timeout,
     /// The menu prompt is played again (the caller's choice, or a fallback).
@@ -93,6 +101,8 @@ mod tests {
             digits: "2x".into(),
             path: vec!["root".into()],
             function: Some("it".into()),
+            announcements: Vec::new(),
+            language: None,
             outcome: Some(Outcome::Transferred),
             steps: vec![
                 Step {

@@ -25,6 +25,16 @@
 //!   `then` runs (hang up, or route to a function); no menu is entered. When a function's `hours:` are closed at
 //!   the moment it is chosen, its closed prompt plays and its `then` runs; a route there makes the record's
 //!   function the one the call went to, and the steps keep `function_closed` for the one that was closed.
+//! - With `languages:` the caller first hears the language prompt and presses a key (barging in is fine); the
+//!   language's timeout passing, or a key that is not an option, takes the default language. Only then does the
+//!   call go on as below (hours, greeting, menu), every prompt in the chosen language ([`Flow::language`]); the
+//!   key is recorded among the digits and as a `language` step.
+//! - Announcements ([`Flow::announce`], from the daemon's announcement board at the answer) play after the root
+//!   menu's greeting and before its prompt, all of them in the order given, once per call. A function's own
+//!   announcements (its `announcement:` from the menu, then those the board holds for it) play when the caller
+//!   chooses it and it is open, before its transfer prompt. Announcements cannot be skipped: they exist so that
+//!   every caller hears them, so digits pressed while one plays are ignored and not recorded. The journey lists
+//!   every announcement played.
 //! - A function with a transfer prompt hears it before the hand-off. A failed hand-off plays the function's failure
 //!   prompt (if any) and then follows its `on_failure`. No function is attempted twice in a call, so an
 //!   `on_failure` chain that comes back to a function already tried ends the call instead of looping.
@@ -50,7 +60,7 @@ pub mod outcome;
 pub use journey::{Journey, Step, StepKind};
 pub use outcome::Outcome;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -132,6 +142,12 @@ enum Prompt {
     Transfer(FunctionId),
     /// The function's failure prompt; its `on_failure` follows.
     Failure(FunctionId),
+    /// The language choice; the wait for its key follows.
+    LanguageChoice,
+    /// A service announcement; the next one, or the menu prompt, follows.
+    Announcement,
+    /// One of the function's announcements; the next one, its transfer prompt or the hand-off follows.
+    FunctionAnnouncement(FunctionId),
     /// The service's closed prompt; its `then` follows.
     ServiceClosed,
     /// The function's closed prompt; its `then` follows.
@@ -145,6 +161,10 @@ enum Phase {
     Playing(Prompt),
     /// Waiting for a digit after the menu prompt.
     Waiting {
+        deadline: Instant,
+    },
+    /// Waiting for the key of the language choice after its prompt.
+    ChoosingLanguage {
         deadline: Instant,
     },
     /// The call task is handing the call to this function.
@@ -168,7 +188,22 @@ pub struct Flow {
     attempted: BTreeSet<FunctionId>,
     answered_at: Option<Instant>,
     clock: WallClock,
+    /// Service announcements not yet played (all of them play once, after the root greeting).
+    announcements: VecDeque<PromptId>,
+    /// Announcements the board holds for single functions, played when the function is chosen.
+    function_announcements: BTreeMap<FunctionId, Vec<PromptId>>,
+    /// The chosen function's announcements still to play.
+    pending_function: VecDeque<PromptId>,
     journey: Journey,
+}
+
+/// The announcements active when a call is answered, as the flow plays them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announcements {
+    /// Played after the greeting and before the root menu prompt, in this order.
+    pub service: Vec<PromptId>,
+    /// Played when the caller chooses the function, after its own `announcement:` from the menu.
+    pub functions: BTreeMap<FunctionId, Vec<PromptId>>,
 }
 
 impl Flow {
@@ -183,8 +218,17 @@ impl Flow {
             attempted: BTreeSet::new(),
             answered_at: None,
             clock,
+            announcements: VecDeque::new(),
+            function_announcements: BTreeMap::new(),
+            pending_function: VecDeque::new(),
             journey: Journey::default(),
         }
+    }
+
+    /// The announcements this call plays; given before [`Event::Answered`] (later, service ones no longer play).
+    pub fn announce(&mut self, announcements: Announcements) {
+        self.announcements = announcements.service.into();
+        self.function_announcements = announcements.functions;
     }
 
     /// Feed one event at time `now`; returns what the call task must do, in order.
@@ -195,12 +239,11 @@ impl Flow {
                 if self.phase == Phase::Ringing {
                     self.answered_at = Some(now);
                     let menu = Arc::clone(&self.menu);
-                    match &menu.hours {
-                        Some(hours) if !hours.is_open(self.clock.at(now)) => {
-                            self.step(now, StepKind::Closed);
-                            self.closed(&hours.closed, Prompt::ServiceClosed, now, &mut out);
+                    match &menu.languages {
+                        Some(languages) => {
+                            self.play(languages.prompt.clone(), Prompt::LanguageChoice, &mut out)
                         }
-                        _ => self.enter_menu(ROOT_MENU.to_string(), now, &mut out),
+                        None => self.start(now, &mut out),
                     }
                 }
             }
@@ -213,7 +256,9 @@ impl Flow {
             Event::Digit(digit) => self.digit(digit, now, &mut out),
             Event::Timeout => {
                 // An early or unexpected timeout is a stale timer of the call task: nothing to do.
-                if matches!(self.phase, Phase::Waiting { deadline } if now >= deadline) {
+                if matches!(self.phase, Phase::ChoosingLanguage { deadline } if now >= deadline) {
+                    self.choose_language(None, now, &mut out);
+                } else if matches!(self.phase, Phase::Waiting { deadline } if now >= deadline) {
                     self.step(now, StepKind::Timeout);
                     self.failure(false, now, &mut out);
                 }
@@ -244,7 +289,7 @@ impl Flow {
     /// When the call task must deliver [`Event::Timeout`] (None: no timer pending).
     pub fn next_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Waiting { deadline } => Some(deadline),
+            Phase::Waiting { deadline } | Phase::ChoosingLanguage { deadline } => Some(deadline),
             _ => None,
         }
     }
@@ -274,9 +319,53 @@ impl Flow {
         &self.menu
     }
 
+    /// The caller's language, once chosen (None: before the choice, or a menu without `languages:`): prompts
+    /// come from its folder.
+    pub fn language(&self) -> Option<&str> {
+        self.journey.language.as_deref()
+    }
+
+    /// After the answer, and the language choice if any: closed hours, or the root menu.
+    fn start(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let menu = Arc::clone(&self.menu);
+        match &menu.hours {
+            Some(hours) if !hours.is_open(self.clock.at(now)) => {
+                self.step(now, StepKind::Closed);
+                self.closed(&hours.closed, Prompt::ServiceClosed, now, out);
+            }
+            _ => self.enter_menu(ROOT_MENU.to_string(), now, out),
+        }
+    }
+
+    /// The caller pressed `digit` at the language choice (None: nothing in time); not an option is the default.
+    fn choose_language(&mut self, digit: Option<char>, now: Instant, out: &mut Vec<Action>) {
+        let menu = Arc::clone(&self.menu);
+        let Some(languages) = &menu.languages else {
+            return self.start(now, out);
+        };
+        let language = digit
+            .and_then(|d| languages.options.get(&d))
+            .unwrap_or(&languages.default)
+            .clone();
+        self.step(now, StepKind::Language(language.clone()));
+        self.journey.language = Some(language);
+        self.start(now, out)
+    }
+
     fn digit(&mut self, digit: char, now: Instant, out: &mut Vec<Action>) {
         if !matches!(digit, '0'..='9' | '*' | '#') {
             return;
+        }
+        let choosing_language = matches!(
+            self.phase,
+            Phase::Playing(Prompt::LanguageChoice) | Phase::ChoosingLanguage { .. }
+        );
+        if choosing_language {
+            self.journey.digits.push(digit);
+            if self.phase == Phase::Playing(Prompt::LanguageChoice) {
+                out.push(Action::StopPrompt);
+            }
+            return self.choose_language(Some(digit), now, out);
         }
         let barge_in = match self.phase {
             Phase::Playing(Prompt::Greeting | Prompt::Menu | Prompt::Invalid) => true,
@@ -368,7 +457,35 @@ impl Flow {
         let first_visit = self.greeted.insert(id);
         match &node.greeting {
             Some(greeting) if first_visit => self.play(greeting.clone(), Prompt::Greeting, out),
-            _ => self.play(node.prompt.clone(), Prompt::Menu, out),
+            _ => self.after_greeting(now, out),
+        }
+    }
+
+    /// The next service announcement, or the menu prompt once none is left.
+    fn after_greeting(&mut self, now: Instant, out: &mut Vec<Action>) {
+        match self.announcements.pop_front() {
+            Some(announcement) => {
+                self.journey.announcements.push(announcement.clone());
+                self.play(announcement, Prompt::Announcement, out);
+            }
+            None => self.play_menu_prompt(now, out),
+        }
+    }
+
+    /// The chosen function's next announcement, then its transfer prompt, then the hand-off.
+    fn before_transfer(&mut self, id: FunctionId, now: Instant, out: &mut Vec<Action>) {
+        if let Some(announcement) = self.pending_function.pop_front() {
+            self.journey.announcements.push(announcement.clone());
+            return self.play(announcement, Prompt::FunctionAnnouncement(id), out);
+        }
+        let menu = Arc::clone(&self.menu);
+        match menu
+            .functions
+            .get(&id)
+            .and_then(|f| f.transfer_prompt.as_ref())
+        {
+            Some(prompt) => self.play(prompt.clone(), Prompt::Transfer(id), out),
+            None => self.transfer(id, now, out),
         }
     }
 
@@ -391,10 +508,13 @@ impl Flow {
             self.step(now, StepKind::FunctionClosed(id.clone()));
             return self.closed(&hours.closed, Prompt::FunctionClosed(id), now, out);
         }
-        match &function.transfer_prompt {
-            Some(prompt) => self.play(prompt.clone(), Prompt::Transfer(id), out),
-            None => self.transfer(id, now, out),
-        }
+        self.pending_function = function
+            .announcement
+            .iter()
+            .chain(self.function_announcements.get(&id).into_iter().flatten())
+            .cloned()
+            .collect();
+        self.before_transfer(id, now, out)
     }
 
     /// Closed hours: their prompt (as `prompt`, whose end runs their action), or their action at once.
@@ -466,7 +586,18 @@ impl Flow {
 
     fn prompt_ended(&mut self, prompt: Prompt, now: Instant, out: &mut Vec<Action>) {
         match prompt {
-            Prompt::Greeting | Prompt::Invalid => self.play_menu_prompt(now, out),
+            Prompt::LanguageChoice => {
+                let menu = Arc::clone(&self.menu);
+                let wait = menu
+                    .languages
+                    .as_ref()
+                    .map_or(Duration::ZERO, |l| l.timeout.min(LONGEST_WAIT));
+                let deadline = now.checked_add(wait).unwrap_or(now);
+                self.phase = Phase::ChoosingLanguage { deadline };
+            }
+            Prompt::Greeting | Prompt::Announcement => self.after_greeting(now, out),
+            Prompt::FunctionAnnouncement(id) => self.before_transfer(id, now, out),
+            Prompt::Invalid => self.play_menu_prompt(now, out),
             Prompt::Menu => {
                 let menu = Arc::clone(&self.menu);
                 let Some(node) = self.current_node(&menu) else {

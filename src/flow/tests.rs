@@ -26,7 +26,9 @@ fn function(id: &str) -> Function {
         name: id.to_uppercase(),
         target: format!("sip:{id}@127.0.0.1:5071"),
         transfer: TransferMode::Bridge,
+        queue: None,
         ring_timeout: Duration::from_secs(20),
+        announcement: None,
         transfer_prompt: None,
         failure_prompt: None,
         on_failure: FailureAction::Hangup,
@@ -85,6 +87,7 @@ fn kommun() -> Menu {
             .map(|m| (m.id.clone(), m))
             .collect(),
         hours: None,
+        languages: None,
     }
 }
 
@@ -1114,4 +1117,98 @@ mod hours {
             assert_eq!(call.at(choice_ms).send(Event::Digit('3')), vec![expected]);
         }
     }
+}
+
+#[test]
+fn announcements_play_after_the_greeting_unskippable_and_are_recorded() {
+    let mut call = Call::new(kommun());
+    call.flow.announce(Announcements {
+        service: vec!["email-down".into(), "phones-down".into()],
+        functions: BTreeMap::from([("kundtjanst".into(), vec!["queue-long".into()])]),
+    });
+    assert_eq!(call.send(Event::Answered), [play("welcome")]);
+    assert_eq!(call.send(Event::PromptEnded), [play("email-down")]);
+    // A digit during an announcement is neither a barge-in nor a choice.
+    assert_eq!(call.send(Event::Digit('1')), []);
+    assert_eq!(call.flow.journey().digits, "");
+    assert_eq!(call.send(Event::PromptEnded), [play("phones-down")]);
+    assert_eq!(call.send(Event::PromptEnded), [play("root-prompt")]);
+    assert_eq!(call.send(Event::PromptEnded), []);
+    assert!(call.flow.next_timeout().is_some());
+    // Back in root later: no greeting and no announcements again.
+    assert_eq!(call.send(Event::Digit('0')), [play("root-prompt")]);
+    call.send(Event::PromptEnded);
+    // Kundtjänst: its board announcement, then its transfer prompt, then the hand-off.
+    assert_eq!(call.send(Event::Digit('1')), [play("queue-long")]);
+    assert_eq!(call.send(Event::Digit('5')), []);
+    assert_eq!(call.send(Event::PromptEnded), [play("to-kundtjanst")]);
+    assert_eq!(call.send(Event::PromptEnded), [transfer("kundtjanst")]);
+    assert_eq!(
+        call.flow.journey().announcements,
+        ["email-down", "phones-down", "queue-long"]
+    );
+}
+
+#[test]
+fn a_functions_own_announcement_plays_before_the_boards_and_the_hand_off() {
+    let mut menu = kommun();
+    menu.functions.get_mut("it").unwrap().announcement = Some("raindance".into());
+    let mut call = Call::waiting_in_root(menu.clone());
+    assert_eq!(call.send(Event::Digit('3')), [play("raindance")]);
+    assert_eq!(call.send(Event::PromptEnded), [transfer("it")]);
+    assert_eq!(call.flow.journey().announcements, ["raindance"]);
+
+    // Without announcements nothing changes: greeting, then the menu prompt.
+    let mut call = Call::new(menu);
+    call.flow.announce(Announcements {
+        functions: BTreeMap::from([("it".into(), vec!["it-extra".into()])]),
+        ..Announcements::default()
+    });
+    assert_eq!(call.send(Event::Answered), [play("welcome")]);
+    assert_eq!(call.send(Event::PromptEnded), [play("root-prompt")]);
+    call.send(Event::PromptEnded);
+    assert_eq!(call.send(Event::Digit('3')), [play("raindance")]);
+    assert_eq!(call.send(Event::PromptEnded), [play("it-extra")]);
+    assert_eq!(call.send(Event::PromptEnded), [transfer("it")]);
+}
+
+#[test]
+fn the_language_is_chosen_first_and_defaults_on_silence_or_a_wrong_key() {
+    let mut menu = kommun();
+    menu.languages = Some(crate::menu::model::Languages {
+        prompt: "language-choice".into(),
+        options: BTreeMap::from([('1', "sv".into()), ('2', "en".into())]),
+        default: "sv".into(),
+        timeout: Duration::from_secs(4),
+    });
+    // A key during the choice barges in and chooses.
+    let mut call = Call::new(menu.clone());
+    assert_eq!(call.send(Event::Answered), [play("language-choice")]);
+    assert_eq!(call.flow.language(), None);
+    assert_eq!(
+        call.send(Event::Digit('2')),
+        [Action::StopPrompt, play("welcome")]
+    );
+    assert_eq!(call.flow.language(), Some("en"));
+    assert_eq!(call.flow.journey().digits, "2");
+    assert_eq!(
+        call.kinds()[..2],
+        [StepKind::Language("en".into()), entered(ROOT_MENU)]
+    );
+
+    // Silence: the default once the wait is over.
+    let mut call = Call::new(menu.clone());
+    call.send(Event::Answered);
+    assert_eq!(call.send(Event::PromptEnded), []);
+    assert_eq!(call.flow.next_timeout(), Some(call.start + ms(4000)));
+    assert_eq!(call.time_out(), [play("welcome")]);
+    assert_eq!(call.flow.language(), Some("sv"));
+
+    // A key that is no option: the default too, and the menu goes on.
+    let mut call = Call::new(menu);
+    call.send(Event::Answered);
+    call.send(Event::PromptEnded);
+    assert_eq!(call.send(Event::Digit('7')), [play("welcome")]);
+    assert_eq!(call.flow.language(), Some("sv"));
+    assert_eq!(call.flow.journey().digits, "7");
 }

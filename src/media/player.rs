@@ -37,6 +37,11 @@ pub struct PromptPlayer {
     current: Option<Arc<Prompt>>,
     position: usize,
     finished: bool,
+    /// The current prompt starts over after its last frame, in the very next frame (hold music).
+    looping: bool,
+    /// The loop an announcement interrupted, and the frame it had reached: it goes on from there, in the frame
+    /// after the announcement's last.
+    paused_loop: Option<(Arc<Prompt>, usize)>,
 }
 
 impl PromptPlayer {
@@ -46,6 +51,8 @@ impl PromptPlayer {
             current: None,
             position: 0,
             finished: false,
+            looping: false,
+            paused_loop: None,
         }
     }
 
@@ -64,6 +71,28 @@ impl PromptPlayer {
         self.current = Some(prompt);
         self.position = 0;
         self.finished = false;
+        self.looping = false;
+        self.paused_loop = None;
+    }
+
+    /// Plays `prompt` once over the loop playing now (an announcement over hold music): the loop pauses and goes
+    /// on where it was as soon as `prompt` ends, which is reported as usual. Without a loop, like [`play`].
+    ///
+    /// [`play`]: PromptPlayer::play
+    pub fn play_over_loop(&mut self, prompt: Arc<Prompt>) {
+        let paused = match (&self.current, self.looping) {
+            (Some(current), true) => Some((current.clone(), self.position)),
+            _ => self.paused_loop.take(),
+        };
+        self.play(prompt);
+        self.paused_loop = paused;
+    }
+
+    /// Plays `prompt` over and over until replaced or stopped: its first frame follows its last with no gap
+    /// (the frame schedule is the pacer's, so the wrap costs no time either), and it never reports finishing.
+    pub fn play_looped(&mut self, prompt: Arc<Prompt>) {
+        self.play(prompt);
+        self.looping = self.current.as_ref().is_some_and(|p| p.frame_count() > 0);
     }
 
     /// Stops the prompt without reporting it finished.
@@ -71,12 +100,17 @@ impl PromptPlayer {
         self.current = None;
         self.position = 0;
         self.finished = false;
+        self.looping = false;
+        self.paused_loop = None;
     }
 
+    /// Whether the next frame is sound: a prompt with frames left, or a paused loop about to resume.
     pub fn is_playing(&self) -> bool {
-        self.current
-            .as_ref()
-            .is_some_and(|prompt| self.position < prompt.frame_count())
+        self.paused_loop.is_some()
+            || self
+                .current
+                .as_ref()
+                .is_some_and(|prompt| self.position < prompt.frame_count())
     }
 
     /// The next 20 ms to send. After a prompt's last frame, [`take_finished`] reports it once.
@@ -91,6 +125,11 @@ impl PromptPlayer {
                 self.finished = true;
             }
             self.current = None;
+            if let Some((paused, position)) = self.paused_loop.take() {
+                self.current = Some(paused);
+                self.position = position;
+                self.looping = true;
+            }
         }
         let Some(prompt) = self.current.as_ref() else {
             return Frame::Silence;
@@ -98,7 +137,11 @@ impl PromptPlayer {
         let index = self.position;
         self.position += 1;
         if self.position == prompt.frame_count() {
-            self.finished = true;
+            if self.looping {
+                self.position = 0;
+            } else {
+                self.finished = true;
+            }
         }
         Frame::Prompt {
             bytes: &prompt.frames(self.codec)[index],
@@ -190,6 +233,75 @@ mod tests {
             .map(|i| (i % 1000) as i16 * 10)
             .collect();
         Arc::new(Prompt::from_samples("test", samples))
+    }
+
+    #[test]
+    fn a_looped_prompt_wraps_to_its_first_frame_without_silence_or_an_end() {
+        let prompt = prompt(3);
+        let mut player = PromptPlayer::new(Codec::Pcmu);
+        player.play_looped(prompt.clone());
+        let frames = prompt.frames(Codec::Pcmu);
+        for round in 0..3 {
+            for (index, expected) in frames.iter().enumerate() {
+                match player.next_frame() {
+                    Frame::Prompt { bytes, first } => {
+                        assert_eq!(bytes, expected, "round {round} frame {index}");
+                        assert_eq!(first, index == 0);
+                    }
+                    Frame::Silence => panic!("silence in round {round} at frame {index}"),
+                }
+                assert!(!player.take_finished());
+            }
+        }
+        assert!(player.is_playing());
+        // A prompt played once after the loop ends normally.
+        player.play(prompt);
+        for _ in 0..3 {
+            player.next_frame();
+        }
+        assert!(player.take_finished());
+        assert_eq!(player.next_frame(), Frame::Silence);
+    }
+
+    #[test]
+    fn an_announcement_over_a_loop_is_followed_at_once_by_the_loop_where_it_paused() {
+        let music = prompt(5);
+        let announcement = Arc::new(Prompt::from_samples(
+            "announcement",
+            vec![9000; 2 * FRAME_SAMPLES],
+        ));
+        let mut player = PromptPlayer::new(Codec::Pcmu);
+        player.play_looped(music.clone());
+        for _ in 0..7 {
+            player.next_frame();
+        }
+        // Two frames into the second round.
+        player.play_over_loop(announcement.clone());
+        let mut sent = Vec::new();
+        for index in 0..6 {
+            if index == 2 {
+                assert!(player.is_playing(), "the loop is about to resume");
+            }
+            match player.next_frame() {
+                Frame::Prompt { bytes, .. } => sent.push(*bytes),
+                Frame::Silence => panic!("silence between the announcement and the music"),
+            }
+        }
+        let music_frames = music.frames(Codec::Pcmu);
+        let announced = announcement.frames(Codec::Pcmu);
+        assert_eq!(sent[..2], announced[..]);
+        assert_eq!(
+            sent[2..],
+            [
+                music_frames[2],
+                music_frames[3],
+                music_frames[4],
+                music_frames[0]
+            ]
+        );
+        assert!(player.take_finished(), "the announcement's end is reported");
+        assert!(!player.take_finished());
+        assert!(player.is_playing());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Prompts ready to send: every prompt the menu may play, converted from WAV once at load and
 //! pre-encoded in both G.711 laws, shared by all calls through `Arc`.
 //!
-//! Owns the prompt cache and the rule `PROMPTS/<id>.wav`. Never decodes a file per call and
+//! Owns the prompt cache and the rule `PROMPTS/<id>.wav` (`PROMPTS/<language>/<id>.wav`, kept under the key
+//! `<language>/<id>`, for a menu with languages). Never decodes a file per call and
 //! never sends anything; the player and the session read frames from here.
 
 use std::collections::HashMap;
@@ -42,6 +43,20 @@ impl Prompt {
             samples,
             pcmu,
             pcma,
+        }
+    }
+
+    /// `parts` played one after the other, from their ready frames (no re-encoding): a sentence built from
+    /// recorded words, such as a place in line. Each part keeps its own padded last frame.
+    pub fn concat(id: impl Into<String>, parts: &[Arc<Prompt>]) -> Prompt {
+        Prompt {
+            id: id.into(),
+            samples: parts
+                .iter()
+                .flat_map(|p| p.samples.iter().copied())
+                .collect(),
+            pcmu: parts.iter().flat_map(|p| p.pcmu.iter().copied()).collect(),
+            pcma: parts.iter().flat_map(|p| p.pcma.iter().copied()).collect(),
         }
     }
 
@@ -117,6 +132,25 @@ impl PromptCache {
 
     pub fn get(&self, id: &str) -> Option<Arc<Prompt>> {
         self.prompts.get(id).cloned()
+    }
+
+    /// Prompt `id` in `language`'s folder, or else the one straight in the prompts folder (the language choice,
+    /// an announcement recorded once for all).
+    pub fn get_in(&self, language: Option<&str>, id: &str) -> Option<Arc<Prompt>> {
+        language
+            .and_then(|language| self.prompts.get(&format!("{language}/{id}")))
+            .or_else(|| self.prompts.get(id))
+            .cloned()
+    }
+
+    /// Whether prompt `id` is loaded in the prompts folder or in any language's folder.
+    pub fn knows(&self, id: &str) -> bool {
+        self.prompts.keys().any(|key| {
+            key == id
+                || key
+                    .split_once('/')
+                    .is_some_and(|(_, in_language)| in_language == id)
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -269,6 +269,17 @@ impl MediaSession {
         self.player.play(prompt);
     }
 
+    /// Plays `prompt` in a gapless loop (hold music) until replaced or stopped; no `PromptEnded` comes.
+    pub fn play_looped(&mut self, prompt: Arc<Prompt>) {
+        self.player.play_looped(prompt);
+    }
+
+    /// Plays `prompt` once over the loop playing (an announcement over hold music); the loop goes on where it
+    /// paused, with no gap, and `PromptEnded` reports the announcement's end.
+    pub fn play_over_loop(&mut self, prompt: Arc<Prompt>) {
+        self.player.play_over_loop(prompt);
+    }
+
     /// Stops the prompt (barge-in); no `PromptEnded` follows for it.
     pub fn stop_prompt(&mut self) {
         self.player.stop();

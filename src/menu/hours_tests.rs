@@ -277,7 +277,7 @@ fn check_warns_about_unused_prompts_unreachable_options_deep_menus_and_hours_nev
          parked: { prompt: sub, options: { \"1\": { route: it }, \"2\": { back: true } } }\n",
     )
     .unwrap();
-    let (text, ok) = check_report(&path, &prompts, &any_file);
+    let (text, ok) = check_report(&path, &prompts, &any_file, None);
     assert!(ok, "warnings do not fail the check: {text}");
     let label = path.display();
     let warnings: Vec<&str> = text

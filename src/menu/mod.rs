@@ -24,12 +24,18 @@ mod hours_tests;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{MenuError, MenuErrors};
 pub use validate::{unreachable_functions, unreachable_menus};
 pub use warnings::{MAX_MENU_DEPTH, warnings};
+
+/// Whether `id` may name a prompt (a file name without `.wav`: letters, digits, '-' and '_').
+pub fn is_prompt_id(id: &str) -> bool {
+    validate::is_valid_id(id)
+}
 
 use error::{Pos, Report};
 
@@ -42,8 +48,19 @@ pub fn load(
     prompts_dir: &Path,
     probe_prompt: &dyn Fn(&Path) -> Result<(), String>,
 ) -> Result<model::Menu, MenuErrors> {
+    load_with_agents(menu_path, prompts_dir, probe_prompt, None)
+}
+
+/// Like [`load`]; when `known_agents` is given (the agents file's ids), every queue agent that is an id and
+/// not a `sip:` URI must be one of them.
+pub fn load_with_agents(
+    menu_path: &Path,
+    prompts_dir: &Path,
+    probe_prompt: &dyn Fn(&Path) -> Result<(), String>,
+    known_agents: Option<&BTreeSet<String>>,
+) -> Result<model::Menu, MenuErrors> {
     let (source, label) = read(menu_path)?;
-    load_str(&source, &label, prompts_dir, probe_prompt)
+    load_str_with_agents(&source, &label, prompts_dir, probe_prompt, known_agents)
 }
 
 /// Loads and validates the menu file's shape without looking at prompt files: for drawing the menu, where the
@@ -110,11 +127,24 @@ pub fn load_str(
     prompts_dir: &Path,
     probe_prompt: &dyn Fn(&Path) -> Result<(), String>,
 ) -> Result<model::Menu, MenuErrors> {
+    load_str_with_agents(source, file_label, prompts_dir, probe_prompt, None)
+}
+
+/// Like [`load_str`], checking queue agents against `known_agents` as [`load_with_agents`] does.
+pub fn load_str_with_agents(
+    source: &str,
+    file_label: &str,
+    prompts_dir: &Path,
+    probe_prompt: &dyn Fn(&Path) -> Result<(), String>,
+    known_agents: Option<&BTreeSet<String>>,
+) -> Result<model::Menu, MenuErrors> {
     let mut report = Report::new(file_label);
     let Some(raw) = yaml::parse(source, &mut report) else {
         return Err(report.into_errors());
     };
-    match validate::Validator::new(&mut report, prompts_dir).validate(raw, probe_prompt) {
+    let validator =
+        validate::Validator::new(&mut report, prompts_dir).with_known_agents(known_agents);
+    match validator.validate(raw, probe_prompt) {
         Some(menu) if report.is_empty() => Ok(menu),
         _ => Err(report.into_errors()),
     }
@@ -126,12 +156,14 @@ pub fn load_str(
 /// each menu or function that callers cannot reach (allowed, but usually an oversight), then a `warning:` line
 /// for each of [`warnings`] (prompts never used, options that cannot be reached, menus nested too deep, hours
 /// never open). Warnings leave the menu usable.
+/// With `known_agents` (from `--agents`), queue agents are checked against the agents file too.
 pub fn check_report(
     menu_path: &Path,
     prompts_dir: &Path,
     probe_prompt: &dyn Fn(&Path) -> Result<(), String>,
+    known_agents: Option<&BTreeSet<String>>,
 ) -> (String, bool) {
-    match load(menu_path, prompts_dir, probe_prompt) {
+    match load_with_agents(menu_path, prompts_dir, probe_prompt, known_agents) {
         Err(errors) => (errors.to_string(), false),
         Ok(menu) => {
             let label = menu_path.display().to_string();

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::model::{Choice, FailureAction, ROOT_MENU, TransferMode};
+use super::model::{Choice, FailureAction, QueueAgent, ROOT_MENU, Strategy, TransferMode};
 use super::*;
 
 fn shipped(relative: &str) -> PathBuf {
@@ -97,15 +97,10 @@ fn the_shipped_menu_loads_with_its_playable_prompts() {
             "upphandling"
         ]
     );
-    for (port, id) in (5071..).zip([
-        "kundtjanst",
-        "personal",
-        "it",
-        "raindance",
-        "upphandling",
-        "treserva",
-        "procapita",
-    ]) {
+    for (port, id) in [(5071, "kundtjanst"), (5072, "personal")]
+        .into_iter()
+        .chain((5074..).zip(["raindance", "upphandling", "treserva", "procapita"]))
+    {
         assert_eq!(
             menu.functions[id].target,
             format!("sip:{id}@127.0.0.1:{port}")
@@ -120,10 +115,34 @@ fn the_shipped_menu_loads_with_its_playable_prompts() {
         menu.functions["kundtjanst"].on_failure,
         FailureAction::Hangup
     );
+    let it = &menu.functions["it"];
+    assert_eq!(it.transfer, TransferMode::Queue);
+    assert_eq!(it.on_failure, FailureAction::Route("kundtjanst".into()));
+    let queue = it.queue.as_ref().unwrap();
     assert_eq!(
-        menu.functions["it"].on_failure,
-        FailureAction::Route("kundtjanst".into())
+        queue.agents,
+        [
+            QueueAgent::Registered("it-anna".into()),
+            QueueAgent::Registered("it-bo".into()),
+            QueueAgent::Fixed("sip:it@127.0.0.1:5073".into()),
+        ]
     );
+    assert_eq!(
+        (
+            queue.strategy,
+            queue.ring_timeout,
+            queue.wrap_up,
+            queue.max_wait
+        ),
+        (
+            Strategy::LongestIdle,
+            Duration::from_secs(15),
+            Duration::from_secs(10),
+            Duration::from_secs(600)
+        )
+    );
+    assert_eq!(queue.music, "hold-music");
+    assert_eq!(queue.announce_position, Some(Duration::from_secs(45)));
 
     let root = menu.root();
     assert_eq!(root.greeting.as_deref(), Some("welcome"));
@@ -172,11 +191,11 @@ fn the_shipped_prompts_are_small_and_all_used() {
 #[test]
 fn check_report_summarises_the_shipped_menu() {
     let path = shipped("menus/kommunsupport.yaml");
-    let (text, ok) = check_report(&path, &prompts_dir(), &telephone_wav);
+    let (text, ok) = check_report(&path, &prompts_dir(), &telephone_wav, None);
     assert!(ok, "{text}");
     assert_eq!(
         text,
-        format!("{}: ok: 7 functions, 2 menus, 13 prompts", path.display())
+        format!("{}: ok: 7 functions, 2 menus, 37 prompts", path.display())
     );
 }
 
@@ -195,7 +214,7 @@ fn check_report_notes_parked_menus_and_lists_errors() {
     for id in ["main-menu", "care-menu"] {
         std::fs::write(prompts.join(format!("{id}.wav")), b"").unwrap();
     }
-    let (text, ok) = check_report(&path, &prompts, &any_file);
+    let (text, ok) = check_report(&path, &prompts, &any_file, None);
     assert!(ok);
     let label = path.display();
     assert_eq!(
@@ -208,7 +227,7 @@ fn check_report_notes_parked_menus_and_lists_errors() {
     );
 
     std::fs::write(&path, MINIMAL.replace("route: it", "route: itt")).unwrap();
-    let (text, ok) = check_report(&path, &prompts_dir(), &any_file);
+    let (text, ok) = check_report(&path, &prompts_dir(), &any_file, None);
     assert!(!ok);
     assert_eq!(
         text,
@@ -367,7 +386,7 @@ fn an_unknown_key_is_named_with_the_allowed_ones() {
     assert_eq!(single(&source), (13, 1, "unknown key 'greting'".into()));
     assert_eq!(
         help_of(&source),
-        "allowed here: name, functions, menu, menus, hours"
+        "allowed here: name, functions, menu, menus, hours, languages"
     );
 }
 
@@ -912,4 +931,164 @@ fn a_file_saved_by_notepad_loads_with_the_same_positions() {
         single(&broken),
         (12, 19, "route to undefined function 'itt'".into())
     );
+}
+
+const QUEUE: &str = "\
+name: Test
+functions:
+  kundtjanst:
+    name: Kundtjänst
+    target: sip:kundtjanst@127.0.0.1:5071
+  it:
+    name: IT Kundservice
+    transfer: queue
+    queue:
+      agents: [it-anna, it-bo, sip:it-desk@10.0.0.5]
+      strategy: round-robin
+      ring_timeout: 20s
+      wrap_up: 0s
+      max_wait: 2m
+      overflow: { route: kundtjanst }
+      music: main-menu
+      announce_position: 30s
+menu:
+  prompt: main-menu
+  options:
+    \"1\": { route: it }
+";
+
+#[test]
+fn a_queue_function_reads_every_key() {
+    let menu = load_inline(QUEUE).unwrap_or_else(|e| panic!("{e}"));
+    let it = &menu.functions["it"];
+    assert_eq!(it.transfer, TransferMode::Queue);
+    assert_eq!(it.target, "");
+    assert_eq!(it.on_failure, FailureAction::Route("kundtjanst".into()));
+    let queue = it.queue.as_ref().unwrap();
+    assert_eq!(
+        queue.agents[2],
+        QueueAgent::Fixed("sip:it-desk@10.0.0.5".into())
+    );
+    assert_eq!(queue.strategy, Strategy::RoundRobin);
+    assert_eq!(queue.ring_timeout, Duration::from_secs(20));
+    assert_eq!(queue.wrap_up, Duration::ZERO);
+    assert_eq!(queue.max_wait, Duration::from_secs(120));
+    assert_eq!(queue.announce_position, Some(Duration::from_secs(30)));
+    assert!(menu.prompt_ids().contains("number-20"));
+}
+
+#[test]
+fn queue_mistakes_are_reported_where_they_are_written() {
+    let cases: [(&str, &str, (usize, usize), &str); 7] = [
+        (
+            "ring_timeout: 20s",
+            "ring_timeout: 20 seconds",
+            (12, 21),
+            "has no unit",
+        ),
+        (
+            "max_wait: 2m",
+            "max_wait: 2h",
+            (14, 17),
+            "longer than an hour",
+        ),
+        (
+            "strategy: round-robin",
+            "strategy: round-robn",
+            (11, 17),
+            "unknown queue strategy 'round-robn'",
+        ),
+        (
+            "music: main-menu",
+            "music: hold-musik",
+            (16, 14),
+            "prompt file not found",
+        ),
+        (
+            "overflow: { route: kundtjanst }",
+            "overflow: { menu: root }",
+            (15, 19),
+            "cannot follow a failed hand-off",
+        ),
+        (
+            "agents: [it-anna, it-bo,",
+            "agents: [it-anna, it-anna,",
+            (10, 25),
+            "listed twice",
+        ),
+        (
+            "agents: [it-anna, it-bo, sip:it-desk@10.0.0.5]",
+            "agents: [it-anna, sip:it desk]",
+            (10, 25),
+            "contains a space",
+        ),
+    ];
+    for (from, to, (line, column), message) in cases {
+        let source = QUEUE.replace(from, to);
+        let errors = errors(&source);
+        assert_eq!(errors.len(), 1, "{to}: {}", MenuErrors(errors.clone()));
+        assert_eq!(
+            (errors[0].line, errors[0].column),
+            (line, column),
+            "{to}: {}",
+            errors[0]
+        );
+        assert!(errors[0].message.contains(message), "{to}: {}", errors[0]);
+    }
+    assert!(
+        help_of(&QUEUE.replace("round-robin", "round-robn")).contains("did you mean 'round-robin'")
+    );
+}
+
+#[test]
+fn a_queue_needs_agents_and_music_and_no_target_or_on_failure() {
+    let without_music = QUEUE.replace("      music: main-menu\n", "");
+    assert_eq!(
+        single(&without_music),
+        (10, 7, "the queue of 'it' has no `music:`".into())
+    );
+    let without_agents = QUEUE.replace("[it-anna, it-bo, sip:it-desk@10.0.0.5]", "[]");
+    assert_eq!(single(&without_agents).2, "the queue of 'it' has no agents");
+    let with_target = QUEUE.replace(
+        "    transfer: queue\n",
+        "    transfer: queue\n    target: sip:it@h\n",
+    );
+    assert_eq!(
+        single(&with_target).2,
+        "function 'it' is a queue and has no `target:`"
+    );
+    let with_on_failure = QUEUE.replace(
+        "    transfer: queue\n",
+        "    transfer: queue\n    on_failure: { hangup: true }\n",
+    );
+    assert!(single(&with_on_failure).2.contains("its `overflow:`"));
+    let no_queue = "name: T\nfunctions:\n  it:\n    name: IT\n    transfer: queue\nmenu:\n  prompt: main-menu\n  options:\n    \"1\": { route: it }\n";
+    assert_eq!(
+        single(no_queue),
+        (5, 15, "function 'it' is a queue with no `queue:`".into())
+    );
+}
+
+#[test]
+fn queue_agents_must_be_in_the_agents_file_when_one_is_given() {
+    let known: std::collections::BTreeSet<String> =
+        ["it-anna".to_string(), "it-bo".to_string()].into();
+    let source = QUEUE.replace("it-bo,", "it-boo,");
+    let errors = load_str_with_agents(&source, "t.yaml", &prompts_dir(), &any_file, Some(&known))
+        .unwrap_err()
+        .0;
+    assert_eq!(errors.len(), 1, "{}", MenuErrors(errors.clone()));
+    assert_eq!((errors[0].line, errors[0].column), (10, 25));
+    assert_eq!(
+        errors[0].message,
+        "agent 'it-boo' is not in the agents file"
+    );
+    assert!(
+        errors[0].help.contains("did you mean 'it-bo'"),
+        "{}",
+        errors[0].help
+    );
+    // Fixed URIs need no entry; without an agents file any well-formed id passes.
+    assert!(load_str_with_agents(QUEUE, "t.yaml", &prompts_dir(), &any_file, Some(&known)).is_ok());
+    assert!(load_inline(&source).is_ok());
 }

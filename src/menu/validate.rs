@@ -11,12 +11,20 @@ use serde_saphyr::Spanned;
 use super::duration::{format_duration, parse_duration};
 use super::error::{Pos, Report};
 use super::hours::ClosedAction;
-use super::model::{self, Choice, FailureAction, Function, MenuNode, ROOT_MENU, TransferMode};
-use super::yaml::{RawChoice, RawFile, RawFunction, RawMenu, SpannedMap, closest};
+use super::model::{
+    self, Choice, FailureAction, Function, MenuNode, QueueAgent, ROOT_MENU, Strategy, TransferMode,
+};
+use super::yaml::{
+    RawChoice, RawFile, RawFunction, RawLanguages, RawMenu, RawQueue, SpannedMap, closest,
+};
 
 mod hours;
 
 const DEFAULT_RING_TIMEOUT: Duration = Duration::from_secs(30);
+/// One agent's phone rings this long by default before the next agent is tried.
+const DEFAULT_AGENT_RING_TIMEOUT: Duration = Duration::from_secs(15);
+const DEFAULT_WRAP_UP: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(600);
 const DEFAULT_MENU_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_RETRIES: u32 = 2;
 /// No caller listens to a menu more than a handful of times; a larger number is a typo.
@@ -25,7 +33,7 @@ const MAX_RETRIES: u32 = 10;
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// Ids end up in contact records, logs and URLs: keep them to a safe alphabet.
-fn is_valid_id(id: &str) -> bool {
+pub(crate) fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
@@ -44,8 +52,8 @@ enum ChoiceSite<'a> {
     Option,
     /// A menu's `fallback:` when the retries run out.
     Fallback { menu_id: &'a str },
-    /// A function's `on_failure:`.
-    OnFailure { function_id: &'a str },
+    /// A function's `on_failure:`, or its queue's `overflow:`.
+    OnFailure { function_id: &'a str, key: &'a str },
     /// `then:` under the `closed:` of the service's hours (None) or a function's.
     Closed { function_id: Option<&'a str> },
 }
@@ -66,6 +74,8 @@ pub(crate) struct Validator<'a> {
     fallback_edges: BTreeMap<String, (String, Pos)>,
     /// Whether prompt files are looked at (not when only the menu's shape matters, as for `knappval graph`).
     probe_prompt_files: bool,
+    /// The agent ids of the agents file, when one is given: queue agents must be among them.
+    known_agents: Option<&'a BTreeSet<String>>,
 }
 
 impl<'a> Validator<'a> {
@@ -78,12 +88,19 @@ impl<'a> Validator<'a> {
             prompt_uses: Vec::new(),
             fallback_edges: BTreeMap::new(),
             probe_prompt_files: true,
+            known_agents: None,
         }
     }
 
     /// Checks prompt ids' spelling but not their files.
     pub fn without_prompt_files(mut self) -> Self {
         self.probe_prompt_files = false;
+        self
+    }
+
+    /// Queue agents that are ids (not `sip:` URIs) must be in this set.
+    pub fn with_known_agents(mut self, agents: Option<&'a BTreeSet<String>>) -> Self {
+        self.known_agents = agents;
         self
     }
 
@@ -164,6 +181,7 @@ impl<'a> Validator<'a> {
         }
 
         let hours = file.hours.as_ref().and_then(|h| self.hours(h, None));
+        let languages = file.languages.as_ref().and_then(|l| self.languages(l));
 
         self.check_fallback_cycles();
         if self.probe_prompt_files {
@@ -178,6 +196,90 @@ impl<'a> Validator<'a> {
             functions,
             menus,
             hours,
+            languages,
+        })
+    }
+
+    /// `languages:`. Every prompt named so far is then looked for in each language's folder; the language
+    /// prompt itself (spoken in all of them) straight in the prompts folder.
+    fn languages(&mut self, raw: &Spanned<RawLanguages>) -> Option<model::Languages> {
+        let before = self.report_len();
+        let example = "write it like languages: { prompt: language-choice, options: { \"1\": sv, \"2\": en }, default: sv }";
+        let mut options = BTreeMap::new();
+        match &raw.value.options {
+            Some(map) if !map.value.0.is_empty() => {
+                for (key, code) in &map.value.0 {
+                    let digit = self.digit(key);
+                    let text = code.value.trim();
+                    if !is_valid_id(text) {
+                        self.report.error(
+                            pos(code),
+                            format!("'{text}' is not a language code"),
+                            "a language is the name of its prompts folder, e.g. sv or en",
+                        );
+                        continue;
+                    }
+                    if let Some(digit) = digit {
+                        options.insert(digit, text.to_owned());
+                    }
+                }
+            }
+            _ => self
+                .report
+                .error(pos(raw), "`languages:` has no `options:`", example),
+        }
+        let default = match &raw.value.default {
+            Some(default) => {
+                let text = default.value.trim().to_owned();
+                if !options.is_empty() && !options.values().any(|code| *code == text) {
+                    let codes: BTreeSet<&String> = options.values().collect();
+                    let codes: Vec<&str> = codes.into_iter().map(String::as_str).collect();
+                    self.report.error(
+                        pos(default),
+                        format!("default language '{text}' is not one of the options"),
+                        format!("use one of: {}", codes.join(", ")),
+                    );
+                }
+                text
+            }
+            None => {
+                self.report.error(
+                    pos(raw),
+                    "`languages:` has no `default:` (the language of a caller who presses nothing)",
+                    example,
+                );
+                String::new()
+            }
+        };
+        let timeout = self.duration(raw.value.timeout.as_ref(), "timeout", DEFAULT_MENU_TIMEOUT);
+        // The prompts named so far are the menu's: each must exist in every language.
+        let codes: BTreeSet<String> = options.values().cloned().collect();
+        let uses = std::mem::take(&mut self.prompt_uses);
+        for code in &codes {
+            self.prompt_uses.extend(uses.iter().map(|u| PromptUse {
+                id: format!("{code}/{}", u.id),
+                pos: u.pos,
+            }));
+        }
+        let prompt = match &raw.value.prompt {
+            Some(prompt) => self.prompt(prompt),
+            None => {
+                self.report.error(
+                    pos(raw),
+                    "`languages:` has no `prompt:` (the choice callers hear first)",
+                    example,
+                );
+                None
+            }
+        };
+        if self.report_len() != before {
+            return None;
+        }
+        Some(model::Languages {
+            prompt: prompt?,
+            options,
+            default,
+            timeout,
         })
     }
 
@@ -232,8 +334,22 @@ impl<'a> Validator<'a> {
                 String::new()
             }
         };
+        let is_queue = raw
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.value.trim() == "queue");
         let target = match &raw.target {
+            Some(target) if is_queue => {
+                self.report.error(
+                    pos(target),
+                    format!("function '{id}' is a queue and has no `target:`"),
+                    "its calls go to the agents under `queue: {{ agents: [...] }}`; remove target, \
+                     or list it there as a fixed agent",
+                );
+                String::new()
+            }
             Some(target) => self.target(target),
+            None if is_queue => String::new(),
             None => {
                 self.report.error(
                     pos(key),
@@ -248,12 +364,14 @@ impl<'a> Validator<'a> {
             Some(mode) => match mode.value.trim() {
                 "bridge" => TransferMode::Bridge,
                 "refer" => TransferMode::Refer,
+                "queue" => TransferMode::Queue,
                 other => {
                     self.report.error(
                         pos(mode),
                         format!("unknown transfer mode '{other}'"),
-                        "use `bridge` (knappval calls the function and relays the audio) or `refer` \
-                         (the caller's side is asked to transfer the call itself)",
+                        "use `bridge` (knappval calls the function and relays the audio), `refer` \
+                         (the caller's side is asked to transfer the call itself) or `queue` (callers wait \
+                         for the agents under `queue:`)",
                     );
                     TransferMode::Bridge
                 }
@@ -264,14 +382,62 @@ impl<'a> Validator<'a> {
             "ring_timeout",
             DEFAULT_RING_TIMEOUT,
         );
+        let announcement = raw.announcement.as_ref().and_then(|p| self.prompt(p));
         let transfer_prompt = raw.transfer_prompt.as_ref().and_then(|p| self.prompt(p));
         let failure_prompt = raw.failure_prompt.as_ref().and_then(|p| self.prompt(p));
+        let queue = match (&raw.queue, transfer) {
+            (Some(queue), TransferMode::Queue) => self.queue(id, queue),
+            (None, TransferMode::Queue) => {
+                self.report.error(
+                    raw.transfer.as_ref().map_or(pos(key), pos),
+                    format!("function '{id}' is a queue with no `queue:`"),
+                    "add queue: with at least agents: [...] and music: <prompt>",
+                );
+                None
+            }
+            (Some(queue), _) => {
+                self.report.error(
+                    pos(queue),
+                    format!("function '{id}' has a `queue:` but is not a queue"),
+                    "add transfer: queue to the function, or remove queue:",
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        if let (Some(on_failure), TransferMode::Queue) = (&raw.on_failure, transfer) {
+            self.report.error(
+                pos(on_failure),
+                format!("function '{id}' is a queue: what follows a long wait is its `overflow:`"),
+                "move it under queue: as overflow: { route: <function> } or overflow: { hangup: true }",
+            );
+        }
+        let overflow = raw.queue.as_ref().and_then(|q| q.value.overflow.as_ref());
         let on_failure = match &raw.on_failure {
             None => FailureAction::Hangup,
-            Some(choice) => match self.choice(choice, ChoiceSite::OnFailure { function_id: id }) {
+            Some(choice) => match self.choice(
+                choice,
+                ChoiceSite::OnFailure {
+                    function_id: id,
+                    key: "on_failure",
+                },
+            ) {
                 Some(Choice::Route(to)) => FailureAction::Route(to),
                 _ => FailureAction::Hangup,
             },
+        };
+        let on_failure = match (overflow, transfer) {
+            (Some(choice), TransferMode::Queue) => match self.choice(
+                choice,
+                ChoiceSite::OnFailure {
+                    function_id: id,
+                    key: "overflow",
+                },
+            ) {
+                Some(Choice::Route(to)) => FailureAction::Route(to),
+                _ => FailureAction::Hangup,
+            },
+            _ => on_failure,
         };
 
         let hours = raw.hours.as_ref().and_then(|h| self.hours(h, Some(id)));
@@ -282,11 +448,144 @@ impl<'a> Validator<'a> {
             name,
             target,
             transfer,
+            queue,
             ring_timeout,
+            announcement,
             transfer_prompt,
             failure_prompt,
             on_failure,
         })
+    }
+
+    fn queue(&mut self, function_id: &str, raw: &Spanned<RawQueue>) -> Option<model::Queue> {
+        let at = pos(raw);
+        let raw = &raw.value;
+        let before = self.report_len();
+        let mut agents: Vec<QueueAgent> = Vec::new();
+        match &raw.agents {
+            Some(list) if !list.value.is_empty() => {
+                let mut seen: BTreeMap<String, Pos> = BTreeMap::new();
+                for entry in &list.value {
+                    let Some(agent) = self.queue_agent(entry) else {
+                        continue;
+                    };
+                    if let Some(first) = seen.get(agent.id()) {
+                        self.report.error(
+                            pos(entry),
+                            format!("agent '{}' is listed twice in this queue", agent.id()),
+                            format!("the first is at line {}; keep one", first.line),
+                        );
+                        continue;
+                    }
+                    seen.insert(agent.id().to_owned(), pos(entry));
+                    agents.push(agent);
+                }
+            }
+            other => self.report.error(
+                other.as_ref().map_or(at, pos),
+                format!("the queue of '{function_id}' has no agents"),
+                "list who takes its calls: agents: [it-anna, it-bo, sip:it-desk@10.0.0.5] \
+                 (agent ids from the agents file, or fixed sip: URIs)",
+            ),
+        }
+        let strategy = match &raw.strategy {
+            None => Strategy::default(),
+            Some(name) => match Strategy::from_name(name.value.trim()) {
+                Some(strategy) => strategy,
+                None => {
+                    let mut help = format!("use one of: {}", Strategy::NAMES.join(", "));
+                    if let Some(close) = closest(name.value.trim(), Strategy::NAMES) {
+                        help = format!("did you mean '{close}'? {help}");
+                    }
+                    self.report.error(
+                        pos(name),
+                        format!("unknown queue strategy '{}'", name.value.trim()),
+                        help,
+                    );
+                    Strategy::default()
+                }
+            },
+        };
+        let ring_timeout = self.duration(
+            raw.ring_timeout.as_ref(),
+            "ring_timeout",
+            DEFAULT_AGENT_RING_TIMEOUT,
+        );
+        // No rest between calls is a legitimate choice, so 0 is allowed here.
+        let wrap_up = match &raw.wrap_up {
+            Some(text) if parse_duration(&text.value).is_ok_and(|d| d.is_zero()) => Duration::ZERO,
+            other => self.duration(other.as_ref(), "wrap_up", DEFAULT_WRAP_UP),
+        };
+        let max_wait = self.duration(raw.max_wait.as_ref(), "max_wait", DEFAULT_MAX_WAIT);
+        let music = match &raw.music {
+            Some(music) => self.prompt(music),
+            None => {
+                self.report.error(
+                    at,
+                    format!("the queue of '{function_id}' has no `music:`"),
+                    "callers must hear something while they wait: add music: hold-music \
+                     (prompts/hold-music.wav, looped)",
+                );
+                None
+            }
+        };
+        let announce_position = raw.announce_position.as_ref().map(|every| {
+            let every_value = self.duration(Some(every), "announce_position", DEFAULT_MAX_WAIT);
+            for id in model::position_prompt_ids() {
+                self.prompt_uses.push(PromptUse {
+                    id,
+                    pos: pos(every),
+                });
+            }
+            every_value
+        });
+        if self.report_len() != before {
+            return None;
+        }
+        Some(model::Queue {
+            agents,
+            strategy,
+            ring_timeout,
+            wrap_up,
+            max_wait,
+            music: music?,
+            announce_position,
+        })
+    }
+
+    /// One entry of `agents:`: a fixed `sip:` URI, or an agent id that must be in the agents file when one is given.
+    fn queue_agent(&mut self, entry: &Spanned<String>) -> Option<QueueAgent> {
+        let text = entry.value.trim();
+        if text.starts_with("sip:") || text.starts_with("sips:") {
+            let uri = self.target(entry);
+            return (!uri.is_empty()).then_some(QueueAgent::Fixed(uri));
+        }
+        if !crate::agents::is_valid_agent_id(text) {
+            self.report.error(
+                pos(entry),
+                format!("'{text}' is neither an agent id nor a sip: URI"),
+                "an agent id is letters, digits, '.', '-' and '_' (e.g. it-anna); a fixed phone is \
+                 written sip:it-desk@10.0.0.5",
+            );
+            return None;
+        }
+        if let Some(known) = self.known_agents
+            && !known.contains(text)
+        {
+            let mut help = format!(
+                "add it with: knappval agents passwd --agents <file> {text}; or write a fixed sip: URI"
+            );
+            if let Some(close) = closest(text, known.iter().map(String::as_str)) {
+                help = format!("did you mean '{close}'? {help}");
+            }
+            self.report.error(
+                pos(entry),
+                format!("agent '{text}' is not in the agents file"),
+                help,
+            );
+            return None;
+        }
+        Some(QueueAgent::Registered(text.to_owned()))
     }
 
     /// Checks a `target:` and returns it trimmed.
@@ -583,11 +882,11 @@ impl<'a> Validator<'a> {
                 "that restarts the same menu forever; route the caller on or hang up".to_owned(),
             )),
             (ChoiceSite::Fallback { .. }, _) => None,
-            (ChoiceSite::OnFailure { .. }, Choice::Menu(_) | Choice::Repeat | Choice::Back) => Some((
+            (ChoiceSite::OnFailure { key, .. }, Choice::Menu(_) | Choice::Repeat | Choice::Back) => Some((
                 format!("`{}` cannot follow a failed hand-off", action.value),
-                "on_failure is { route: <another function> } or { hangup: true }".to_owned(),
+                format!("{key} is {{ route: <another function> }} or {{ hangup: true }}"),
             )),
-            (ChoiceSite::OnFailure { function_id }, Choice::Route(to)) if to == function_id => Some((
+            (ChoiceSite::OnFailure { function_id, .. }, Choice::Route(to)) if to == function_id => Some((
                 format!("function '{function_id}' fails over to itself"),
                 "route to another function (e.g. kundtjanst), or { hangup: true }".to_owned(),
             )),
@@ -794,7 +1093,14 @@ impl<'a> Validator<'a> {
                     }
                 }
             };
-            return Some((format!("prompt file not found: {}", path.display()), help));
+            let message = match id.split_once('/') {
+                Some((language, prompt)) => format!(
+                    "prompt '{prompt}' is missing in language '{language}': no file {}",
+                    path.display()
+                ),
+                None => format!("prompt file not found: {}", path.display()),
+            };
+            return Some((message, help));
         }
         probe_prompt(&path).err().map(|reason| {
             (

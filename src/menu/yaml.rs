@@ -23,6 +23,16 @@ pub(crate) struct RawFile {
     pub menu: Option<Spanned<RawMenu>>,
     pub menus: Option<Spanned<SpannedMap<Spanned<RawMenu>>>>,
     pub hours: Option<Spanned<RawHours>>,
+    pub languages: Option<Spanned<RawLanguages>>,
+}
+
+/// `languages: { prompt: language-choice, options: { "1": sv, "2": en }, default: sv, timeout: 5s }`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawLanguages {
+    pub prompt: Option<Spanned<String>>,
+    pub options: Option<Spanned<SpannedMap<Spanned<String>>>>,
+    pub default: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,10 +41,12 @@ pub(crate) struct RawFunction {
     pub target: Option<Spanned<String>>,
     pub transfer: Option<Spanned<String>>,
     pub ring_timeout: Option<Spanned<String>>,
+    pub announcement: Option<Spanned<String>>,
     pub transfer_prompt: Option<Spanned<String>>,
     pub failure_prompt: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<RawChoice>>,
     pub hours: Option<Spanned<RawHours>>,
+    pub queue: Option<Spanned<RawQueue>>,
 }
 
 /// `hours:` for the service or one function. Values stay text: `menu::hours` parses them and says what is wrong.
@@ -55,6 +67,19 @@ pub(crate) struct RawClosed {
     pub then: Option<Spanned<RawChoice>>,
 }
 
+/// A function's `queue:` (with `transfer: queue`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawQueue {
+    pub agents: Option<Spanned<Vec<Spanned<String>>>>,
+    pub strategy: Option<Spanned<String>>,
+    pub ring_timeout: Option<Spanned<String>>,
+    pub wrap_up: Option<Spanned<String>>,
+    pub max_wait: Option<Spanned<String>>,
+    pub overflow: Option<Spanned<RawChoice>>,
+    pub music: Option<Spanned<String>>,
+    pub announce_position: Option<Spanned<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct RawMenu {
     pub greeting: Option<Spanned<String>>,
@@ -67,16 +92,19 @@ pub(crate) struct RawMenu {
 }
 
 /// The keys each kind of mapping allows, in the order the help text lists them (the fields of the raw structs).
-const FILE_KEYS: &[&str] = &["name", "functions", "menu", "menus", "hours"];
+const FILE_KEYS: &[&str] = &["name", "functions", "menu", "menus", "hours", "languages"];
+const LANGUAGES_KEYS: &[&str] = &["prompt", "options", "default", "timeout"];
 const FUNCTION_KEYS: &[&str] = &[
     "name",
     "target",
     "transfer",
     "ring_timeout",
+    "announcement",
     "transfer_prompt",
     "failure_prompt",
     "on_failure",
     "hours",
+    "queue",
 ];
 const MENU_KEYS: &[&str] = &[
     "greeting", "prompt", "timeout", "retries", "invalid", "options", "fallback",
@@ -90,12 +118,23 @@ const HOURS_KEYS: &[&str] = &[
     "closed",
 ];
 const CLOSED_KEYS: &[&str] = &["prompt", "then"];
+const QUEUE_KEYS: &[&str] = &[
+    "agents",
+    "strategy",
+    "ring_timeout",
+    "wrap_up",
+    "max_wait",
+    "overflow",
+    "music",
+    "announce_position",
+];
 
 /// The shape of a known field's value, where it has keys of its own to check.
 fn field_shape(key: &str) -> Shape {
     match key {
         "hours" => Shape::Fields(HOURS_KEYS),
         "closed" => Shape::Fields(CLOSED_KEYS),
+        "queue" => Shape::Fields(QUEUE_KEYS),
         _ => Shape::Free,
     }
 }
@@ -221,6 +260,7 @@ fn check_keys(source: &str, tree: &KeyTree, shape: Shape, report: &mut Report) {
                         "menu" => Some(Shape::Fields(MENU_KEYS)),
                         "name" => Some(Shape::Free),
                         "hours" => Some(field_shape("hours")),
+                        "languages" => Some(Shape::Fields(LANGUAGES_KEYS)),
                         _ => None,
                     },
                     Shape::Ids(fields) => Some(Shape::Fields(fields)),

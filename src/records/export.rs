@@ -12,7 +12,8 @@ use super::record::{ContactRecord, format_timestamp};
 pub enum ExportFormat {
     /// One JSON object per line, exactly as the HTTP API returns them (steps included).
     Jsonl,
-    /// RFC 4180 CSV with a header row; the path as `root>it`, steps left out.
+    /// RFC 4180 CSV with a header row; the path as `root>it`, announcements as `email-down;phones-down`,
+    /// steps left out.
     // The columns are CSV_HEADER's.
     Csv,
 }
@@ -49,7 +50,7 @@ impl FromStr for ExportFormat {
 
 /// The CSV columns, in order. Steps are left out: a JSON blob per cell breaks spreadsheets' cell limits and
 /// helps no pivot table; JSONL carries them.
-pub const CSV_HEADER: [&str; 15] = [
+pub const CSV_HEADER: [&str; 20] = [
     "id",
     "call_id",
     "from",
@@ -65,6 +66,11 @@ pub const CSV_HEADER: [&str; 15] = [
     "transfer_target",
     "transferred_at",
     "end_reason",
+    "announcements",
+    "language",
+    "queue_entered_at",
+    "queue_wait_ms",
+    "answered_by",
 ];
 
 /// Writes `records` in `format` to `out`, in the order given.
@@ -106,6 +112,14 @@ pub fn export(
                     record.transfer_target.clone().unwrap_or_default(),
                     time(record.transferred_at),
                     record.end_reason.clone().unwrap_or_default(),
+                    record.announcements.join(";"),
+                    record.language.clone().unwrap_or_default(),
+                    time(record.queue_entered_at),
+                    record
+                        .queue_wait_ms
+                        .map(|ms| ms.to_string())
+                        .unwrap_or_default(),
+                    record.answered_by.clone().unwrap_or_default(),
                 ]
             });
             write_csv(out, CSV_HEADER, rows)?;
@@ -187,6 +201,9 @@ mod tests {
         done.id = "0196b4f2-1c3b-7abc-8def-000000000001".into();
         done.path = vec!["root".into()];
         done.function = Some("kundtjanst".into());
+        done.announcements = vec!["email-down".into(), "phones-down".into()];
+        done.queue_entered_at = Some(datetime!(2026-11-23 10:15:04 UTC));
+        done.queue_wait_ms = Some(5500);
         done.finish(
             Outcome::Abandoned,
             datetime!(2026-11-23 10:15:09.5 UTC),
@@ -220,10 +237,11 @@ mod tests {
         assert_eq!(
             text,
             "id,call_id,from,to,started_at,answered_at,ended_at,duration_ms,digits,path,function,outcome,\
-             transfer_target,transferred_at,end_reason\r\n\
-             0196b4f2-1c3b-7abc-8def-000000000002,c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,\r\n\
+             transfer_target,transferred_at,end_reason,announcements,language,queue_entered_at,queue_wait_ms,\
+             answered_by\r\n\
+             0196b4f2-1c3b-7abc-8def-000000000002,c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,,,,,,\r\n\
              0196b4f2-1c3b-7abc-8def-000000000001,c1@trunk,+46701234567,0771100200,2026-11-23T10:15:00.000Z,,2026-11-23T10:15:09.500Z,9500,,root,\
-             kundtjanst,abandoned,,,caller BYE\r\n"
+             kundtjanst,abandoned,,,caller BYE,email-down;phones-down,,2026-11-23T10:15:04.000Z,5500,\r\n"
         );
     }
 

@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::flow::Outcome;
-use crate::menu::model::{FunctionId, MenuId};
+use crate::menu::model::{FunctionId, MenuId, PromptId};
 
 /// One call as the statistics see it. `outcome` is `None` only while the call is in progress.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +44,17 @@ pub struct ContactRecord {
     pub transferred_at: Option<OffsetDateTime>,
     /// Free text: "caller BYE", "function BYE", "488 no common codec", "shutdown", ...
     pub end_reason: Option<String>,
+    /// The announcements the caller was played (service ones after the greeting, then the chosen function's),
+    /// by prompt id, in order.
+    pub announcements: Vec<PromptId>,
+    /// The caller's language, with `languages:` in the menu (chosen, or the default).
+    pub language: Option<String>,
+    /// When the caller entered the first queue of the call (`None`: never queued).
+    pub queue_entered_at: Option<OffsetDateTime>,
+    /// From entering the first queue to an agent's answer, the caller hanging up or the overflow.
+    pub queue_wait_ms: Option<i64>,
+    /// The agent id (or fixed URI) who answered from a queue.
+    pub answered_by: Option<String>,
 }
 
 impl ContactRecord {
@@ -70,6 +81,11 @@ impl ContactRecord {
             transfer_target: None,
             transferred_at: None,
             end_reason: None,
+            announcements: Vec::new(),
+            language: None,
+            queue_entered_at: None,
+            queue_wait_ms: None,
+            answered_by: None,
         }
     }
 
@@ -117,6 +133,24 @@ impl ContactRecord {
         (!progress.is_empty()).then_some(progress)
     }
 
+    /// Takes the announcements played so far and the caller's language; the change to write, if any.
+    pub fn announced(
+        &mut self,
+        announcements: &[PromptId],
+        language: Option<&str>,
+    ) -> Option<Progress> {
+        let mut progress = Progress::of(self);
+        if self.announcements != announcements {
+            self.announcements = announcements.to_vec();
+            progress.announcements = Some(self.announcements.clone());
+        }
+        if language.is_some() && self.language.as_deref() != language {
+            self.language = language.map(str::to_owned);
+            progress.language = self.language.clone();
+        }
+        (!progress.is_empty()).then_some(progress)
+    }
+
     /// How many steps the record holds.
     pub fn step_count(&self) -> usize {
         self.steps.as_array().map_or(0, Vec::len)
@@ -155,6 +189,11 @@ pub struct Progress {
     pub function: Option<FunctionId>,
     pub transfer_target: Option<String>,
     pub transferred_at: Option<OffsetDateTime>,
+    pub announcements: Option<Vec<PromptId>>,
+    pub language: Option<String>,
+    /// When the caller entered the first queue: written at once, so a crash while waiting keeps it.
+    pub queue_entered_at: Option<OffsetDateTime>,
+    pub answered_by: Option<String>,
     /// The index of `steps[0]` in the record's step list: writing a step twice (a batch retried after a commit
     /// that reported failure) leaves one copy.
     pub first_step: usize,
@@ -172,6 +211,10 @@ impl Progress {
             function: None,
             transfer_target: None,
             transferred_at: None,
+            announcements: None,
+            language: None,
+            queue_entered_at: None,
+            answered_by: None,
             first_step: record.step_count(),
             steps: Vec::new(),
         }
@@ -184,6 +227,8 @@ impl Progress {
             && self.function.is_none()
             && self.transfer_target.is_none()
             && self.transferred_at.is_none()
+            && self.announcements.is_none()
+            && self.language.is_none()
             && self.steps.is_empty()
     }
 }
@@ -255,7 +300,12 @@ struct RecordOut<'a> {
     transfer_target: Option<&'a str>,
     transferred_at: Option<String>,
     end_reason: Option<&'a str>,
+    queue_entered_at: Option<String>,
+    queue_wait_ms: Option<i64>,
+    answered_by: Option<&'a str>,
     steps: &'a serde_json::Value,
+    announcements: &'a [PromptId],
+    language: Option<&'a str>,
 }
 
 impl Serialize for ContactRecord {
@@ -276,7 +326,12 @@ impl Serialize for ContactRecord {
             transfer_target: self.transfer_target.as_deref(),
             transferred_at: self.transferred_at.map(format_timestamp),
             end_reason: self.end_reason.as_deref(),
+            queue_entered_at: self.queue_entered_at.map(format_timestamp),
+            queue_wait_ms: self.queue_wait_ms,
+            answered_by: self.answered_by.as_deref(),
             steps: &self.steps,
+            announcements: &self.announcements,
+            language: self.language.as_deref(),
         }
         .serialize(serializer)
     }
@@ -311,8 +366,19 @@ struct RecordIn {
     transferred_at: Option<String>,
     #[serde(default)]
     end_reason: Option<String>,
+    #[serde(default)]
+    queue_entered_at: Option<String>,
+    #[serde(default)]
+    queue_wait_ms: Option<i64>,
+    #[serde(default)]
+    answered_by: Option<String>,
     #[serde(default = "empty_steps")]
     steps: serde_json::Value,
+    /// Absent in exports made before announcements.
+    #[serde(default)]
+    announcements: Vec<PromptId>,
+    #[serde(default)]
+    language: Option<String>,
 }
 
 fn empty_steps() -> serde_json::Value {
@@ -341,6 +407,9 @@ impl<'de> Deserialize<'de> for ContactRecord {
             ended_at: optional_time("ended_at", raw.ended_at)?,
             transferred_at: optional_time("transferred_at", raw.transferred_at)?,
             id: raw.id,
+            queue_entered_at: optional_time("queue_entered_at", raw.queue_entered_at)?,
+            queue_wait_ms: raw.queue_wait_ms,
+            answered_by: raw.answered_by,
             call_id: raw.call_id,
             from: raw.from,
             to: raw.to,
@@ -351,6 +420,8 @@ impl<'de> Deserialize<'de> for ContactRecord {
             steps: raw.steps,
             transfer_target: raw.transfer_target,
             end_reason: raw.end_reason,
+            announcements: raw.announcements,
+            language: raw.language,
         })
     }
 }
@@ -391,6 +462,7 @@ mod tests {
         record.transfer_target = Some("sip:it@127.0.0.1:5071".into());
         record.transferred_at = Some(datetime!(2026-11-23 10:15:20.000 UTC));
         record.steps = serde_json::json!([{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}]);
+        record.announcements = vec!["email-down".into()];
         record.finish(
             Outcome::Transferred,
             datetime!(2026-11-23 10:19:02.623 UTC),
@@ -437,7 +509,12 @@ mod tests {
                 "transfer_target": "sip:it@127.0.0.1:5071",
                 "transferred_at": "2026-11-23T10:15:20.000Z",
                 "end_reason": "function BYE",
+                "queue_entered_at": null,
+                "queue_wait_ms": null,
+                "answered_by": null,
                 "steps": [{"at": "2026-11-23T10:15:02.400Z", "step": "answered"}],
+                "announcements": ["email-down"],
+                "language": null,
             })
         );
     }

@@ -747,6 +747,7 @@ fn add_call(nodes: &mut BTreeMap<String, FunnelNode>, steps: &[Step]) {
             | StepKind::TransferFailed(_)
             | StepKind::Transferred(_)
             | StepKind::Fallback
+            | StepKind::Language(_)
             | StepKind::Hangup => {}
         }
     }

@@ -8,6 +8,7 @@
 //! is there. Once a provisional came, Timer B no longer runs (RFC 3261 §17.1.1.2), so a ring timeout above
 //! 32 s takes effect.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -256,4 +257,69 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
         negotiated,
         local,
     })
+}
+
+/// What a dial needs, owned, so that dials can run as `'static` futures beside the call (a queue's offers).
+#[derive(Clone)]
+pub struct Dialer {
+    pub sip: Arc<SipEndpoint>,
+    pub rtp_ports: Arc<RtpPorts>,
+    pub media_ip: IpAddr,
+    pub prefer: Codec,
+    pub media_timeout: Duration,
+    pub signalling: TaskTracker,
+    pub handoff: Handoff,
+}
+
+/// A dial that ends with the leg and the target that answered.
+pub type Forked =
+    std::pin::Pin<Box<dyn Future<Output = Result<(String, FunctionLeg), DialFailure>> + Send>>;
+
+impl Dialer {
+    /// Rings every target at once (an agent's registered contacts); the first to answer wins and the others
+    /// are CANCELled (dropped: see [`CancelOnDrop`]). Fails with the last failure when none answers.
+    pub fn fork(&self, targets: Vec<String>, ring_timeout: Duration) -> Forked {
+        let dialer = self.clone();
+        Box::pin(async move {
+            let mut dials: Vec<Forked> = targets
+                .into_iter()
+                .map(|target| {
+                    let dialer = dialer.clone();
+                    Box::pin(async move {
+                        let leg = dial(Dial {
+                            sip: &dialer.sip,
+                            target: &target,
+                            handoff: &dialer.handoff,
+                            media_ip: dialer.media_ip,
+                            rtp_ports: &dialer.rtp_ports,
+                            prefer: dialer.prefer,
+                            ring_timeout,
+                            media_timeout: dialer.media_timeout,
+                            signalling: &dialer.signalling,
+                        })
+                        .await?;
+                        Ok((target, leg))
+                    }) as Forked
+                })
+                .collect();
+            let mut last = DialFailure::Unreachable("no contact to ring".into());
+            while !dials.is_empty() {
+                let (index, result) = std::future::poll_fn(|cx| {
+                    for (index, dial) in dials.iter_mut().enumerate() {
+                        if let std::task::Poll::Ready(result) = dial.as_mut().poll(cx) {
+                            return std::task::Poll::Ready((index, result));
+                        }
+                    }
+                    std::task::Poll::Pending
+                })
+                .await;
+                drop(dials.swap_remove(index));
+                match result {
+                    Ok(answered) => return Ok(answered),
+                    Err(failure) => last = failure,
+                }
+            }
+            Err(last)
+        })
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod bridge;
 pub mod probe;
+pub mod queue;
 pub mod refer;
 
 use rsipstack::sip::Header;

@@ -18,7 +18,10 @@ pub const FUNCTION_HZ: u32 = 1800;
 /// The closed prompts of opening hours: the service's and a function's.
 pub const CLOSED_HZ: u32 = 2800;
 pub const FUNCTION_CLOSED_HZ: u32 = 3300;
-pub const ALL_TONES: [u32; 9] = [
+/// Announcements: two, so that tests can tell which played and in what order.
+pub const ANNOUNCE_HZ: u32 = 3500;
+pub const ANNOUNCE_2_HZ: u32 = 3700;
+pub const ALL_TONES: [u32; 11] = [
     GREETING_HZ,
     MENU_HZ,
     INVALID_HZ,
@@ -28,6 +31,8 @@ pub const ALL_TONES: [u32; 9] = [
     FUNCTION_HZ,
     CLOSED_HZ,
     FUNCTION_CLOSED_HZ,
+    ANNOUNCE_HZ,
+    ANNOUNCE_2_HZ,
 ];
 
 const ULAW_BIAS: i32 = 0x84;
@@ -269,4 +274,19 @@ pub fn write_tone_wav(
         }
     }
     writer.finalize()
+}
+
+/// The prompts a caller heard, in order, named by `tones` (prompt id, its tone): runs of a prompt's tone at
+/// least 200 ms long.
+pub fn heard_prompts(segments: &[Segment], tones: &[(&str, u32)]) -> Vec<String> {
+    segments
+        .iter()
+        .filter(|s| s.frames >= 10)
+        .filter_map(|s| {
+            tones
+                .iter()
+                .find(|(_, tone)| s.tone == Some(*tone))
+                .map(|(id, _)| (*id).to_owned())
+        })
+        .collect()
 }

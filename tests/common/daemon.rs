@@ -429,18 +429,60 @@ pub fn os(s: &str) -> &std::ffi::OsStr {
     std::ffi::OsStr::new(s)
 }
 
+/// `knappval check` on the fixture's menu and prompts.
+pub fn check(fixture: &Fixture) -> Output {
+    run_cli(&[
+        os("check"),
+        os("--menu"),
+        path_arg(&fixture.menu),
+        os("--prompts"),
+        path_arg(&fixture.prompts),
+    ])
+}
+
+/// `knappval simulate` on the fixture's menu and prompts, with `args`.
+pub fn simulate(fixture: &Fixture, args: &[&str]) -> Output {
+    let mut argv = vec![
+        os("simulate"),
+        os("--menu"),
+        path_arg(&fixture.menu),
+        os("--prompts"),
+        path_arg(&fixture.prompts),
+    ];
+    argv.extend(args.iter().map(|a| os(a)));
+    run_cli(&argv)
+}
+
 pub fn path_arg(p: &Path) -> &std::ffi::OsStr {
     p.as_os_str()
 }
 
 /// A raw HTTP/1.1 GET with `Connection: close`: (status, body). Handles Content-Length, chunked and read-to-close.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    http_request(addr, "GET", path, None)
+}
+
+/// A raw HTTP/1.1 request with `Connection: close` and an optional JSON body: (status, body).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let body = json.unwrap_or("");
+    let content = match json {
+        Some(json) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            json.len()
+        ),
+        None => String::new(),
+    };
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{content}Connection: close\r\n\r\n{body}").map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
@@ -489,4 +531,24 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
         out.extend_from_slice(data.get(..size).ok_or("short chunk")?);
         data = data.get(size + 2..).ok_or("short chunk")?;
     }
+}
+
+/// `knappval contacts --format jsonl` on `db`: every record it exports, newest first.
+pub fn export_jsonl(db: &Path) -> Vec<Value> {
+    let output = run_cli(&[
+        os("contacts"),
+        os("--db"),
+        path_arg(db),
+        os("--format"),
+        os("jsonl"),
+    ]);
+    assert!(
+        output.status.success(),
+        "knappval contacts: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect()
 }
