@@ -319,6 +319,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             token: token.clone(),
             metrics: metrics.clone(),
             time_zone: settings.time_zone.clone(),
+            names: Arc::new(api::MenuNames::of(&menu)),
             announcements: Some(Announcing {
                 board: board.clone(),
                 prompts: prompts.clone(),

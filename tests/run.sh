@@ -8,9 +8,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export DEBIAN_FRONTEND=noninteractive
 
 # sipp (Debian: sip-tester) is the independent SIP peer; espeak-ng and sox render draft prompts (`knappval prompts
-# synth`, tested in tests/prompts.rs).
+# synth`, tested in tests/prompts.rs); chromium runs the dashboard page in tests/dashboard.rs.
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
 if ((${#missing[@]})); then

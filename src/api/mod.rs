@@ -1,5 +1,5 @@
-//! HTTP for operators and managers' tools: the contact records, statistics, the agents' registrations, the
-//! announcement board, the serving menu's version, and a health check for load balancers.
+//! HTTP for operators and managers' tools: the contact records, statistics, the dashboard page that draws them,
+//! the agents' registrations, the announcement board, the serving menu's version, metrics, and a health check.
 //!
 //! Owns the routes, their query parameters and JSON error bodies. Reads contact records through [`Records`],
 //! registrations through [`Registrar`] and the daemon's state through [`Health`] only, never the call tasks'
@@ -19,7 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::announce::{AnnouncementJson, Board};
@@ -56,6 +56,8 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// The announcement board, with what an announcement may name; None: the routes answer 404.
     pub announcements: Option<Announcing>,
+    /// What `/api/v1/functions` answers.
+    pub names: Arc<MenuNames>,
 }
 
 /// The announcement board and what decides whether a posted announcement can play.
@@ -66,6 +68,38 @@ pub struct Announcing {
     pub prompts: Arc<PromptCache>,
     /// A function-scoped announcement must name one of its functions.
     pub menu: Arc<Menu>,
+}
+
+/// The menu's name and its support functions' display names: the statistics key rows by function id, people
+/// read names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MenuNames {
+    /// The menu's `name:`.
+    pub menu: String,
+    /// In id order.
+    pub functions: Vec<FunctionName>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunctionName {
+    pub id: String,
+    pub name: String,
+}
+
+impl MenuNames {
+    pub fn of(menu: &Menu) -> MenuNames {
+        MenuNames {
+            menu: menu.name.clone(),
+            functions: menu
+                .functions
+                .values()
+                .map(|function| FunctionName {
+                    id: function.id.clone(),
+                    name: function.name.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The daemon's liveness as `/healthz` reports it; the call side updates it.
@@ -100,14 +134,15 @@ impl Default for Health {
     }
 }
 
-/// The routes: `GET /api/v1/contacts`, `GET /api/v1/stats`, `GET /api/v1/stats/menu`, `GET /api/v1/queues`,
-/// `GET /api/v1/agents`, `GET|POST /api/v1/announcements`, `DELETE /api/v1/announcements/ID`, `GET /api/v1/menu`,
-/// `GET /healthz`, `GET /metrics`; anything else is a JSON 404.
+/// The routes: `GET /api/v1/contacts`, `GET /api/v1/stats`, `GET /api/v1/stats/menu`, `GET /api/v1/functions`,
+/// `GET /api/v1/queues`, `GET /api/v1/agents`, `GET|POST /api/v1/announcements`, `DELETE /api/v1/announcements/ID`,
+/// `GET /api/v1/menu`, `GET /healthz`, `GET /metrics` and the dashboard page at `GET /`; anything else is a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/contacts", get(contacts))
         .route("/api/v1/stats", get(stats::stats))
         .route("/api/v1/stats/menu", get(stats::menu))
+        .route("/api/v1/functions", get(functions))
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/agents", get(agents))
         .route(
@@ -118,6 +153,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/menu", get(menu))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(dashboard::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.token.clone(),
@@ -235,6 +271,10 @@ fn contact_query(params: &ContactsParams) -> Result<ContactQuery, ApiError> {
         since,
         limit: Some(limit),
     })
+}
+
+async fn functions(State(state): State<ApiState>) -> Json<MenuNames> {
+    Json(MenuNames::clone(&state.names))
 }
 
 /// Every queue now: who waits (in line order) and how long, each agent's state, the longest wait.
@@ -477,12 +517,13 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error: "no such resource".into(),
-        help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu, /api/v1/queues, \
-               /api/v1/agents, /api/v1/menu, GET|POST /api/v1/announcements, DELETE /api/v1/announcements/ID, \
-               GET /healthz and GET /metrics",
+        help: "the API serves GET /api/v1/contacts, /api/v1/stats, /api/v1/stats/menu, /api/v1/functions, \
+               /api/v1/queues, /api/v1/agents, /api/v1/menu, GET|POST /api/v1/announcements, \
+               DELETE /api/v1/announcements/ID, GET /healthz and GET /metrics; the dashboard is at /",
     }
 }
 
+mod dashboard;
 mod stats;
 #[cfg(test)]
 mod tests;

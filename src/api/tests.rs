@@ -40,6 +40,13 @@ impl TestServer {
             token: None,
             metrics: crate::metrics::Metrics::new(),
             time_zone: crate::records::stats::time_zone("Europe/Stockholm").unwrap(),
+            names: Arc::new(MenuNames {
+                menu: "Testkommun".into(),
+                functions: vec![FunctionName {
+                    id: "it".into(),
+                    name: "IT Kundservice".into(),
+                }],
+            }),
             announcements: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
@@ -608,6 +615,51 @@ async fn a_store_failure_in_stats_is_a_json_500() {
         let (status, body) = server.get(target).await;
         assert_eq!(status, 500, "{target}: {body}");
         assert!(!body["error"].as_str().unwrap().contains("row 7"), "{body}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_function_names_come_from_the_menu() {
+    let server = TestServer::with_records(&[]).await;
+    let (status, body) = server.get("/api/v1/functions").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({"menu": "Testkommun", "functions": [{"id": "it", "name": "IT Kundservice"}]})
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_files_are_served_from_the_binary_with_their_types_and_a_strict_policy() {
+    let server = TestServer::with_records(&[]).await;
+    for (path, content_type, needle) in [
+        (
+            "/",
+            "text/html; charset=utf-8",
+            "<script src=\"/dashboard/app.js\"",
+        ),
+        (
+            "/dashboard/app.js",
+            "text/javascript; charset=utf-8",
+            "/api/v1/stats",
+        ),
+        ("/dashboard/style.css", "text/css; charset=utf-8", ".heat-6"),
+        ("/dashboard/icon.svg", "image/svg+xml", "<svg"),
+    ] {
+        let (status, head, body) = server.exchange("GET", path, "").await;
+        assert_eq!(status, 200, "{path}: {head}");
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("content-type: {content_type}")),
+            "{path}: {head}"
+        );
+        assert!(
+            head.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+            "{path}: {head}"
+        );
+        assert!(body.contains(needle), "{path}: {body}");
     }
     server.stop().await;
 }

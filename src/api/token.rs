@@ -17,8 +17,15 @@ use sha2::{Digest, Sha256};
 use crate::sip::digest::constant_time_eq;
 
 /// Paths served without the token: the health check, which load balancers poll without credentials and which
-/// tells nothing about callers.
-pub const OPEN_PATHS: &[&str] = &["/healthz"];
+/// tells nothing about callers, and the dashboard's own files (the same for every daemon, no data): the page asks
+/// for the token once when its data calls get 401.
+pub const OPEN_PATHS: &[&str] = &[
+    "/healthz",
+    "/",
+    "/dashboard/app.js",
+    "/dashboard/style.css",
+    "/dashboard/icon.svg",
+];
 
 /// The token, kept only as its SHA-256: comparing two digests of fixed length in constant time tells an
 /// attacker neither the token's length nor how much of a guess was right.

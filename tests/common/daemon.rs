@@ -304,21 +304,12 @@ impl Daemon {
             .arg("-TERM")
             .arg(child.id().to_string())
             .status();
-        let deadline = Instant::now() + grace;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "knappval did not exit within {grace:?} of SIGTERM; log:\n{}",
-                    self.log_text()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_child(&mut child, grace).unwrap_or_else(|| {
+            panic!(
+                "knappval did not exit within {grace:?} of SIGTERM; log:\n{}",
+                self.log_text()
+            )
+        })
     }
 
     /// SIGHUP: the daemon reloads its menu and prompts.

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod audio;
+pub mod browser;
 pub mod daemon;
 pub mod function;
 pub mod pcap;
@@ -48,6 +49,25 @@ pub fn wait_until(
             panic!("timed out after {timeout:?}: {}", describe());
         }
         std::thread::sleep(Duration::from_millis(40));
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit; past that kills it, reaps it and returns `None`.
+pub fn wait_child(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

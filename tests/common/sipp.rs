@@ -79,22 +79,13 @@ impl Sipp {
     /// Waits (bounded) for sipp to exit; kills it and panics with its logs if it does not.
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("sipp is running");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "sipp {} did not finish within {timeout:?}; {}",
-                    self.name,
-                    self.logs()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_child(&mut child, timeout).unwrap_or_else(|| {
+            panic!(
+                "sipp {} did not finish within {timeout:?}; {}",
+                self.name,
+                self.logs()
+            )
+        })
     }
 
     /// Its output and error log, for failure messages.
