@@ -1055,8 +1055,20 @@ fn a_queue_needs_agents_and_music_and_no_target_or_on_failure() {
         single(&without_music),
         (10, 7, "the queue of 'it' has no `music:`".into())
     );
-    let without_agents = QUEUE.replace("[it-anna, it-bo, sip:it-desk@10.0.0.5]", "[]");
+    let without_agents =
+        QUEUE.replace("      agents: [it-anna, it-bo, sip:it-desk@10.0.0.5]\n", "");
     assert_eq!(single(&without_agents).2, "the queue of 'it' has no agents");
+    // Written out empty it is a team not staffed yet: valid, and `check` warns.
+    let unstaffed = QUEUE.replace("[it-anna, it-bo, sip:it-desk@10.0.0.5]", "[]");
+    let menu =
+        load_str(&unstaffed, "t.yaml", &prompts_dir(), &any_file).expect("an empty queue is valid");
+    let warnings = warnings(&menu, &prompts_dir());
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("the queue of 'it' has no agents")),
+        "{warnings:?}"
+    );
     let with_target = QUEUE.replace(
         "    transfer: queue\n",
         "    transfer: queue\n    target: sip:it@h\n",

@@ -481,8 +481,10 @@ impl<'a> Validator<'a> {
                     agents.push(agent);
                 }
             }
-            other => self.report.error(
-                other.as_ref().map_or(at, pos),
+            // Written out empty: a team not staffed yet. Allowed, and `check` warns (see `warnings`).
+            Some(_) => {}
+            None => self.report.error(
+                at,
                 format!("the queue of '{function_id}' has no agents"),
                 "list who takes its calls: agents: [it-anna, it-bo, sip:it-desk@10.0.0.5] \
                  (agent ids from the agents file, or fixed sip: URIs)",

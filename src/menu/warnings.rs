@@ -18,7 +18,24 @@ pub fn warnings(menu: &Menu, prompts_dir: &Path) -> Vec<String> {
     out.extend(unreachable_options(menu));
     out.extend(deep_menus(menu));
     out.extend(never_open(menu));
+    out.extend(queues_without_agents(menu));
     out
+}
+
+/// Queues written with `agents: []`: every caller waits out `max_wait` and then overflows.
+fn queues_without_agents(menu: &Menu) -> Vec<String> {
+    menu.functions
+        .values()
+        .filter_map(|function| function.queue.as_ref().map(|queue| (function, queue)))
+        .filter(|(_, queue)| queue.agents.is_empty())
+        .map(|(function, queue)| {
+            format!(
+                "the queue of '{}' has no agents: its callers hear the music for max_wait ({}s), then the overflow",
+                function.id,
+                queue.max_wait.as_secs()
+            )
+        })
+        .collect()
 }
 
 /// WAV files in the prompts directory that no key of the menu names.
