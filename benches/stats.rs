@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use knappval::records::stats::{DEFAULT_TIME_ZONE, GroupBy, StatsQuery, time_zone};
+use knappval::flow::Step;
+use knappval::records::stats::{DEFAULT_TIME_ZONE, GroupBy, StatsQuery, funnel_summary, time_zone};
 use knappval::records::{ContactStore, SqliteStore, format_timestamp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -75,8 +76,10 @@ fn seed(path: &Path, count: usize) {
         let mut insert = transaction
             .prepare(
                 "INSERT INTO contact_records (record_id, call_id, caller, called, started_at, answered_at, ended_at,
-                 duration_ms, digits, path, function_id, outcome, transfer_target, transferred_at, end_reason, steps)
-                 VALUES (?15, ?1, ?2, '0771100200', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 duration_ms, digits, path, function_id, outcome, transfer_target, transferred_at, end_reason, steps,
+                 funnel, queue_entered_at, queue_wait_ms, answered_by)
+                 VALUES (?15, ?1, ?2, '0771100200', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                         ?16, ?17, ?18, ?19)",
             )
             .expect("prepare");
         let mut rng = StdRng::seed_from_u64(9);
@@ -131,6 +134,23 @@ fn seed(path: &Path, count: usize) {
                     )
                 }
             };
+            let steps = format!("[{}]", steps.join(","));
+            // The daemon's writer keeps this with every finished call; the same function computes it here.
+            let funnel = serde_json::from_str::<Vec<Step>>(&steps)
+                .ok()
+                .and_then(|steps| funnel_summary(&steps));
+            // The first two functions are queues: their answered calls waited up to three minutes for an agent.
+            let queue = match (function_index, transferred) {
+                (0 | 1, Some(t)) => {
+                    let wait = rng.random_range(1_000..180_000).min(t - started);
+                    Some((
+                        iso(t - wait),
+                        wait,
+                        format!("agent-{}", rng.random_range(0..20)),
+                    ))
+                }
+                _ => None,
+            };
             insert
                 .execute(rusqlite::params![
                     format!("{i:08x}@bench"),
@@ -146,8 +166,12 @@ fn seed(path: &Path, count: usize) {
                     function.map(|f| format!("sip:{f}@127.0.0.1:5070")),
                     transferred.map(iso),
                     reason,
-                    format!("[{}]", steps.join(",")),
+                    steps,
                     format!("{i:032x}"),
+                    funnel,
+                    queue.as_ref().map(|q| q.0.clone()),
+                    queue.as_ref().map(|q| q.1),
+                    queue.as_ref().map(|q| q.2.clone()),
                 ])
                 .expect("insert");
         }

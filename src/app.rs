@@ -72,6 +72,8 @@ pub struct Settings {
     pub probe_mode: ProbeMode,
     /// The zone statistics are bucketed in (local days and hours).
     pub time_zone: jiff::tz::TimeZone,
+    /// The wait within which an agent's answer counts toward the statistics' service level.
+    pub service_level: Duration,
 }
 
 impl Settings {
@@ -319,6 +321,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             token: token.clone(),
             metrics: metrics.clone(),
             time_zone: settings.time_zone.clone(),
+            service_level: settings.service_level,
             names: Arc::new(api::MenuNames::of(&menu)),
             announcements: Some(Announcing {
                 board: board.clone(),

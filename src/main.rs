@@ -144,6 +144,9 @@ struct StatsArgs {
     /// Print the menu funnel (what callers did in each menu) instead of the rows.
     #[arg(long)]
     menu_funnel: bool,
+    /// An agent's answer within this wait counts toward a queue's service level.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    service_level: String,
     #[arg(long, value_enum, default_value = "table")]
     format: StatsFormat,
 }
@@ -239,7 +242,7 @@ enum GraphFormat {
 struct RunArgs {
     /// Settings file (YAML) with any of: menu, prompts, sip, http, db, rtp_ports, grace_period, media_timeout,
     /// answer_delay, agents, digest, probe_interval, probe_mode, log_format, timezone, caller_numbers, caller_key,
-    /// api_token_file, retention.
+    /// api_token_file, retention, service_level.
     #[arg(long, env = "KNAPPVAL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Menu file (YAML); check it first with `knappval check` [default: menus/kommunsupport.yaml]
@@ -289,6 +292,9 @@ struct RunArgs {
     /// them [default: 90d]
     #[arg(long, env = "KNAPPVAL_RETENTION", value_name = "DURATION")]
     retention: Option<String>,
+    /// Statistics: an agent's answer within this wait counts toward a queue's service level [default: 60s]
+    #[arg(long, env = "KNAPPVAL_SERVICE_LEVEL", value_name = "DURATION")]
+    service_level: Option<String>,
     /// How callers' numbers are stored and logged: pseudonymise (a keyed hash, `p:` and 20 hex digits) or
     /// keep (the number itself, for a service that calls back) [default: pseudonymise]
     #[arg(long, env = "KNAPPVAL_CALLER_NUMBERS", value_name = "MODE")]
@@ -335,6 +341,7 @@ struct SettingsFile {
     log_format: Option<LogFormat>,
     timezone: Option<String>,
     retention: Option<String>,
+    service_level: Option<String>,
     caller_numbers: Option<String>,
     caller_key: Option<PathBuf>,
     api_token_file: Option<PathBuf>,
@@ -520,6 +527,7 @@ fn print_stats(args: StatsArgs) -> anyhow::Result<()> {
     } else {
         let group_by: GroupBy = args.group_by.parse().context("--group-by")?;
         let mut query = StatsQuery::new(from, to, group_by, zone)?;
+        query.service_level = parse_duration("service_level", &args.service_level)?;
         query.function = args.function;
         let report = store.stats(&query)?;
         match args.format {
@@ -901,6 +909,12 @@ fn settings(args: RunArgs) -> anyhow::Result<(Settings, LogFormat)> {
             .map(|text| text.parse().map_err(|e| anyhow::anyhow!("--retention {e}")))
             .transpose()?
             .unwrap_or_default(),
+        service_level: args
+            .service_level
+            .or(file.service_level)
+            .map(|text| parse_duration("service_level", &text))
+            .transpose()?
+            .unwrap_or(stats::DEFAULT_SERVICE_LEVEL),
     };
     Ok((settings, log_format))
 }

@@ -42,6 +42,8 @@ struct Seed {
     /// Seconds from answer to transfer (transferred calls) or to the end.
     menu_seconds: i64,
     steps: Vec<StepKind>,
+    /// Seconds waited in a queue, and the agent who answered (None: the caller gave up waiting).
+    queue: Option<(i64, Option<&'static str>)>,
 }
 
 fn call(day_offset: i64, hour: i8, function: Option<&'static str>, outcome: Outcome) -> Seed {
@@ -74,6 +76,7 @@ fn call(day_offset: i64, hour: i8, function: Option<&'static str>, outcome: Outc
         outcome,
         menu_seconds: 10,
         steps,
+        queue: None,
     }
 }
 
@@ -104,6 +107,11 @@ fn record(seed: &Seed, n: usize) -> ContactRecord {
             .collect::<Vec<_>>(),
     )
     .expect("steps as JSON");
+    if let Some((wait_seconds, agent)) = seed.queue {
+        record.queue_entered_at = Some(menu_end - time::Duration::seconds(wait_seconds));
+        record.queue_wait_ms = Some(wait_seconds * 1000);
+        record.answered_by = agent.map(String::from);
+    }
     if seed.outcome == Outcome::Transferred {
         record.transferred_at = Some(menu_end);
         record.transfer_target = seed.function.map(|f| format!("sip:{f}@127.0.0.1:5999"));
@@ -148,6 +156,10 @@ fn seeds() -> Vec<Seed> {
     }
     // IT's calls took 10 s, 30 s and 10 s (abandoned while ringing) in the menu: average 16.7 s, p90 30 s.
     seeds[1].menu_seconds = 30;
+    // Kundtjänst queues: the day's 10:05 caller was answered by an agent after 20 s, the 14:05 caller gave up
+    // after 90 s. Two queued, one answered (within 60 s): ASA 20 s, service level 50 %.
+    seeds[3].queue = Some((20, Some("anna")));
+    seeds[5].queue = Some((90, None));
     seeds
 }
 
@@ -346,6 +358,21 @@ fn the_dashboard_shows_the_seeded_figures_in_charts_and_tables_without_console_e
         ["3", "2", "1", "33 %", "0", "0", "16,7 s", "30 s"]
     );
     assert_eq!(row(&functions, "Kundtjänst")[1..5], ["2", "1", "1", "50 %"]);
+    // The queue columns, shown because some call of the period waited in a queue.
+    assert_eq!(
+        functions[0][9..],
+        [
+            "I kö / Queued",
+            "Besvarade / Answered",
+            "Snitt väntetid till svar / ASA",
+            "Servicenivå ≤ 60 s / Service level"
+        ]
+    );
+    assert_eq!(
+        row(&functions, "Kundtjänst")[9..],
+        ["2", "1", "20 s", "50 %"]
+    );
+    assert_eq!(row(&functions, "IT Kundservice")[9..], ["0", "0", "–", "–"]);
     assert_eq!(row(&functions, "gamla")[1..3], ["1", "1"]);
     assert_eq!(
         row(&functions, "Inget val / No choice")[1..7],
@@ -375,6 +402,8 @@ fn the_dashboard_shows_the_seeded_figures_in_charts_and_tables_without_console_e
         "Samtal / Calls 8",
         "Kopplade / Transferred 4 50 %",
         "Avbrutna / Abandoned 3 38 %",
+        "Besvarade i kö / Answered from a queue 1 50 %",
+        "Servicenivå, svar inom 60 s / Service level, answered within 60 s 50 % 2 i kö / queued",
     ] {
         assert!(
             summary.contains(tile),

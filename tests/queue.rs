@@ -254,6 +254,26 @@ fn answer_talk_hang_up(
     daemon.wait_record(&call.call_id, 5 * SECOND)
 }
 
+/// Today's `/api/v1/stats` row for `function` (grouped by function): the queue figures a manager reads.
+fn stats_row(daemon: &Daemon, function: &str) -> Value {
+    // A day either side of now: the calls of this test, whatever the zones.
+    let now = jiff::Timestamp::now();
+    let day = jiff::SignedDuration::from_hours(24);
+    let path = format!(
+        "/api/v1/stats?from={}&to={}&group_by=function",
+        now - day,
+        now + day
+    );
+    let (status, body) = daemon.get(&path);
+    assert_eq!(status, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).expect("stats JSON");
+    report["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|row| row["key"] == function))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 fn assert_queued_record(record: &Value, outcome: &str, answered_by: Option<&str>) {
     assert_eq!(record["outcome"], outcome, "{record:#}");
     assert!(
@@ -309,6 +329,12 @@ fn a_fixed_uri_agent_is_offered_the_call_with_the_callers_number_and_the_caller_
         audio::describe(&after)
     );
     agent.rtp.wait_tone(CALLER_HZ, 25, bridged, 10 * SECOND);
+    // While caller and agent still talk, the statistics already count the call as answered from the queue.
+    wait_until(
+        10 * SECOND,
+        || stats_row(&daemon, "it")["answered"] == 1,
+        || format!("not answered in the stats: {}", stats_row(&daemon, "it")),
+    );
 
     assert_eq!(offer.call.bye().status(), Some(200));
     call.expect_bye(10 * SECOND);
@@ -316,6 +342,15 @@ fn a_fixed_uri_agent_is_offered_the_call_with_the_callers_number_and_the_caller_
     assert_queued_record(&record, "transferred", Some(&agent.uri("it-desk")));
     assert_eq!(record["function"], "it");
     assert_eq!(record["transfer_target"], agent.uri("it-desk"));
+    // One queued call, answered within the default 60 s: the average speed of answer is its wait.
+    let row = stats_row(&daemon, "it");
+    assert_eq!(
+        (&row["calls"], &row["queued"], &row["answered"]),
+        (&Value::from(1), &Value::from(1), &Value::from(1)),
+        "{row}"
+    );
+    assert_eq!(row["asa_ms"], record["queue_wait_ms"], "{row}");
+    assert_eq!(row["service_level"], 1.0, "{row}");
 }
 
 #[test]
@@ -617,6 +652,24 @@ fn max_wait_plays_the_failure_prompt_and_overflows_to_the_overflow_function() {
             .as_u64()
             .is_some_and(|ms| ms >= 2500),
         "{record:#}"
+    );
+    // The call ended with Kundtjänst, so its row has it: queued, not answered by an agent, against the
+    // service level. A wait of 1 s as the service level changes nothing: nobody was answered.
+    let row = stats_row(&daemon, "kundtjanst");
+    assert_eq!(
+        (
+            &row["queued"],
+            &row["answered"],
+            &row["asa_ms"],
+            &row["service_level"]
+        ),
+        (
+            &Value::from(1),
+            &Value::from(0),
+            &Value::Null,
+            &Value::from(0.0)
+        ),
+        "{row}"
     );
 }
 

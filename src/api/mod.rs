@@ -50,6 +50,8 @@ pub struct ApiState {
     pub registrar: Option<Registrar>,
     /// The zone statistics buckets are cut in.
     pub time_zone: jiff::tz::TimeZone,
+    /// An agent's answer within this wait counts toward the statistics' `service_level`.
+    pub service_level: std::time::Duration,
     /// With `--api-token-file`: every route but `/healthz` needs it.
     pub token: Option<Arc<ApiToken>>,
     /// What `/metrics` exposes.

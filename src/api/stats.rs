@@ -16,8 +16,9 @@ use crate::records::stats::{
 };
 use crate::records::{StoreError, write_csv};
 
-const STATS_HELP: &str = "GET /api/v1/stats?from=<time>&to=<time>&group_by=<G>[&function=<id>][&format=json|csv]; \
-     G is one of function, outcome, hour, weekday_hour, day, week; a time is RFC 3339 \
+const STATS_HELP: &str = "GET /api/v1/stats?from=<time>&to=<time>&group_by=<G>[&function=<id>]\
+     [&service_level_seconds=<N>][&format=json|csv]; G is one of function, outcome, hour, weekday_hour, day, week; \
+     N is the wait in whole seconds within which an answer counts toward service_level; a time is RFC 3339 \
      (2026-03-29T00:00:00%2B01:00 or 2026-03-28T23:00:00Z) or a date (2026-03-29, midnight in the configured zone)";
 const MENU_HELP: &str = "GET /api/v1/stats/menu?from=<time>&to=<time>[&format=json|csv]; a time is RFC 3339 \
      (2026-03-29T00:00:00%2B01:00 or 2026-03-28T23:00:00Z) or a date (2026-03-29, midnight in the configured zone)";
@@ -29,6 +30,7 @@ pub(super) struct StatsParams {
     to: Option<String>,
     group_by: Option<String>,
     function: Option<String>,
+    service_level_seconds: Option<String>,
     format: Option<String>,
 }
 
@@ -137,6 +139,19 @@ pub(super) async fn stats(
     let mut query = StatsQuery::new(from, to, group_by, state.time_zone.clone())
         .map_err(|error| bad_request(error.to_string(), STATS_HELP))?;
     query.function = params.function.filter(|f| !f.is_empty());
+    query.service_level = match params.service_level_seconds.as_deref() {
+        None | Some("") => state.service_level,
+        Some(text) => text
+            .trim()
+            .parse::<u32>()
+            .map(|seconds| std::time::Duration::from_secs(seconds.into()))
+            .map_err(|_| {
+                bad_request(
+                    format!("service_level_seconds '{text}' is not a whole number of seconds"),
+                    STATS_HELP,
+                )
+            })?,
+    };
     let report: StatsReport = state
         .records
         .stats(query)

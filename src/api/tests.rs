@@ -30,6 +30,7 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let state = ApiState {
+            service_level: crate::records::stats::DEFAULT_SERVICE_LEVEL,
             records: Records::new(store),
             health: Arc::new(Health::new()),
             queues: crate::routing::queue::QueueHandle::start(

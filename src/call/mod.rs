@@ -831,6 +831,9 @@ impl Call<'_> {
         self.record.transferred_at = Some(OffsetDateTime::now_utc());
         self.services.records.progress(Progress {
             transferred_at: self.record.transferred_at,
+            // Set when an agent answered from a queue: the statistics count the call as answered from now.
+            answered_by: self.record.answered_by.clone(),
+            queue_wait_ms: self.record.queue_wait_ms,
             ..Progress::of(self.record)
         });
     }

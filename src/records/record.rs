@@ -198,6 +198,8 @@ pub struct Progress {
     /// When the caller entered the first queue: written at once, so a crash while waiting keeps it.
     pub queue_entered_at: Option<OffsetDateTime>,
     pub answered_by: Option<String>,
+    /// Written when an agent answers, so that the statistics of a call still talking know its wait.
+    pub queue_wait_ms: Option<i64>,
     /// The index of `steps[0]` in the record's step list: writing a step twice (a batch retried after a commit
     /// that reported failure) leaves one copy.
     pub first_step: usize,
@@ -219,6 +221,7 @@ impl Progress {
             language: None,
             queue_entered_at: None,
             answered_by: None,
+            queue_wait_ms: None,
             first_step: record.step_count(),
             steps: Vec::new(),
         }
@@ -233,6 +236,9 @@ impl Progress {
             && self.transferred_at.is_none()
             && self.announcements.is_none()
             && self.language.is_none()
+            && self.queue_entered_at.is_none()
+            && self.answered_by.is_none()
+            && self.queue_wait_ms.is_none()
             && self.steps.is_empty()
     }
 }

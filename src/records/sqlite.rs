@@ -14,7 +14,8 @@ use time::OffsetDateTime;
 use super::record::{ContactRecord, Progress, format_timestamp, parse_timestamp};
 use super::stats::{self, MenuFunnel, StatsQuery, StatsReport};
 use super::store::{ContactQuery, ContactStore, RecordUpdate, StoreError, UNFINISHED_END_REASON};
-use crate::flow::Outcome;
+use crate::flow::{Outcome, Step};
+use serde::Deserialize;
 
 /// A record's menu time in milliseconds, from its own columns: answered_at to transferred_at, or to ended_at when
 /// it was not transferred; NULL when it was never answered or has not ended.
@@ -93,7 +94,23 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE contact_records ADD COLUMN answered_by TEXT;",
     // 6: the menu version each call ran on (issue 10, hot reload): NULL for calls from before.
     "ALTER TABLE contact_records ADD COLUMN menu_version TEXT;",
+    // 7: statistics on queues and a fast funnel (issue 9). The stats indexes also cover the queue figures, and
+    // `funnel` keeps each finished call's part of the menu funnel (records::stats::funnel_summary) so that the
+    // funnel reads a short text per call from its own index instead of parsing every step trail. The writer
+    // fills it with a whole record and clears it when a step is appended; rows from before are filled in by
+    // [`backfill_funnels`] in the same transaction.
+    "ALTER TABLE contact_records ADD COLUMN funnel TEXT;
+    DROP INDEX contact_records_stats;
+    DROP INDEX contact_records_function_stats;
+    CREATE INDEX contact_records_stats
+        ON contact_records (started_at, function_id, outcome, menu_ms, queue_wait_ms, answered_by);
+    CREATE INDEX contact_records_function_stats
+        ON contact_records (function_id, started_at, outcome, menu_ms, queue_wait_ms, answered_by);
+    CREATE INDEX contact_records_funnel ON contact_records (started_at, funnel);",
 ];
+
+/// The schema version whose step is followed by [`backfill_funnels`].
+const FUNNEL_VERSION: i64 = 7;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -104,8 +121,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const UPSERT: &str = "INSERT INTO contact_records (
         record_id, call_id, caller, called, started_at, answered_at, ended_at, duration_ms, digits, path,
         function_id, outcome, transfer_target, transferred_at, end_reason, steps, announcements, language,
-        queue_entered_at, queue_wait_ms, answered_by, menu_version)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+        queue_entered_at, queue_wait_ms, answered_by, menu_version, funnel)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
+        ?23)
     ON CONFLICT (record_id) DO UPDATE SET
         call_id = excluded.call_id,
         caller = excluded.caller,
@@ -127,7 +145,8 @@ const UPSERT: &str = "INSERT INTO contact_records (
         queue_entered_at = excluded.queue_entered_at,
         queue_wait_ms = excluded.queue_wait_ms,
         answered_by = excluded.answered_by,
-        menu_version = excluded.menu_version";
+        menu_version = excluded.menu_version,
+        funnel = excluded.funnel";
 
 /// A call moved on: the columns that changed (NULL keeps the old value).
 const PROGRESS: &str = "UPDATE contact_records SET
@@ -140,11 +159,15 @@ const PROGRESS: &str = "UPDATE contact_records SET
         announcements = coalesce(?8, announcements),
         language = coalesce(?9, language),
         queue_entered_at = coalesce(?10, queue_entered_at),
-        answered_by = coalesce(?11, answered_by)
+        answered_by = coalesce(?11, answered_by),
+        queue_wait_ms = coalesce(?12, queue_wait_ms)
     WHERE record_id = ?1";
 
-/// Appends one step at its index; a step already there is left alone (json_insert never overwrites).
-const APPEND_STEP: &str = "UPDATE contact_records SET steps = json_insert(steps, '$[' || ?2 || ']', json(?3)) WHERE record_id = ?1";
+/// Appends one step at its index; a step already there is left alone (json_insert never overwrites). The kept
+/// funnel summary no longer matches the trail, so it goes: the funnel reads the trail until the whole record
+/// comes.
+const APPEND_STEP: &str = "UPDATE contact_records SET steps = json_insert(steps, '$[' || ?2 || ']', json(?3)), \
+     funnel = NULL WHERE record_id = ?1";
 
 const COLUMNS: &str = "id, record_id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
      outcome, transfer_target, transferred_at, end_reason, steps, announcements, language, queue_entered_at, \
@@ -266,6 +289,9 @@ fn upsert(connection: &Connection, record: &ContactRecord) -> Result<(), StoreEr
     let path = encode(&record.id, "path", &record.path)?;
     let steps = encode(&record.id, "steps", &record.steps)?;
     let announcements = encode(&record.id, "announcements", &record.announcements)?;
+    let funnel = Vec::<Step>::deserialize(&record.steps)
+        .ok()
+        .and_then(|steps| stats::funnel_summary(&steps));
     let mut statement = connection.prepare_cached(UPSERT)?;
     statement.execute(params![
         record.id,
@@ -290,6 +316,7 @@ fn upsert(connection: &Connection, record: &ContactRecord) -> Result<(), StoreEr
         record.queue_wait_ms,
         record.answered_by,
         record.menu_version,
+        funnel,
     ])?;
     Ok(())
 }
@@ -317,6 +344,7 @@ fn progress(connection: &Connection, progress: &Progress) -> Result<(), StoreErr
         progress.language,
         progress.queue_entered_at.map(format_timestamp),
         progress.answered_by,
+        progress.queue_wait_ms,
     ])?;
     let mut append = connection.prepare_cached(APPEND_STEP)?;
     for (i, step) in progress.steps.iter().enumerate() {
@@ -495,12 +523,44 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
             source,
         };
         transaction.execute_batch(step).map_err(migrate_error)?;
+        if version == FUNNEL_VERSION {
+            backfill_funnels(&transaction).map_err(|error| match error {
+                StoreError::Sqlite(source) => migrate_error(source),
+                error => error,
+            })?;
+        }
         transaction
             .pragma_update(None, "user_version", version)
             .map_err(migrate_error)?;
         transaction.commit().map_err(migrate_error)?;
         tracing::info!(path = %path.display(), version, "contact record schema migrated");
     }
+}
+
+/// Fills in `funnel` for the records written before it existed, from their step trails; a trail that does not
+/// parse is left NULL (the funnel then tries it, and says so in the log).
+fn backfill_funnels(connection: &Connection) -> Result<(), StoreError> {
+    let mut read = connection.prepare("SELECT id, steps FROM contact_records")?;
+    let mut write = connection.prepare("UPDATE contact_records SET funnel = ?2 WHERE id = ?1")?;
+    let mut rows = read.query([])?;
+    let mut filled = 0_u64;
+    while let Some(row) = rows.next()? {
+        let steps = row.get_ref(1)?.as_str().unwrap_or("");
+        if let Some(summary) = serde_json::from_str::<Vec<Step>>(steps)
+            .ok()
+            .and_then(|steps| stats::funnel_summary(&steps))
+        {
+            write.execute(params![row.get::<_, i64>(0)?, summary])?;
+            filled += 1;
+        }
+    }
+    if filled > 0 {
+        tracing::info!(
+            records = filled,
+            "menu funnel summaries kept for the records already written"
+        );
+    }
+    Ok(())
 }
 
 /// A row as SQLite hands it over, before the text columns are checked.
@@ -720,6 +780,76 @@ mod tests {
         queued.answered_by = Some("it-anna".into());
         put(&store, &queued);
         assert_eq!(all(&store)[0], queued);
+    }
+
+    fn funnels(store: &SqliteStore) -> Vec<Option<String>> {
+        store
+            .connection()
+            .prepare("SELECT funnel FROM contact_records ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn files_from_before_the_funnel_column_get_it_filled_and_the_writer_keeps_it_true() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v6.sqlite");
+        {
+            let connection = Connection::open(&path).unwrap();
+            for step in &MIGRATIONS[..6] {
+                connection.execute_batch(step).unwrap();
+            }
+            connection.pragma_update(None, "user_version", 6).unwrap();
+            connection
+                .execute_batch(
+                    "INSERT INTO contact_records (record_id, call_id, caller, called, started_at, outcome, steps)
+                     VALUES ('r1', 'old-1@trunk', '0701', '0771', '2026-11-23T10:15:02.123Z', 'abandoned',
+                             '[{\"at_ms\":0,\"kind\":\"entered_menu\",\"value\":\"root\"},
+                               {\"at_ms\":900,\"kind\":\"digit\",\"value\":\"3\"},
+                               {\"at_ms\":950,\"kind\":\"caller_hung_up\"}]'),
+                            ('r2', 'old-2@trunk', '0702', '0771', '2026-11-23T10:16:00.000Z', NULL, 'not json');",
+                )
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            funnels(&store),
+            [Some("root:3:0:0:1".to_string()), None],
+            "filled from the trail; a trail that does not parse stays NULL"
+        );
+
+        // The writer: a whole record carries its summary, an appended step clears it, the end fills it again.
+        let mut record = call("new@trunk", datetime!(2026-11-24 08:00 UTC));
+        put(&store, &record);
+        assert_eq!(funnels(&store)[2].as_deref(), Some(""));
+        let entered = serde_json::json!({"at_ms": 0, "kind": "entered_menu", "value": "root"});
+        let appended = record
+            .advance("", &["root".into()], None, vec![entered])
+            .unwrap();
+        store
+            .write(&[RecordUpdate::Progress(Box::new(appended))])
+            .unwrap();
+        assert_eq!(funnels(&store)[2], None);
+        record.finish(
+            Outcome::Abandoned,
+            datetime!(2026-11-24 08:01 UTC),
+            "caller BYE",
+        );
+        put(&store, &record);
+        assert_eq!(funnels(&store)[2].as_deref(), Some("root::0:0:0"));
+
+        // The funnel reads summaries and trails alike.
+        let funnel = store
+            .menu_funnel(
+                "2026-11-23T00:00:00Z".parse().unwrap(),
+                "2026-11-25T00:00:00Z".parse().unwrap(),
+            )
+            .unwrap();
+        assert_eq!(funnel.nodes.len(), 1);
+        assert_eq!((funnel.nodes[0].reached, funnel.nodes[0].hangups), (2, 1));
     }
 
     #[test]

@@ -20,6 +20,14 @@
 //! - `menu_time_p90_ms` is the nearest-rank 90th percentile: the smallest menu time that at least 90 % of the
 //!   row's timed calls do not exceed.
 //! - `calls` counts every call that started in the bucket, calls in progress and rejected calls included.
+//! - **Queue figures** count the calls whose wait in a queue is over: `queued` is every call that waited in a
+//!   queue and left it (an agent answered, the caller hung up, or `max_wait` sent them on to the overflow); callers
+//!   waiting now are not in it yet. `answered` is the queued calls an agent answered; `asa_ms` (average speed of
+//!   answer) their average wait, from entering the queue to the agent's answer; `service_level` the share of
+//!   `queued` that an agent answered within the service-level time (default 60 s), from 0 to 1, the way contact
+//!   centres count it (a caller who gave up counts against it, however soon). A call that went through two
+//!   queues (an overflow into another queue) is one queued call, its wait from entering the first to leaving the
+//!   last. Rows without queued calls have null `asa_ms` and `service_level`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -42,6 +50,9 @@ pub const DEFAULT_TIME_ZONE: &str = "Europe/Stockholm";
 
 /// The most rows one time-bucketed answer may have (about five and a half years of hours).
 pub const MAX_BUCKETS: usize = 50_000;
+
+/// The wait within which an answer counts toward the service level when none is configured.
+pub const DEFAULT_SERVICE_LEVEL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What the rows of a [`StatsReport`] are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +177,8 @@ pub struct StatsQuery {
     pub function: Option<String>,
     /// The zone buckets are cut in and keys are written in.
     pub zone: TimeZone,
+    /// An agent's answer within this wait counts toward `service_level`.
+    pub service_level: std::time::Duration,
 }
 
 impl StatsQuery {
@@ -187,6 +200,7 @@ impl StatsQuery {
             group_by,
             function: None,
             zone,
+            service_level: DEFAULT_SERVICE_LEVEL,
         })
     }
 }
@@ -197,6 +211,8 @@ pub struct StatsReport {
     pub from: String,
     pub to: String,
     pub group_by: GroupBy,
+    /// The wait (whole seconds) within which an answer counts toward each row's `service_level`.
+    pub service_level_seconds: u64,
     pub rows: Vec<StatsRow>,
 }
 
@@ -214,10 +230,18 @@ pub struct StatsRow {
     pub rejected: u64,
     pub menu_time_avg_ms: Option<u64>,
     pub menu_time_p90_ms: Option<u64>,
+    /// Calls whose wait in a queue is over (answered, given up or overflowed).
+    pub queued: u64,
+    /// Queued calls an agent answered.
+    pub answered: u64,
+    /// Average speed of answer: the answered calls' average wait in the queue.
+    pub asa_ms: Option<u64>,
+    /// The share of `queued` answered within the service-level time, 0 to 1 (four decimals).
+    pub service_level: Option<f64>,
 }
 
 /// The CSV columns of a [`StatsRow`], in order.
-pub const STATS_CSV_HEADER: [&str; 9] = [
+pub const STATS_CSV_HEADER: [&str; 13] = [
     "key",
     "calls",
     "transferred",
@@ -227,6 +251,10 @@ pub const STATS_CSV_HEADER: [&str; 9] = [
     "rejected",
     "menu_time_avg_ms",
     "menu_time_p90_ms",
+    "queued",
+    "answered",
+    "asa_ms",
+    "service_level",
 ];
 
 impl StatsRow {
@@ -243,6 +271,12 @@ impl StatsRow {
             self.rejected.to_string(),
             optional(self.menu_time_avg_ms),
             optional(self.menu_time_p90_ms),
+            self.queued.to_string(),
+            self.answered.to_string(),
+            optional(self.asa_ms),
+            self.service_level
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
         ]
     }
 }
@@ -385,7 +419,8 @@ pub(super) fn stats(
     };
     let sql = match query.group_by {
         GroupBy::Function | GroupBy::Outcome => format!(
-            "SELECT r.{column}, r.outcome, r.menu_ms FROM contact_records AS r
+            "SELECT r.{column}, r.outcome, r.menu_ms, r.queue_wait_ms, r.answered_by IS NOT NULL
+             FROM contact_records AS r
              WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}",
             column = if query.group_by == GroupBy::Function {
                 "function_id"
@@ -398,7 +433,7 @@ pub(super) fn stats(
         _ => format!(
             "WITH b (label, start, end) AS MATERIALIZED
                 (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?4))
-             SELECT b.label, r.outcome, r.menu_ms
+             SELECT b.label, r.outcome, r.menu_ms, r.queue_wait_ms, r.answered_by IS NOT NULL
              FROM b CROSS JOIN contact_records AS r ON r.started_at >= b.start AND r.started_at < b.end
              WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}"
         ),
@@ -419,6 +454,7 @@ pub(super) fn stats(
         buckets: vec![Tally::default(); labels.len()],
         ..Tallies::default()
     };
+    let service_level_ms = u32::try_from(query.service_level.as_millis()).unwrap_or(u32::MAX);
     let mut statement = connection.prepare(&sql)?;
     let mut calls = statement.query(parameters.as_slice())?;
     while let Some(call) = calls.next()? {
@@ -449,11 +485,14 @@ pub(super) fn stats(
             ValueRef::Text(name) => Some(name),
             _ => None,
         };
-        let menu_ms = match call.get_ref(2)? {
+        let milliseconds = |value: ValueRef<'_>| match value {
             ValueRef::Integer(ms) => Some(u32::try_from(ms.max(0)).unwrap_or(u32::MAX)),
             _ => None,
         };
-        tally.add(outcome, menu_ms);
+        let menu_ms = milliseconds(call.get_ref(2)?);
+        let answered = matches!(call.get_ref(4)?, ValueRef::Integer(1));
+        let queue = milliseconds(call.get_ref(3)?).map(|wait_ms| QueueWait { wait_ms, answered });
+        tally.add(outcome, menu_ms, queue, service_level_ms);
     }
     let rows = match query.group_by {
         GroupBy::Function | GroupBy::Outcome => {
@@ -490,6 +529,7 @@ pub(super) fn stats(
         from: rfc3339(query.from, &query.zone),
         to: rfc3339(query.to, &query.zone),
         group_by: query.group_by,
+        service_level_seconds: query.service_level.as_secs(),
         rows,
     })
 }
@@ -505,11 +545,38 @@ struct Tally {
     rejected: u64,
     menu_times: Vec<u32>,
     menu_total_ms: u64,
+    queued: u64,
+    answered: u64,
+    answered_wait_ms: u64,
+    answered_in_time: u64,
+}
+
+/// A call's wait in a queue, once over.
+#[derive(Debug, Clone, Copy)]
+struct QueueWait {
+    wait_ms: u32,
+    answered: bool,
 }
 
 impl Tally {
-    fn add(&mut self, outcome: Option<&[u8]>, menu_ms: Option<u32>) {
+    fn add(
+        &mut self,
+        outcome: Option<&[u8]>,
+        menu_ms: Option<u32>,
+        queue: Option<QueueWait>,
+        service_level_ms: u32,
+    ) {
         self.calls += 1;
+        if let Some(queue) = queue {
+            self.queued += 1;
+            if queue.answered {
+                self.answered += 1;
+                self.answered_wait_ms += u64::from(queue.wait_ms);
+                if queue.wait_ms <= service_level_ms {
+                    self.answered_in_time += 1;
+                }
+            }
+        }
         match outcome {
             Some(b"transferred") => self.transferred += 1,
             Some(b"abandoned") => self.abandoned += 1,
@@ -542,6 +609,13 @@ impl Tally {
             rejected: self.rejected,
             menu_time_avg_ms: (timed > 0).then(|| (self.menu_total_ms + timed / 2) / timed),
             menu_time_p90_ms: p90,
+            queued: self.queued,
+            answered: self.answered,
+            asa_ms: (self.answered > 0)
+                .then(|| (self.answered_wait_ms + self.answered / 2) / self.answered),
+            service_level: (self.queued > 0).then(|| {
+                (self.answered_in_time as f64 / self.queued as f64 * 10_000.0).round() / 10_000.0
+            }),
         }
     }
 }
@@ -576,8 +650,14 @@ impl StatsReport {
                 row.rejected.to_string(),
                 seconds(row.menu_time_avg_ms),
                 seconds(row.menu_time_p90_ms),
+                row.queued.to_string(),
+                row.answered.to_string(),
+                seconds(row.asa_ms),
+                row.service_level
+                    .map_or("-".to_string(), |share| format!("{:.0}", share * 100.0)),
             ]
         });
+        let service_level = format!("answered ≤{} s %", self.service_level_seconds);
         let header = [
             self.group_by.as_str(),
             "calls",
@@ -588,6 +668,10 @@ impl StatsReport {
             "rejected",
             "menu avg s",
             "menu p90 s",
+            "queued",
+            "answered",
+            "ASA s",
+            service_level.as_str(),
         ];
         format!(
             "calls started {} .. {}\n{}",
@@ -702,83 +786,226 @@ impl MenuFunnel {
     }
 }
 
-/// Adds one call's trail to the nodes.
-fn add_call(nodes: &mut BTreeMap<String, FunnelNode>, steps: &[Step]) {
-    let mut reached = BTreeSet::new();
-    // The menu the caller is in; None while a hand-off runs (a hang-up then is not the menu's).
-    let mut current: Option<&str> = None;
+/// What one caller did in one menu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Visit<'a> {
+    menu: &'a str,
+    /// The valid digits pressed there, one character per press.
+    pressed: String,
+    invalid: u64,
+    timeouts: u64,
+    hangups: u64,
+}
+
+/// One call's trail as visits, in the order the menus were first reached (each menu once).
+fn visits(steps: &[Step]) -> Vec<Visit<'_>> {
+    let mut visits: Vec<Visit<'_>> = Vec::new();
+    // The menu the caller is in, as an index into `visits`; None while a hand-off runs (a hang-up then is not
+    // the menu's).
+    let mut current: Option<usize> = None;
     for step in steps {
-        match &step.kind {
-            StepKind::EnteredMenu(menu) => {
-                current = Some(menu);
-                if reached.insert(menu.as_str()) {
-                    entry(nodes, menu).reached += 1;
-                }
+        let visit = current.and_then(|index| visits.get_mut(index));
+        match (&step.kind, visit) {
+            (StepKind::EnteredMenu(menu), _) => {
+                current = Some(match visits.iter().position(|v| v.menu == menu.as_str()) {
+                    Some(index) => index,
+                    None => {
+                        visits.push(Visit {
+                            menu,
+                            pressed: String::new(),
+                            invalid: 0,
+                            timeouts: 0,
+                            hangups: 0,
+                        });
+                        visits.len() - 1
+                    }
+                });
             }
-            StepKind::Digit(digit) => {
-                if let Some(menu) = current {
-                    *entry(nodes, menu)
-                        .options
-                        .entry(digit.to_string())
-                        .or_insert(0) += 1;
-                }
-            }
-            StepKind::InvalidDigit(_) => {
-                if let Some(menu) = current {
-                    entry(nodes, menu).invalid += 1;
-                }
-            }
-            StepKind::Timeout => {
-                if let Some(menu) = current {
-                    entry(nodes, menu).timeouts += 1;
-                }
-            }
-            StepKind::CallerHungUp => {
-                if let Some(menu) = current {
-                    entry(nodes, menu).hangups += 1;
-                }
-            }
+            (StepKind::Digit(digit), Some(visit)) => visit.pressed.push(*digit),
+            (StepKind::InvalidDigit(_), Some(visit)) => visit.invalid += 1,
+            (StepKind::Timeout, Some(visit)) => visit.timeouts += 1,
+            (StepKind::CallerHungUp, Some(visit)) => visit.hangups += 1,
             // Past the menu: a hang-up during a hand-off or a closed prompt is not the menu's.
-            StepKind::TransferStarted(_) | StepKind::Closed | StepKind::FunctionClosed(_) => {
+            (StepKind::TransferStarted(_) | StepKind::Closed | StepKind::FunctionClosed(_), _) => {
                 current = None
             }
-            StepKind::Repeat
-            | StepKind::Back
-            | StepKind::TransferFailed(_)
-            | StepKind::Transferred(_)
-            | StepKind::Fallback
-            | StepKind::Language(_)
-            | StepKind::Hangup => {}
+            (
+                StepKind::Digit(_)
+                | StepKind::InvalidDigit(_)
+                | StepKind::Timeout
+                | StepKind::CallerHungUp
+                | StepKind::Repeat
+                | StepKind::Back
+                | StepKind::TransferFailed(_)
+                | StepKind::Transferred(_)
+                | StepKind::Fallback
+                | StepKind::Language(_)
+                | StepKind::Hangup,
+                _,
+            ) => {}
+        }
+    }
+    visits
+}
+
+/// Separates the visits of a [`funnel_summary`], and the fields of one visit; neither can be in a menu id or be
+/// a DTMF digit.
+const VISIT_SEPARATOR: char = ';';
+const FIELD_SEPARATOR: char = ':';
+
+/// One call's part of the menu funnel as the short text kept with its record (column `funnel`): per menu reached,
+/// in the order first reached, `menu:pressed:invalid:timeouts:hangups`, joined by `;`, where `pressed` has one
+/// character per valid digit pressed there. `root:3:1:0:0;it::0:0:1` is a caller who pressed a wrong digit and
+/// then 3 in root, and hung up in menu `it`.
+///
+/// Why it exists: the funnel over a year reads this text from an index, several times faster than parsing every
+/// call's step trail. `None` for a trail the text cannot carry (a menu id with a separator in it, written before
+/// ids were checked): the funnel then reads that call's trail.
+pub fn funnel_summary(steps: &[Step]) -> Option<String> {
+    let mut summary = String::new();
+    for visit in visits(steps) {
+        let unsafe_char = |c: char| c == VISIT_SEPARATOR || c == FIELD_SEPARATOR;
+        if visit.menu.contains(unsafe_char) || visit.pressed.contains(unsafe_char) {
+            return None;
+        }
+        if !summary.is_empty() {
+            summary.push(VISIT_SEPARATOR);
+        }
+        let Visit {
+            menu,
+            pressed,
+            invalid,
+            timeouts,
+            hangups,
+        } = visit;
+        summary.push_str(&format!("{menu}:{pressed}:{invalid}:{timeouts}:{hangups}"));
+    }
+    Some(summary)
+}
+
+/// The funnel's nodes as they are added up.
+#[derive(Debug, Default)]
+struct FunnelTally {
+    nodes: std::collections::HashMap<String, NodeTally>,
+}
+
+#[derive(Debug, Default)]
+struct NodeTally {
+    reached: u64,
+    /// Presses per digit; a handful of digits, so a list beats a map.
+    options: Vec<(char, u64)>,
+    invalid: u64,
+    timeouts: u64,
+    hangups: u64,
+}
+
+impl FunnelTally {
+    fn add(&mut self, visit: Visit<'_>) {
+        if !self.nodes.contains_key(visit.menu) {
+            self.nodes
+                .insert(visit.menu.to_string(), NodeTally::default());
+        }
+        let Some(node) = self.nodes.get_mut(visit.menu) else {
+            return;
+        };
+        node.reached += 1;
+        for digit in visit.pressed.chars() {
+            match node.options.iter_mut().find(|(d, _)| *d == digit) {
+                Some((_, count)) => *count += 1,
+                None => node.options.push((digit, 1)),
+            }
+        }
+        node.invalid += visit.invalid;
+        node.timeouts += visit.timeouts;
+        node.hangups += visit.hangups;
+    }
+
+    /// Adds one call's [`funnel_summary`]; false (and nothing added) when the text is not one.
+    fn add_summary(&mut self, summary: &str) -> bool {
+        let mut parsed = Vec::new();
+        for visit in summary.split(VISIT_SEPARATOR).filter(|v| !v.is_empty()) {
+            let mut fields = visit.split(FIELD_SEPARATOR);
+            let mut next = || fields.next();
+            let (Some(menu), Some(pressed), Some(invalid), Some(timeouts), Some(hangups), None) =
+                (next(), next(), next(), next(), next(), next())
+            else {
+                return false;
+            };
+            let (Ok(invalid), Ok(timeouts), Ok(hangups)) =
+                (invalid.parse(), timeouts.parse(), hangups.parse())
+            else {
+                return false;
+            };
+            parsed.push(Visit {
+                menu,
+                pressed: pressed.to_string(),
+                invalid,
+                timeouts,
+                hangups,
+            });
+        }
+        for visit in parsed {
+            self.add(visit);
+        }
+        true
+    }
+
+    fn into_funnel(self) -> MenuFunnel {
+        let mut nodes: BTreeMap<String, FunnelNode> = self
+            .nodes
+            .into_iter()
+            .map(|(menu, tally)| {
+                let node = FunnelNode {
+                    menu: menu.clone(),
+                    reached: tally.reached,
+                    options: tally
+                        .options
+                        .into_iter()
+                        .map(|(digit, count)| (digit.to_string(), count))
+                        .collect(),
+                    invalid: tally.invalid,
+                    timeouts: tally.timeouts,
+                    hangups: tally.hangups,
+                };
+                (menu, node)
+            })
+            .collect();
+        let root = nodes.remove(ROOT_MENU);
+        MenuFunnel {
+            nodes: root.into_iter().chain(nodes.into_values()).collect(),
         }
     }
 }
 
-fn entry<'a>(nodes: &'a mut BTreeMap<String, FunnelNode>, menu: &str) -> &'a mut FunnelNode {
-    nodes.entry(menu.to_string()).or_insert_with(|| FunnelNode {
-        menu: menu.to_string(),
-        ..FunnelNode::default()
-    })
-}
-
-/// The funnel of the calls started in `from..to`, read from their step trails.
+/// The funnel of the calls started in `from..to`: from each record's [`funnel_summary`] (read from the
+/// covering index `contact_records_funnel`), or from its step trail for the records without one (calls in
+/// progress, and calls a crash cut short).
 pub(super) fn menu_funnel(
     connection: &Connection,
     from: Timestamp,
     to: Timestamp,
 ) -> Result<MenuFunnel, StoreError> {
     let mut statement = connection.prepare_cached(
-        "SELECT id, steps FROM contact_records WHERE started_at >= ?1 AND started_at < ?2",
+        "SELECT id, funnel FROM contact_records WHERE started_at >= ?1 AND started_at < ?2",
     )?;
+    let mut trail = connection.prepare_cached("SELECT steps FROM contact_records WHERE id = ?1")?;
     let mut rows = statement.query(params![stored(from), stored(to)])?;
-    let mut nodes = BTreeMap::new();
+    let mut tally = FunnelTally::default();
     let mut unreadable: Option<(i64, String, usize)> = None;
     while let Some(row) = rows.next()? {
-        let steps = row.get_ref(1)?.as_str().unwrap_or("");
-        match serde_json::from_str::<Vec<Step>>(steps) {
-            Ok(steps) => add_call(&mut nodes, &steps),
+        if let ValueRef::Text(summary) = row.get_ref(1)?
+            && let Ok(summary) = std::str::from_utf8(summary)
+            && tally.add_summary(summary)
+        {
+            continue;
+        }
+        let id: i64 = row.get(0)?;
+        let steps: String = trail.query_row(params![id], |row| row.get(0))?;
+        match serde_json::from_str::<Vec<Step>>(&steps) {
+            Ok(steps) => visits(&steps).into_iter().for_each(|v| tally.add(v)),
             Err(error) => match &mut unreadable {
                 Some((_, _, count)) => *count += 1,
-                None => unreadable = Some((row.get(0)?, error.to_string(), 1)),
+                None => unreadable = Some((id, error.to_string(), 1)),
             },
         }
     }
@@ -791,10 +1018,7 @@ pub(super) fn menu_funnel(
             "contact record steps unreadable; left out of the menu funnel"
         );
     }
-    let root = nodes.remove(ROOT_MENU);
-    Ok(MenuFunnel {
-        nodes: root.into_iter().chain(nodes.into_values()).collect(),
-    })
+    Ok(tally.into_funnel())
 }
 
 #[cfg(test)]
@@ -1208,6 +1432,108 @@ mod tests {
         }
     }
 
+    #[test]
+    fn queue_figures_count_waits_that_are_over_and_answers_within_the_service_level() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        seed(
+            &store,
+            &[call("2026-11-24T09:00:00Z"), call("2026-11-24T09:01:00Z")],
+        );
+        // (wait in the queue in ms, the agent who answered)
+        let waits: [(Option<i64>, Option<&str>); 6] = [
+            (Some(5_000), Some("anna")),
+            (Some(60_000), Some("bertil")), // exactly the service level: counts as in time
+            (Some(60_001), Some("anna")),
+            (Some(10_000), None),  // gave up after 10 s: counts against it
+            (Some(200_000), None), // overflowed
+            (None, None),          // waiting now: not counted yet
+        ];
+        for (i, (wait_ms, agent)) in waits.into_iter().enumerate() {
+            let started = at("2026-11-24T10:00:00Z") + time::Duration::minutes(i as i64);
+            let mut record = ContactRecord::started(format!("q{i}"), "0701", "0771", started);
+            record.function = Some("hr".into());
+            record.answered_at = Some(started);
+            record.queue_entered_at = Some(started + time::Duration::seconds(5));
+            record.queue_wait_ms = wait_ms;
+            record.answered_by = agent.map(String::from);
+            if agent.is_some() {
+                record.transferred_at = Some(started + time::Duration::seconds(70));
+                record.finish(
+                    Outcome::Transferred,
+                    started + time::Duration::minutes(9),
+                    "caller BYE",
+                );
+            } else if wait_ms.is_some() {
+                record.finish(
+                    Outcome::Abandoned,
+                    started + time::Duration::minutes(4),
+                    "caller BYE",
+                );
+            }
+            put(&store, &record);
+        }
+        let mut query = StatsQuery::new(
+            ts("2026-11-24T00:00:00Z"),
+            ts("2026-11-25T00:00:00Z"),
+            GroupBy::Function,
+            stockholm(),
+        )
+        .unwrap();
+        let hr = |report: &StatsReport| {
+            report
+                .rows
+                .iter()
+                .find(|r| r.key.as_deref() == Some("hr"))
+                .cloned()
+                .unwrap()
+        };
+        let report = store.stats(&query).unwrap();
+        assert_eq!(report.service_level_seconds, 60);
+        let row = hr(&report);
+        assert_eq!((row.calls, row.queued, row.answered), (6, 5, 3));
+        // (5000 + 60000 + 60001) / 3 = 41667 (rounded)
+        assert_eq!(row.asa_ms, Some(41_667));
+        // 2 of 5 answered within 60 s.
+        assert_eq!(row.service_level, Some(0.4));
+        let it = report
+            .rows
+            .iter()
+            .find(|r| r.key.as_deref() == Some("it"))
+            .unwrap();
+        assert_eq!(
+            (it.queued, it.answered, it.asa_ms, it.service_level),
+            (0, 0, None, None)
+        );
+
+        query.service_level = std::time::Duration::from_secs(4);
+        let row = hr(&store.stats(&query).unwrap());
+        assert_eq!(row.service_level, Some(0.0));
+        query.service_level = std::time::Duration::from_secs(120);
+        let row = hr(&store.stats(&query).unwrap());
+        assert_eq!(row.service_level, Some(0.6));
+
+        // The same figures per hour: all six calls started in the 11:00 local hour.
+        query.group_by = GroupBy::Hour;
+        query.service_level = DEFAULT_SERVICE_LEVEL;
+        let hours = store.stats(&query).unwrap();
+        let eleven = hours
+            .rows
+            .iter()
+            .find(|r| r.key.as_deref() == Some("2026-11-24T11:00:00+01:00"))
+            .unwrap();
+        assert_eq!(
+            (
+                eleven.queued,
+                eleven.answered,
+                eleven.asa_ms,
+                eleven.service_level
+            ),
+            (5, 3, Some(41_667), Some(0.4))
+        );
+        let cells = eleven.csv_cells();
+        assert_eq!(cells[9..], ["5", "3", "41667", "0.4"]);
+    }
+
     fn step(kind: StepKind) -> Step {
         Step { at_ms: 0, kind }
     }
@@ -1215,11 +1541,9 @@ mod tests {
     #[test]
     fn the_funnel_counts_callers_once_per_menu_and_every_press() {
         use StepKind::*;
-        let mut nodes = BTreeMap::new();
-        // Root, into "more", back to root (root reached once), 3 to it, hangs up while it rings.
-        add_call(
-            &mut nodes,
-            &[
+        let calls: Vec<Vec<Step>> = vec![
+            // Root, into "more", back to root (root reached once), 3 to it, hangs up while it rings.
+            vec![
                 step(EnteredMenu("root".into())),
                 step(InvalidDigit('7')),
                 step(Digit('9')),
@@ -1232,11 +1556,8 @@ mod tests {
                 step(TransferStarted("it".into())),
                 step(CallerHungUp),
             ],
-        );
-        // Silence twice, then the fallback hangs up.
-        add_call(
-            &mut nodes,
-            &[
+            // Silence twice, then the fallback hangs up.
+            vec![
                 step(EnteredMenu("root".into())),
                 step(Timeout),
                 step(Repeat),
@@ -1244,17 +1565,33 @@ mod tests {
                 step(Fallback),
                 step(Hangup),
             ],
-        );
-        // Hangs up in "more".
-        add_call(
-            &mut nodes,
-            &[
+            // Hangs up in "more".
+            vec![
                 step(EnteredMenu("root".into())),
                 step(Digit('9')),
                 step(EnteredMenu("more".into())),
                 step(CallerHungUp),
             ],
+        ];
+        let mut from_trails = FunnelTally::default();
+        let mut from_summaries = FunnelTally::default();
+        for steps in &calls {
+            visits(steps).into_iter().for_each(|v| from_trails.add(v));
+            let summary = funnel_summary(steps).unwrap();
+            assert!(from_summaries.add_summary(&summary), "{summary}");
+        }
+        let funnel = from_trails.into_funnel();
+        assert_eq!(
+            funnel,
+            from_summaries.into_funnel(),
+            "the kept summary counts as the trail does"
         );
+        assert_eq!(funnel.nodes[0].menu, "root", "root first");
+        let nodes: BTreeMap<String, FunnelNode> = funnel
+            .nodes
+            .into_iter()
+            .map(|n| (n.menu.clone(), n))
+            .collect();
         let root = &nodes["root"];
         assert_eq!(
             (root.reached, root.invalid, root.timeouts, root.hangups),
@@ -1270,6 +1607,33 @@ mod tests {
             (2, 0, 1, 1)
         );
         assert_eq!(more.options, BTreeMap::from([("#".to_string(), 1)]));
+    }
+
+    #[test]
+    fn a_funnel_summary_is_short_and_anything_else_is_not_taken_for_one() {
+        use StepKind::*;
+        let steps = [
+            step(EnteredMenu("root".into())),
+            step(InvalidDigit('7')),
+            step(Digit('3')),
+            step(EnteredMenu("it".into())),
+            step(CallerHungUp),
+        ];
+        assert_eq!(
+            funnel_summary(&steps).as_deref(),
+            Some("root:3:1:0:0;it::0:0:1")
+        );
+        assert_eq!(funnel_summary(&[]).as_deref(), Some(""), "no menu reached");
+        assert_eq!(
+            funnel_summary(&[step(EnteredMenu("a:b".into()))]),
+            None,
+            "an id the text cannot carry"
+        );
+        let mut tally = FunnelTally::default();
+        for bad in ["root", "root:3:x:0:0", "root:3:1:0:0:9", "root:3:1:0"] {
+            assert!(!tally.add_summary(bad), "{bad}");
+        }
+        assert!(tally.nodes.is_empty(), "a bad summary adds nothing");
     }
 
     #[test]

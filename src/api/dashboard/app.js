@@ -225,7 +225,11 @@
 
   // ---- the sections ----
 
-  function renderSummary(functionRows, period) {
+  // Queue figures are shown once some call in the period waited in a queue.
+  const hasQueues = (rows) => rows.some((row) => (row.queued || 0) > 0);
+  const serviceLevelText = (share) => (share === null || share === undefined ? "–" : Math.round(100 * share) + " %");
+
+  function renderSummary(functionRows, period, serviceLevelSeconds) {
     const sum = (field) => functionRows.reduce((total, row) => total + (row[field] || 0), 0);
     const calls = sum("calls");
     const tiles = [
@@ -235,9 +239,16 @@
       ["Inget val, tidsgräns / No choice, timed out", fmt(sum("timeout")), pct(sum("timeout"), calls)],
       ["Misslyckade / Failed", fmt(sum("failed")), pct(sum("failed"), calls)],
     ];
-    // Queue figures come with queues; shown when the API has them.
-    if (functionRows.some((row) => "answered" in row)) {
-      tiles.push(["Besvarade / Answered", fmt(sum("answered")), pct(sum("answered"), calls)]);
+    if (hasQueues(functionRows)) {
+      const queued = sum("queued");
+      // Each row's share times its queued calls is its count answered in time; their sum over all queued calls
+      // is the period's service level.
+      const inTime = functionRows.reduce((total, row) => total + (row.service_level || 0) * (row.queued || 0), 0);
+      tiles.push(
+        ["Besvarade i kö / Answered from a queue", fmt(sum("answered")), pct(sum("answered"), queued)],
+        [`Servicenivå, svar inom ${serviceLevelSeconds} s / Service level, answered within ${serviceLevelSeconds} s`,
+          serviceLevelText(inTime / queued), `${fmt(queued)} i kö / queued`],
+      );
     }
     replace(
       "summary",
@@ -354,7 +365,7 @@
     return list;
   }
 
-  function renderFunctions(functionRows, names, period) {
+  function renderFunctions(functionRows, names, period, serviceLevelSeconds) {
     const list = functionList(functionRows, names);
     byId("functions-note").textContent = periodText(period);
     const max = Math.max(0, ...list.map((f) => f.row.calls));
@@ -386,7 +397,7 @@
         "bar-abandoned",
       ),
     );
-    const queues = functionRows.some((row) => "answered" in row);
+    const queues = hasQueues(functionRows);
     const head = [
       "Funktion / Function",
       "Samtal / Calls",
@@ -398,14 +409,16 @@
       "Menytid snitt / Menu time avg",
       "Menytid p90 / Menu time p90",
     ];
-    if (queues) head.push("Besvarade / Answered", "Snitt svarstid / ASA", "Servicenivå / Service level");
+    if (queues) {
+      head.push("I kö / Queued", "Besvarade / Answered", "Snitt väntetid till svar / ASA",
+        `Servicenivå ≤ ${serviceLevelSeconds} s / Service level`);
+    }
     const rows = list.map((f) => {
       const r = f.row;
       const cells = [f.label, fmt(r.calls), fmt(r.transferred), fmt(r.abandoned), pct(r.abandoned, r.calls),
         fmt(r.timeout), fmt(r.failed), seconds(r.menu_time_avg_ms), seconds(r.menu_time_p90_ms)];
       if (queues) {
-        cells.push(fmt(r.answered || 0), seconds(r.asa_ms),
-          r.service_level === null || r.service_level === undefined ? "–" : Math.round(100 * r.service_level) + " %");
+        cells.push(fmt(r.queued || 0), fmt(r.answered || 0), seconds(r.asa_ms), serviceLevelText(r.service_level));
       }
       return cells;
     });
@@ -490,9 +503,9 @@
       api(`/api/v1/stats?${q({ from: heatFirst, to: next, group_by: "weekday_hour" })}`),
     ]);
     byId("menu-name").textContent = names.menu ? `– ${names.menu}` : "";
-    renderSummary(functions.rows, period);
+    renderSummary(functions.rows, period, functions.service_level_seconds);
     renderHourly(hours.rows, day);
-    renderFunctions(functions.rows, names, period);
+    renderFunctions(functions.rows, names, period, functions.service_level_seconds);
     renderFunnel(funnel, period);
     renderHeatmap(heat.rows, heatFirst, day);
     byId("api-link").setAttribute("href", `/api/v1/stats?${q({ from: day, to: next, group_by: "hour" })}`);
