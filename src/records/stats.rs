@@ -985,8 +985,11 @@ pub(super) fn menu_funnel(
     from: Timestamp,
     to: Timestamp,
 ) -> Result<MenuFunnel, StoreError> {
+    // INDEXED BY: for a range of a month the planner (SQLite's stat4 weighs the bound values) went by the plain
+    // started_at index and read every row for its funnel, ten times the pages of the whole year's index scan.
     let mut statement = connection.prepare_cached(
-        "SELECT id, funnel FROM contact_records WHERE started_at >= ?1 AND started_at < ?2",
+        "SELECT id, funnel FROM contact_records INDEXED BY contact_records_funnel
+         WHERE started_at >= ?1 AND started_at < ?2",
     )?;
     let mut trail = connection.prepare_cached("SELECT steps FROM contact_records WHERE id = ?1")?;
     let mut rows = statement.query(params![stored(from), stored(to)])?;
