@@ -470,7 +470,11 @@ pub(super) fn stats(
                 }
             }
             ValueRef::Text(text) => {
-                let text = String::from_utf8_lossy(text);
+                // Ids are ASCII; from_utf8 first, because the lossy scan costs more per call than the tally.
+                let text = match std::str::from_utf8(text) {
+                    Ok(text) => std::borrow::Cow::Borrowed(text),
+                    Err(_) => String::from_utf8_lossy(text),
+                };
                 if !tallies.named.contains_key(text.as_ref()) {
                     tallies.named.insert(text.to_string(), Tally::default());
                 }
