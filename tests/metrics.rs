@@ -1,11 +1,15 @@
 //! `GET /metrics` through the daemon, read by a Prometheus text parser after real calls: calls by function and
-//! outcome, the gauges while a call is in the menu and bridged, SIP responses by class (the guard's own 501
-//! too), RTP packets; and the Grafana dashboard shipped in packaging/ asks only for metrics /metrics has.
+//! outcome, the gauges while a call is in the menu, in a queue and bridged, SIP responses by class (the guard's
+//! own 501 too), RTP packets, each queue's callers waiting, longest wait and agents by state; and the Grafana
+//! dashboard shipped in packaging/ asks only for metrics /metrics has.
 
 mod common;
 
 use common::audio::{CALLER_HZ, FUNCTION_HZ, MENU_HZ};
 use common::daemon::http_get_with;
+use common::queue::{
+    ANNA, QueueSpec, call_the_queue, expect_cancel, registered_phone, start, start_with_agents,
+};
 use common::sdp::{PCMA, PCMU};
 use common::{Caller, Daemon, Fixture, FunctionEndpoint, MenuSpec, SECOND, event_pt};
 use prometheus_parse::{Scrape, Value};
@@ -56,12 +60,23 @@ fn expect(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// Polls `/metrics` until `name{labels}` reads `wanted` (gauges move as calls change phase).
-fn wait_for(daemon: &Daemon, name: &str, labels: &[(&str, &str)], wanted: f64) {
+fn wait_for(daemon: &Daemon, name: &str, labels: &[(&str, &str)], wanted: f64) -> Scrape {
+    wait_until_read(daemon, name, labels, &format!("{wanted}"), |v| v == wanted)
+}
+
+/// Polls `/metrics` until `name{labels}` has a value that `holds`; returns that scrape.
+fn wait_until_read(
+    daemon: &Daemon,
+    name: &str,
+    labels: &[(&str, &str)],
+    wanted: &str,
+    holds: impl Fn(f64) -> bool,
+) -> Scrape {
     let deadline = Instant::now() + 10 * SECOND;
     loop {
         let scrape = scrape(daemon);
-        if value(&scrape, name, labels) == Some(wanted) {
-            return;
+        if value(&scrape, name, labels).is_some_and(&holds) {
+            return scrape;
         }
         assert!(
             Instant::now() < deadline,
@@ -171,7 +186,142 @@ fn metrics_count_real_calls_responses_and_rtp() {
         assert!(expect(&after, name, &[]) >= 0.0);
     }
     let documented: BTreeSet<String> = after.docs.keys().cloned().collect();
+    // This menu has no queue, so there is no per-queue sample (the queue tests below see those).
+    let without_queues: BTreeSet<String> = names()
+        .into_iter()
+        .filter(|name| !name.starts_with("knappval_queue_"))
+        .collect();
+    assert_eq!(documented, without_queues, "the metrics /metrics documents");
+    let status = daemon.stop(15 * SECOND);
+    assert!(status.success(), "knappval exited with {status}");
+}
+
+#[test]
+fn queue_metrics_follow_callers_who_wait_give_up_and_are_answered() {
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let mut spec = QueueSpec::new(&[ANNA.0.to_string()]);
+    // Anna's phone rings until the test answers it.
+    spec.ring_timeout = "60s";
+    let mut daemon = start_with_agents(&spec, &kt);
+    let it = [("queue", "it")];
+    let agents = |state| [("queue", "it"), ("state", state)];
+
+    // The configured queue shows with nobody in it, and Anna, not registered yet, as unregistered.
+    let empty = scrape(&daemon);
+    assert_eq!(expect(&empty, "knappval_calls_in_queue", &[]), 0.0);
+    assert_eq!(expect(&empty, "knappval_queue_calls_waiting", &it), 0.0);
+    assert_eq!(
+        expect(&empty, "knappval_queue_longest_wait_seconds", &it),
+        0.0
+    );
+    assert_eq!(
+        expect(&empty, "knappval_queue_agents", &agents("unregistered")),
+        1.0
+    );
+    assert_eq!(
+        expect(&empty, "knappval_queue_agents", &agents("idle")),
+        0.0
+    );
+
+    // Two callers wait: no agent can be offered.
+    let (first_caller, first, _) = call_the_queue(&daemon, "0701000001");
+    wait_for(&daemon, "knappval_queue_calls_waiting", &it, 1.0);
+    let (_second_caller, mut second, _) = call_the_queue(&daemon, "0701000002");
+    wait_for(&daemon, "knappval_queue_calls_waiting", &it, 2.0);
+    let waiting = wait_for(&daemon, "knappval_calls_in_queue", &[], 2.0);
+    assert_eq!(expect(&waiting, "knappval_calls_in_menu", &[]), 0.0);
+    assert_eq!(expect(&waiting, "knappval_calls_active", &[]), 2.0);
+    let longest = expect(&waiting, "knappval_queue_longest_wait_seconds", &it);
+    assert!(longest > 0.0, "longest wait {longest}");
+    wait_until_read(
+        &daemon,
+        "knappval_queue_longest_wait_seconds",
+        &it,
+        "more than before",
+        |seconds| seconds > longest,
+    );
+
+    // The second caller gives up.
+    assert_eq!(second.bye().status(), Some(200));
+    daemon.wait_record(&second.call_id, 5 * SECOND);
+    wait_for(&daemon, "knappval_queue_calls_waiting", &it, 1.0);
+    let one_left = wait_for(&daemon, "knappval_calls_in_queue", &[], 1.0);
+    let documented: BTreeSet<String> = one_left.docs.keys().cloned().collect();
     assert_eq!(documented, names(), "the metrics /metrics documents");
+
+    // Anna registers, is offered the first caller and answers: nobody waits, the call is bridged.
+    let (_phone, anna) = registered_phone(&daemon, ANNA, 600);
+    let mut offer = anna.expect_call(10 * SECOND);
+    wait_for(&daemon, "knappval_queue_agents", &agents("ringing"), 1.0);
+    anna.answer(&mut offer, FUNCTION_HZ);
+    first_caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 10, Instant::now(), 10 * SECOND);
+    let bridged = wait_for(&daemon, "knappval_calls_bridged", &[], 1.0);
+    for (name, labels, wanted) in [
+        ("knappval_calls_in_queue", &[][..], 0.0),
+        ("knappval_calls_in_menu", &[], 0.0),
+        ("knappval_queue_calls_waiting", &it, 0.0),
+        ("knappval_queue_longest_wait_seconds", &it, 0.0),
+        ("knappval_queue_agents", &agents("talking"), 1.0),
+        ("knappval_queue_agents", &agents("unregistered"), 0.0),
+    ] {
+        assert_eq!(expect(&bridged, name, labels), wanted, "{name} {labels:?}");
+    }
+
+    assert_eq!(offer.call.bye().status(), Some(200));
+    first.expect_bye(10 * SECOND);
+    daemon.wait_record(&first.call_id, 5 * SECOND);
+    wait_for(&daemon, "knappval_calls_active", &[], 0.0);
+    let after = wait_for(&daemon, "knappval_queue_agents", &agents("idle"), 1.0);
+    assert_eq!(expect(&after, "knappval_calls_in_queue", &[]), 0.0);
+    assert_eq!(expect(&after, "knappval_calls_bridged", &[]), 0.0);
+    let status = daemon.stop(15 * SECOND);
+    assert!(status.success(), "knappval exited with {status}");
+}
+
+#[test]
+fn a_caller_who_overflows_leaves_the_queue_and_goes_back_to_the_menu_gauge() {
+    let nobody = FunctionEndpoint::new(&[PCMU]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let mut spec = QueueSpec::new(&[nobody.uri("nobody")]);
+    spec.max_wait = "6s";
+    spec.ring_timeout = "60s";
+    let mut daemon = start(&spec, &kt);
+    let it = [("queue", "it")];
+
+    let (caller, mut call, _) = call_the_queue(&daemon, "0705000000");
+    let offer = nobody.expect_call(10 * SECOND);
+    offer.send_provisional(180, "Ringing");
+    let waiting = wait_for(&daemon, "knappval_calls_in_queue", &[], 1.0);
+    assert_eq!(expect(&waiting, "knappval_queue_calls_waiting", &it), 1.0);
+    assert_eq!(expect(&waiting, "knappval_calls_in_menu", &[]), 0.0);
+
+    // At max_wait the offer is CANCELled and the caller goes to the overflow function, Kundtjänst, which rings:
+    // back with the flow, as a call is while its function rings.
+    expect_cancel(&offer);
+    let mut overflow = kt.expect_call(10 * SECOND);
+    let ringing = wait_for(&daemon, "knappval_calls_in_menu", &[], 1.0);
+    assert_eq!(expect(&ringing, "knappval_calls_in_queue", &[]), 0.0);
+    assert_eq!(expect(&ringing, "knappval_queue_calls_waiting", &it), 0.0);
+    assert_eq!(expect(&ringing, "knappval_calls_active", &[]), 1.0);
+
+    kt.answer(&mut overflow, FUNCTION_HZ);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 10, Instant::now(), 10 * SECOND);
+    wait_for(&daemon, "knappval_calls_bridged", &[], 1.0);
+    assert_eq!(call.bye().status(), Some(200));
+    overflow.call.expect_bye(10 * SECOND);
+    daemon.wait_record(&call.call_id, 5 * SECOND);
+    let after = wait_for(&daemon, "knappval_calls_active", &[], 0.0);
+    for name in [
+        "knappval_calls_in_queue",
+        "knappval_calls_in_menu",
+        "knappval_calls_bridged",
+    ] {
+        assert_eq!(expect(&after, name, &[]), 0.0, "{name}");
+    }
     let status = daemon.stop(15 * SECOND);
     assert!(status.success(), "knappval exited with {status}");
 }
@@ -213,10 +363,14 @@ fn every_metric_the_grafana_dashboard_asks_for_is_exposed() {
         "knappval_calls_total",
         "knappval_calls_active",
         "knappval_calls_in_menu",
+        "knappval_calls_in_queue",
         "knappval_calls_bridged",
         "knappval_sip_responses_total",
         "knappval_rtp_frames_late_total",
         "knappval_rtp_frames_skipped_total",
+        "knappval_queue_calls_waiting",
+        "knappval_queue_longest_wait_seconds",
+        "knappval_queue_agents",
     ] {
         assert!(
             used.contains(wanted),

@@ -6,22 +6,20 @@
 
 mod common;
 
-use common::agent::{AgentPhone, write_agents_file};
+use common::agent::write_agents_file;
 
 use common::audio::{self, BUSY_HZ, CALLER_HZ, FUNCTION_HZ, GREETING_HZ, Segment};
 use common::daemon::{export_jsonl, os, path_arg, run_cli};
+use common::queue::{
+    ANNA, BO, MUSIC_HZ, NUMBER_HZ, POSITION_HZ, QueueSpec, call_the_queue, expect_cancel,
+    queue_fixture, registered_phone, start, start_with_agents,
+};
 use common::sdp::{PCMA, PCMU};
 use common::sipp::{Sipp, free_udp_port, render_scenario};
-use common::{Caller, Daemon, Fixture, FunctionEndpoint, RtpPeer, SECOND, event_pt, wait_until};
+use common::{Caller, Daemon, FunctionEndpoint, RtpPeer, SECOND, wait_until};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-/// The test hold music: one second of a tone, looped by the daemon.
-const MUSIC_HZ: u32 = 2900;
-/// "Du är nummer" and "i kön" in the test prompts.
-const POSITION_HZ: u32 = 3300;
-/// The number prompts: `number-<n>` is this tone for n × 100 ms, so the place said can be read off its length.
-const NUMBER_HZ: u32 = 3700;
 /// The shipped hold music's melody (C5, E5, G5): its signature.
 const SHIPPED_MUSIC_HZ: [u32; 3] = [523, 659, 784];
 const QUEUE_TONES: [u32; 7] = [
@@ -34,142 +32,6 @@ const QUEUE_TONES: [u32; 7] = [
     1000,
 ];
 
-/// The queue's keys as a test sets them; `agents` are YAML list items.
-struct QueueSpec {
-    agents: Vec<String>,
-    strategy: &'static str,
-    ring_timeout: &'static str,
-    wrap_up: &'static str,
-    max_wait: &'static str,
-    overflow: &'static str,
-    music: &'static str,
-    announce_position: Option<&'static str>,
-}
-
-impl QueueSpec {
-    fn new(agents: &[String]) -> QueueSpec {
-        QueueSpec {
-            agents: agents.to_vec(),
-            strategy: "longest-idle",
-            ring_timeout: "10s",
-            wrap_up: "0s",
-            max_wait: "10m",
-            overflow: "{ route: kundtjanst }",
-            music: "test-music",
-            announce_position: None,
-        }
-    }
-
-    /// The menu: "1" goes to the `it` queue (transfer prompt `welcome` first); `kundtjanst` bridges to `kt`.
-    fn yaml(&self, kt: &str) -> String {
-        let agents: Vec<String> = self.agents.iter().map(|a| format!("\"{a}\"")).collect();
-        let announce = self
-            .announce_position
-            .map(|every| format!("      announce_position: {every}\n"))
-            .unwrap_or_default();
-        format!(
-            r#"name: Kö-test
-functions:
-  it:
-    name: IT Kundservice
-    transfer: queue
-    transfer_prompt: welcome
-    failure_prompt: busy
-    queue:
-      agents: [{}]
-      strategy: {}
-      ring_timeout: {}
-      wrap_up: {}
-      max_wait: {}
-      overflow: {}
-      music: {}
-{announce}  kundtjanst:
-    name: Kundtjänst
-    target: "{kt}"
-menu:
-  prompt: main-menu
-  timeout: 5s
-  options:
-    "1": {{ route: it }}
-"#,
-            agents.join(", "),
-            self.strategy,
-            self.ring_timeout,
-            self.wrap_up,
-            self.max_wait,
-            self.overflow,
-            self.music,
-        )
-    }
-}
-
-/// The standard test prompts plus the queue's: test music, the shipped hold music, and position words as tones.
-fn queue_fixture() -> Fixture {
-    let fixture = Fixture::new();
-    let prompts = &fixture.prompts;
-    let tone = |name: &str, freq: u32, seconds: f64| {
-        audio::write_tone_wav(
-            &prompts.join(format!("{name}.wav")),
-            f64::from(freq),
-            seconds,
-            8000,
-            1,
-        )
-        .expect("write a queue test prompt");
-    };
-    tone("test-music", MUSIC_HZ, 1.0);
-    tone("queue-position", POSITION_HZ, 0.4);
-    tone("queue-in-line", POSITION_HZ, 0.3);
-    tone("queue-position-many", POSITION_HZ, 1.0);
-    for n in 1..=20 {
-        tone(&format!("number-{n}"), NUMBER_HZ, 0.1 * n as f64);
-    }
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/hold-music.wav");
-    std::fs::copy(shipped, prompts.join("hold-music.wav")).expect("copy the shipped hold music");
-    fixture
-}
-
-fn start(spec: &QueueSpec, kt: &FunctionEndpoint) -> Daemon {
-    let fixture = queue_fixture();
-    fixture.write_menu(&spec.yaml(&kt.uri("kt")));
-    Daemon::start(fixture)
-}
-
-const ANNA: (&str, &str) = ("it-anna", "Sommar2026!");
-const BO: (&str, &str) = ("it-bo", "vinter-bo");
-
-/// The daemon with an agents file of Anna and Bo (registrations may be as short as 1 s).
-fn start_with_agents(spec: &QueueSpec, kt: &FunctionEndpoint) -> Daemon {
-    let fixture = queue_fixture();
-    fixture.write_menu(&spec.yaml(&kt.uri("kt")));
-    let agents = fixture.path("agents.yaml");
-    write_agents_file(&agents, "min_expires: 1s\n", &[ANNA, BO]);
-    let agents = agents.to_str().expect("utf-8 temp path").to_owned();
-    Daemon::start_with(fixture, &["--agents", &agents])
-}
-
-/// An agent's phone that registers for `expires` seconds and can then answer offers at its contact.
-fn registered_phone(
-    daemon: &Daemon,
-    (id, password): (&str, &str),
-    expires: u32,
-) -> (AgentPhone, FunctionEndpoint) {
-    let mut phone = AgentPhone::new(daemon.sip, id, password);
-    let response = phone.register(expires);
-    assert_eq!(
-        response.status(),
-        Some(200),
-        "REGISTER of {id}: {}",
-        response.summary()
-    );
-    let answering = FunctionEndpoint {
-        sip: phone.sip.clone(),
-        rtp: RtpPeer::loopback(),
-        codecs: vec![PCMU, PCMA],
-    };
-    (phone, answering)
-}
-
 fn agent_state(daemon: &Daemon, id: &str) -> String {
     queues(daemon)[0]["agents"]
         .as_array()
@@ -177,17 +39,6 @@ fn agent_state(daemon: &Daemon, id: &str) -> String {
         .and_then(|a| a["state"].as_str())
         .unwrap_or("not listed")
         .to_owned()
-}
-
-/// A caller who dials in and presses 1 for the IT queue. Returns the call and when the digit went.
-fn call_the_queue(daemon: &Daemon, number: &str) -> (Caller, common::Call, Instant) {
-    let mut caller = Caller::udp(daemon.sip);
-    caller.number = number.to_string();
-    let (call, answer, _) = caller.call(daemon, &[PCMU, PCMA], CALLER_HZ);
-    caller
-        .rtp
-        .send_digit('1', event_pt(&answer), Duration::from_millis(100));
-    (caller, call, Instant::now())
 }
 
 /// What the caller heard since `since`, judged against the queue's tones.
@@ -228,13 +79,6 @@ fn queues(daemon: &Daemon) -> Vec<Value> {
 
 fn header<'a>(incoming: &'a common::IncomingCall, name: &str) -> &'a str {
     incoming.header(name).map(str::trim).unwrap_or_default()
-}
-
-/// The agent's phone takes the daemon's CANCEL of a ringing offer: 200 for the CANCEL, 487 for the INVITE.
-fn expect_cancel(offer: &common::IncomingCall) {
-    let cancel = offer.call.expect_request("CANCEL", 10 * SECOND);
-    offer.call.respond(&cancel, 200, "OK");
-    offer.reject(487, "Request Terminated", 5 * SECOND);
 }
 
 /// The agent answers the offer, the caller hears the agent, the agent hangs up; the caller's finished record.

@@ -503,14 +503,15 @@ async fn healthz(State(state): State<ApiState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Prometheus text format 0.0.4.
+/// Prometheus text format 0.0.4; the per-queue figures are the queue service's snapshot of this scrape.
 async fn metrics(State(state): State<ApiState>) -> Response {
+    let queues = state.queues.view().await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
             crate::metrics::CONTENT_TYPE,
         )],
-        state.metrics.encode(),
+        state.metrics.encode(&queues),
     )
         .into_response()
 }

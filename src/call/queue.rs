@@ -13,6 +13,7 @@ use super::{Call, End, Transfer};
 use crate::flow::Event;
 use crate::media::prompt::Prompt;
 use crate::menu::model::{self, Function, FunctionId};
+use crate::metrics::Phase;
 use crate::routing::Handoff;
 use crate::routing::bridge::{DialFailure, Dialer, Forked, FunctionLeg};
 use crate::routing::queue::{OfferId, Order, Ticket};
@@ -98,6 +99,7 @@ impl Call<'_> {
             handoff,
         };
         info!(queue = %function.id, "caller waits in the queue");
+        self.gauge.enter(Phase::Queue);
         self.transfer = Some(Transfer::Queue(Box::new(QueueWait {
             function: function.id.clone(),
             ticket,
@@ -193,11 +195,13 @@ impl Call<'_> {
         }
     }
 
-    /// Leaves the line (the ticket's drop tells the service) and notes the time waited so far.
+    /// Leaves the line (the ticket's drop tells the service) and notes the time waited so far. The call is back
+    /// with the flow (an overflow), or ending.
     fn left_queue(&mut self) {
         if matches!(self.transfer, Some(Transfer::Queue(_))) {
             self.transfer = None;
             self.set_queue_wait();
+            self.gauge.enter(Phase::Menu);
         }
     }
 

@@ -9,6 +9,7 @@ pub mod browser;
 pub mod daemon;
 pub mod function;
 pub mod pcap;
+pub mod queue;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
