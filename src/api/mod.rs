@@ -277,7 +277,8 @@ async fn functions(State(state): State<ApiState>) -> Json<MenuNames> {
     Json(MenuNames::clone(&state.names))
 }
 
-/// Every queue now: who waits (in line order) and how long, each agent's state, the longest wait.
+/// Every queue now: who waits (in line order) and how long, each agent's state, the longest wait, and whether the
+/// serving menu still has it (`in_menu` false: a reload took it out while callers still wait in it).
 async fn queues(State(state): State<ApiState>) -> Response {
     let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let body: Vec<serde_json::Value> = state
@@ -307,6 +308,7 @@ async fn queues(State(state): State<ApiState>) -> Response {
                 "waiting": waiting,
                 "agents": agents,
                 "longest_wait_ms": millis(queue.longest_wait),
+                "in_menu": queue.in_menu,
             })
         })
         .collect();
