@@ -304,8 +304,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             names: Arc::new(api::MenuNames::of(&menu_cell.current().menu)),
             announcements: Some(Announcing {
                 board: board.clone(),
-                prompts: menu_cell.current().prompts.clone(),
-                menu: menu_cell.current().menu.clone(),
+                menu: menu_cell.clone(),
             }),
         };
         let stop = stop_http.clone();

@@ -23,11 +23,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::announce::{AnnouncementJson, Board};
-use crate::media::prompt::PromptCache;
 use crate::menu::model::Menu;
 use crate::metrics::Metrics;
 use crate::records::{ContactQuery, Records, parse_timestamp};
-use crate::reload::MenuBoard;
+use crate::reload::{MenuBoard, MenuCell};
 use crate::routing::probe::TargetBoard;
 use crate::routing::queue::QueueHandle;
 use crate::sip::Registrar;
@@ -64,10 +63,10 @@ pub struct ApiState {
 #[derive(Clone)]
 pub struct Announcing {
     pub board: Arc<Board>,
-    /// An announcement's prompt must be loaded here (the menu's prompts and every WAV in the prompts folder).
-    pub prompts: Arc<PromptCache>,
-    /// A function-scoped announcement must name one of its functions.
-    pub menu: Arc<Menu>,
+    /// The menu serving new calls, read at each request so that a reload's prompts and functions count at once:
+    /// an announcement's prompt must be in its prompt cache (the menu's prompts and every WAV in the prompts
+    /// folder), and a function-scoped announcement must name one of its functions.
+    pub menu: Arc<MenuCell>,
 }
 
 /// The menu's name and its support functions' display names: the statistics key rows by function id, people
@@ -381,8 +380,9 @@ async fn post_announcement(
         body.map_err(|rejection| bad_request(rejection.body_text(), ANNOUNCEMENT_HELP))?;
     let now = OffsetDateTime::now_utc();
     let prompt = new.prompt.trim().to_string();
-    if !announcing.prompts.knows(&prompt) {
-        let mut known: Vec<&str> = announcing.prompts.ids().collect();
+    let serving = announcing.menu.current();
+    if !serving.prompts.knows(&prompt) {
+        let mut known: Vec<&str> = serving.prompts.ids().collect();
         known.sort_unstable();
         return Err(unprocessable(
             format!(
@@ -412,14 +412,9 @@ async fn post_announcement(
         }
     };
     if let Some(function) = &new.function
-        && !announcing.menu.functions.contains_key(function)
+        && !serving.menu.functions.contains_key(function)
     {
-        let known: Vec<&str> = announcing
-            .menu
-            .functions
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let known: Vec<&str> = serving.menu.functions.keys().map(String::as_str).collect();
         return Err(unprocessable(
             format!(
                 "function '{function}' is not in the menu (its functions: {})",
