@@ -26,7 +26,7 @@ use crate::api::{self, Announcing, ApiState, ApiToken, Health};
 use crate::call::{self, CallServices};
 use crate::media::prompt::{Prompt, PromptCache, prompt_path};
 use crate::media::{RtpPorts, tone, wav};
-use crate::menu::model::{Menu, QueueAgent};
+use crate::menu::model::Menu;
 use crate::menu::{self, MenuErrors};
 use crate::metrics::Metrics;
 use crate::privacy::{CallerKey, CallerNumbers, CallerNumbersChoice};
@@ -197,12 +197,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
           functions = served.menu.functions.len(), menus = served.menu.menus.len(),
           prompts = served.prompts.len(), "menu loaded");
     let menu_cell = Arc::new(MenuCell::new(served));
-    // The menu at start: queues and the announcement board's checks are built from it (a reload does not
-    // rebuild them; see README, Known limits).
-    let (menu, prompts) = {
-        let first = menu_cell.current();
-        (first.menu.clone(), first.prompts.clone())
-    };
+    // Each menu the reloader loads is sent here: the queue service and the OPTIONS prober follow it.
+    let (menus_tx, menus_rx) = watch::channel(menu_cell.current().menu.clone());
     // Before the database: nothing about a caller may be written until it is known how.
     let callers = caller_numbers(&settings)?;
     let token = settings
@@ -292,25 +288,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
 
     let health = Arc::new(Health::new());
-    if let Some(registrar) = &registrar {
-        for function in menu.functions.values() {
-            let agents = function.queue.iter().flat_map(|queue| &queue.agents);
-            for agent in agents {
-                if let QueueAgent::Registered(id) = agent
-                    && !registrar.knows(id)
-                {
-                    warn!(function = %function.id, agent = %id,
-                          "queue agent is not in the agents file and can never be offered a call; \
-                           `knappval check --agents` lists these");
-                }
-            }
-        }
-    }
     let registrations: Arc<dyn AgentContacts> = match &registrar {
         Some(registrar) => Arc::new(registrar.clone()),
         None => Arc::new(NoRegistrations::default()),
     };
-    let queues = QueueHandle::start(&menu, registrations);
+    let queues = QueueHandle::start(menus_rx.clone(), registrations);
     let stop_http = CancellationToken::new();
     let http_task = {
         let state = ApiState {
@@ -322,11 +304,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             time_zone: settings.time_zone.clone(),
             service_level: settings.service_level,
-            names: Arc::new(api::MenuNames::of(&menu)),
+            names: {
+                let menu_cell = menu_cell.clone();
+                Arc::new(move || api::MenuNames::of(&menu_cell.current().menu))
+            },
             announcements: Some(Announcing {
                 board: board.clone(),
-                prompts: prompts.clone(),
-                menu: menu.clone(),
+                menu: menu_cell.clone(),
             }),
         };
         let stop = stop_http.clone();
@@ -358,7 +342,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         signalling: TaskTracker::new(),
         queues,
     });
-    let (menus_tx, menus_rx) = watch::channel(first.menu.clone());
     drop(first);
     let stop_probes = CancellationToken::new();
     let probe_task = tokio::spawn(probe_targets(

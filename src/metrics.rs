@@ -422,6 +422,7 @@ mod tests {
                 .iter()
                 .map(|(id, state)| (id.to_string(), *state))
                 .collect(),
+            in_menu: true,
         }
     }
 

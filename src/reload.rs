@@ -234,7 +234,8 @@ impl Debounce {
 }
 
 /// Reloads the menu into `cell` on SIGHUP and when its files change, until `stop`. Each menu that loads is
-/// also sent on `menus` (the OPTIONS prober follows the functions' targets); `board` shows the result.
+/// also sent on `menus` (the OPTIONS prober follows the functions' targets, the queue service the queues);
+/// `board` shows the result.
 pub struct Reloader {
     pub menu_path: PathBuf,
     pub prompts_dir: PathBuf,

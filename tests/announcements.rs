@@ -1,12 +1,14 @@
 //! Announcements through the real binary: put up over the HTTP API and with `knappval announce`, heard by
 //! callers after the greeting and before the menu (by their tones in the RTP the caller receives), listed in the
 //! record's `announcements`, expiring by themselves, taken down, kept across a restart; a function's own
-//! announcement heard when the caller chooses it; `simulate --announce`.
+//! announcement heard when the caller chooses it; a prompt and a function added by a reload announced without a
+//! restart; `simulate --announce`.
 
 mod common;
 
 use common::audio::{
-    self, ANNOUNCE_2_HZ, ANNOUNCE_HZ, BUSY_HZ, CALLER_HZ, GREETING_HZ, INVALID_HZ, MENU_HZ, MORE_HZ,
+    self, ANNOUNCE_2_HZ, ANNOUNCE_HZ, BUSY_HZ, CALLER_HZ, CLOSED_HZ, GREETING_HZ, INVALID_HZ,
+    MENU_HZ, MORE_HZ,
 };
 use common::daemon::{http_request, os, run_cli};
 use common::sdp::PCMU;
@@ -389,4 +391,78 @@ fn simulate_refuses_an_announcement_without_its_prompt() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn a_prompt_and_a_function_added_by_a_reload_can_be_announced_without_a_restart() {
+    let old = offline_spec().yaml();
+    let fixture = fixture(&old);
+    let (menu_path, prompts) = (fixture.menu.clone(), fixture.prompts.clone());
+    let daemon = Daemon::start(fixture);
+    let (status, error) = post(&daemon, json!({"prompt": "storm"}));
+    assert_eq!(status, 422, "not recorded yet: {error}");
+    let before = daemon.menu_status();
+
+    // The admin records the announcement and adds a function; no signal: the watcher loads both.
+    audio::write_tone_wav(
+        &prompts.join("storm.wav"),
+        f64::from(CLOSED_HZ),
+        0.8,
+        8000,
+        1,
+    )
+    .expect("write storm.wav");
+    let new = old
+        .replacen(
+            "functions:\n",
+            "functions:\n  personal:\n    name: Personal Direkt\n    target: \"sip:personal@127.0.0.1:9\"\n",
+            1,
+        )
+        .replacen(
+            "    \"9\": { menu: more }\n",
+            "    \"9\": { menu: more }\n    \"5\": { route: personal }\n",
+            1,
+        );
+    assert!(new.contains("route: personal"), "{new}");
+    std::fs::write(&menu_path, &new).expect("write the new menu");
+    common::wait_until(
+        20 * SECOND,
+        || {
+            let now = daemon.menu_status();
+            now["version"] != before["version"] && now["error"].is_null()
+        },
+        || format!("the new menu never served: {}", daemon.menu_status()),
+    );
+
+    let (status, created) = post(&daemon, json!({"prompt": "storm"}));
+    assert_eq!(status, 201, "{created}");
+    let (status, created) = post(
+        &daemon,
+        json!({"prompt": "email-down", "function": "personal"}),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(listed(&daemon), ["storm", "email-down"]);
+    // The dashboard's names follow the reload too.
+    let (status, names) = daemon.get("/api/v1/functions");
+    assert_eq!(status, 200, "{names}");
+    let names: serde_json::Value = serde_json::from_str(&names).expect("JSON");
+    assert!(
+        names["functions"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!({"id": "personal", "name": "Personal Direkt"}))),
+        "{names}"
+    );
+
+    // A new caller hears it, found by its tone in the RTP they receive.
+    let caller = Caller::udp(daemon.sip);
+    let (mut call, _answer, t0) = caller.call(&daemon, &[PCMU], CALLER_HZ);
+    caller.rtp.wait_tone(MENU_HZ, 70, t0, 20 * SECOND);
+    let mut tones = PROMPT_TONES.to_vec();
+    tones.push(("storm", CLOSED_HZ));
+    let heard = audio::heard_prompts(&caller.rtp.segments_since(t0), &tones);
+    assert_eq!(heard, ["welcome", "storm", "main-menu"]);
+    assert_eq!(call.bye().status(), Some(200));
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_eq!(record["announcements"], json!(["storm"]), "{record:#}");
+    stop_cleanly(daemon);
 }

@@ -11,8 +11,8 @@ use common::agent::write_agents_file;
 use common::audio::{self, BUSY_HZ, CALLER_HZ, FUNCTION_HZ, GREETING_HZ, Segment};
 use common::daemon::{export_jsonl, os, path_arg, run_cli};
 use common::queue::{
-    ANNA, BO, MUSIC_HZ, NUMBER_HZ, POSITION_HZ, QueueSpec, call_the_queue, expect_cancel,
-    queue_fixture, registered_phone, start, start_with_agents,
+    ANNA, BO, MUSIC_HZ, NUMBER_HZ, POSITION_HZ, QueueSpec, call_and_press, call_the_queue,
+    expect_cancel, queue_fixture, registered_phone, start, start_with_agents,
 };
 use common::sdp::{PCMA, PCMU};
 use common::sipp::{Sipp, free_udp_port, render_scenario};
@@ -942,4 +942,234 @@ fn after_a_call_the_agent_wraps_up_before_the_next_offer() {
         "offered again after {rested:?} of a 3 s wrap-up"
     );
     assert_eq!(header(&next, "X-Knappval-Call-ID"), second_call.call_id);
+}
+
+/// The watcher polls each second and loads a change once it has held still for a poll; SIGHUP loads at once.
+/// Generous for a loaded machine.
+const RELOAD_WAIT: Duration = Duration::from_secs(20);
+
+/// Saves `yaml` over the running daemon's menu and sends SIGHUP; returns when `/api/v1/queues` satisfies
+/// `done`, which shows the queue service has the new menu.
+fn reload_queues(daemon: &Daemon, yaml: &str, what: &str, done: impl Fn(&[Value]) -> bool) {
+    std::fs::write(&daemon.fixture.menu, yaml).expect("write the new menu");
+    daemon.hangup_signal();
+    wait_until(
+        RELOAD_WAIT,
+        || done(&queues(daemon)),
+        || {
+            format!(
+                "{what}: /api/v1/queues is {:?}; /api/v1/menu is {}",
+                queues(daemon),
+                daemon.menu_status()
+            )
+        },
+    );
+}
+
+fn queue_named<'a>(queues: &'a [Value], function: &str) -> Option<&'a Value> {
+    queues.iter().find(|q| q["function"] == function)
+}
+
+fn waiting_call_ids(queue: &Value) -> Vec<String> {
+    queue["waiting"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .filter_map(|c| c["call_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_queue_added_by_a_reload_bridges_its_callers_to_its_agent_without_a_restart() {
+    let anna = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let desk = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let spec = QueueSpec::new(&[anna.uri("anna")]);
+    let old = spec.yaml(&kt.uri("kt"));
+    let daemon = start(&spec, &kt);
+    assert!(queue_named(&queues(&daemon), "hr").is_none());
+
+    // The admin adds Personal, a queue on 2 served by a desk phone, and saves.
+    let hr = format!(
+        "  hr:\n    name: Personal\n    transfer: queue\n    transfer_prompt: welcome\n    failure_prompt: busy\n    \
+         queue:\n      agents: [\"{}\"]\n      overflow: {{ route: kundtjanst }}\n      music: test-music\n",
+        desk.uri("hr-desk")
+    );
+    let new = old
+        .replacen("  kundtjanst:\n", &format!("{hr}  kundtjanst:\n"), 1)
+        .replacen(
+            "    \"1\": { route: it }\n",
+            "    \"1\": { route: it }\n    \"2\": { route: hr }\n",
+            1,
+        );
+    assert!(
+        new.contains("route: hr") && new.contains("  hr:\n"),
+        "{new}"
+    );
+    reload_queues(&daemon, &new, "the new queue never came", |q| {
+        queue_named(q, "hr").is_some_and(|hr| hr["agents"][0]["id"] == desk.uri("hr-desk"))
+    });
+
+    // A caller presses 2: they wait in the new queue, its agent is offered the call and they are bridged.
+    let (caller, call, pressed) = call_and_press(&daemon, "0709000001", '2');
+    let mut offer = desk.expect_call(15 * SECOND);
+    assert_eq!(header(&offer, "X-Knappval-Function"), "hr");
+    assert_eq!(header(&offer, "X-Knappval-Call-ID"), call.call_id);
+    wait_heard(&caller.rtp, pressed, &QUEUE_TONES, 10 * SECOND, |h| {
+        audio::longest(h, MUSIC_HZ) >= 25
+    });
+    let record = answer_talk_hang_up(&daemon, &desk, &mut offer, &caller, &call);
+    assert_queued_record(&record, "transferred", Some(&desk.uri("hr-desk")));
+    assert_eq!(record["function"], "hr");
+    assert!(
+        kt.sip
+            .take(Duration::from_millis(500), |m| m.is_request("INVITE"))
+            .is_none(),
+        "the caller was overflowed to kundtjänst"
+    );
+    assert!(!daemon.log_text().contains("queue the menu no longer has"));
+}
+
+#[test]
+fn a_caller_waiting_while_a_reload_changes_the_queue_stays_in_line_and_the_new_agent_answers() {
+    let new_agent = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    // The queue's only agent never registers (this daemon has no agents file): the caller waits with music.
+    let mut spec = QueueSpec::new(&["it-away".to_string()]);
+    let daemon = start(&spec, &kt);
+    let (caller, call, pressed) = call_the_queue(&daemon, "0709000002");
+    wait_heard(&caller.rtp, pressed, &QUEUE_TONES, 10 * SECOND, |h| {
+        audio::longest(h, MUSIC_HZ) >= 50
+    });
+
+    // The team changes while the caller waits: a desk phone, a shorter ring timeout.
+    spec.agents = vec![new_agent.uri("it-new")];
+    spec.ring_timeout = "8s";
+    reload_queues(
+        &daemon,
+        &spec.yaml(&kt.uri("kt")),
+        "the queue kept its old agent",
+        |q| queue_named(q, "it").is_some_and(|it| it["agents"][0]["id"] == new_agent.uri("it-new")),
+    );
+    let reloaded = Instant::now();
+    let mut offer = new_agent.expect_call(15 * SECOND);
+    assert_eq!(header(&offer, "X-Knappval-Call-ID"), call.call_id);
+    let it = queues(&daemon);
+    let it = queue_named(&it, "it").expect("it listed");
+    assert_eq!(waiting_call_ids(it), [call.call_id.as_str()], "{it}");
+    assert_eq!(it["in_menu"], true, "{it}");
+    // Ringing, the caller still hears the music: not dropped, not silenced by the reload.
+    offer.send_provisional(180, "Ringing");
+    wait_heard(&caller.rtp, reloaded, &QUEUE_TONES, 10 * SECOND, |h| {
+        audio::longest(h, MUSIC_HZ) >= 25
+    });
+    let record = answer_talk_hang_up(&daemon, &new_agent, &mut offer, &caller, &call);
+    assert_queued_record(&record, "transferred", Some(&new_agent.uri("it-new")));
+    assert!(
+        record["queue_wait_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms >= reloaded.duration_since(pressed).as_millis() as u64),
+        "one wait across the reload: {record:#}"
+    );
+}
+
+#[test]
+fn a_caller_waiting_in_a_queue_a_reload_removes_keeps_waiting_and_is_answered() {
+    let anna = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let mut spec = QueueSpec::new(&[anna.uri("anna")]);
+    spec.ring_timeout = "30s";
+    let old = spec.yaml(&kt.uri("kt"));
+    let daemon = start(&spec, &kt);
+    let (caller, call, pressed) = call_the_queue(&daemon, "0709000003");
+    let busy = anna.expect_call(10 * SECOND);
+    assert!(busy.reject(486, "Busy Here", 5 * SECOND), "no ACK for 486");
+
+    // IT stops being a queue: its callers go straight to Kundtjänst's phone from now on.
+    let start = old.find("  it:\n").expect("it in the menu");
+    let end = old.find("  kundtjanst:\n").expect("kundtjanst in the menu");
+    let new = format!(
+        "{}  it:\n    name: IT Kundservice\n    target: \"{}\"\n{}",
+        &old[..start],
+        kt.uri("it"),
+        &old[end..]
+    );
+    reload_queues(
+        &daemon,
+        &new,
+        "the queue was not taken out of the menu",
+        |q| queue_named(q, "it").is_some_and(|it| it["in_menu"] == false),
+    );
+    assert_eq!(
+        waiting_call_ids(queue_named(&queues(&daemon), "it").expect("it listed")),
+        [call.call_id.as_str()]
+    );
+    // Anna, rested after her busy signal, is offered the waiting caller under the queue's last settings.
+    let mut offer = anna.expect_call(15 * SECOND);
+    assert_eq!(header(&offer, "X-Knappval-Call-ID"), call.call_id);
+    let h = heard(&caller.rtp, pressed, &QUEUE_TONES);
+    assert!(
+        audio::longest(&h, MUSIC_HZ) >= 50,
+        "{}",
+        audio::describe(&h)
+    );
+    let record = answer_talk_hang_up(&daemon, &anna, &mut offer, &caller, &call);
+    assert_queued_record(&record, "transferred", Some(&anna.uri("anna")));
+    // Its line empty, the queue is gone; a new caller pressing 1 is bridged on the new menu.
+    wait_until(
+        5 * SECOND,
+        || queue_named(&queues(&daemon), "it").is_none(),
+        || format!("{:?}", queues(&daemon)),
+    );
+    let (_second, second_call, _) = call_the_queue(&daemon, "0709000004");
+    let mut bridged = kt.expect_call(15 * SECOND);
+    assert_eq!(header(&bridged, "X-Knappval-Function"), "it");
+    assert_eq!(header(&bridged, "X-Knappval-Call-ID"), second_call.call_id);
+    kt.answer(&mut bridged, FUNCTION_HZ);
+    assert_eq!(bridged.call.bye().status(), Some(200));
+    second_call.expect_bye(10 * SECOND);
+}
+
+#[test]
+fn a_registered_agent_added_to_a_queue_by_a_reload_is_offered_the_waiting_caller_and_unknown_ids_are_logged()
+ {
+    let kt = FunctionEndpoint::new(&[PCMU, PCMA]);
+    let mut spec = QueueSpec::new(&[ANNA.0.to_string()]);
+    let daemon = start_with_agents(&spec, &kt);
+    // Bo's phone registers while he is in no queue; a caller waits for Anna, who is away.
+    let (_bo_phone, bo) = registered_phone(&daemon, BO, 600);
+    let (caller, call, pressed) = call_the_queue(&daemon, "0709000005");
+    wait_heard(&caller.rtp, pressed, &QUEUE_TONES, 10 * SECOND, |h| {
+        audio::longest(h, MUSIC_HZ) >= 50
+    });
+    assert!(
+        bo.sip
+            .take(Duration::from_millis(500), |m| m.is_request("INVITE"))
+            .is_none(),
+        "Bo is in no queue yet"
+    );
+
+    // Bo joins the team, with an id the agents file lacks (a typo for Bo).
+    spec.agents = vec![ANNA.0.to_string(), BO.0.to_string(), "it-boo".to_string()];
+    reload_queues(
+        &daemon,
+        &spec.yaml(&kt.uri("kt")),
+        "Bo never joined the queue",
+        |q| {
+            queue_named(q, "it")
+                .is_some_and(|it| it["agents"].as_array().is_some_and(|a| a.len() == 3))
+        },
+    );
+    let mut offer = bo.expect_call(15 * SECOND);
+    assert_eq!(header(&offer, "X-Knappval-Call-ID"), call.call_id);
+    let record = answer_talk_hang_up(&daemon, &bo, &mut offer, &caller, &call);
+    assert_queued_record(&record, "transferred", Some(BO.0));
+    let log = daemon.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("it-boo") && l.contains("not in the agents file")),
+        "the unknown agent id of the reloaded menu is logged"
+    );
 }

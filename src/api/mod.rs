@@ -23,11 +23,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::announce::{AnnouncementJson, Board};
-use crate::media::prompt::PromptCache;
 use crate::menu::model::Menu;
 use crate::metrics::Metrics;
 use crate::records::{ContactQuery, Records, parse_timestamp};
-use crate::reload::MenuBoard;
+use crate::reload::{MenuBoard, MenuCell};
 use crate::routing::probe::TargetBoard;
 use crate::routing::queue::QueueHandle;
 use crate::sip::Registrar;
@@ -58,18 +57,19 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// The announcement board, with what an announcement may name; None: the routes answer 404.
     pub announcements: Option<Announcing>,
-    /// What `/api/v1/functions` answers.
-    pub names: Arc<MenuNames>,
+    /// What `/api/v1/functions` answers, asked at each request: the daemon reads the menu serving now, so that a
+    /// function a reload added has its display name on the dashboard at once.
+    pub names: Arc<dyn Fn() -> MenuNames + Send + Sync>,
 }
 
 /// The announcement board and what decides whether a posted announcement can play.
 #[derive(Clone)]
 pub struct Announcing {
     pub board: Arc<Board>,
-    /// An announcement's prompt must be loaded here (the menu's prompts and every WAV in the prompts folder).
-    pub prompts: Arc<PromptCache>,
-    /// A function-scoped announcement must name one of its functions.
-    pub menu: Arc<Menu>,
+    /// The menu serving new calls, read at each request so that a reload's prompts and functions count at once:
+    /// an announcement's prompt must be in its prompt cache (the menu's prompts and every WAV in the prompts
+    /// folder), and a function-scoped announcement must name one of its functions.
+    pub menu: Arc<MenuCell>,
 }
 
 /// The menu's name and its support functions' display names: the statistics key rows by function id, people
@@ -276,10 +276,11 @@ fn contact_query(params: &ContactsParams) -> Result<ContactQuery, ApiError> {
 }
 
 async fn functions(State(state): State<ApiState>) -> Json<MenuNames> {
-    Json(MenuNames::clone(&state.names))
+    Json((state.names)())
 }
 
-/// Every queue now: who waits (in line order) and how long, each agent's state, the longest wait.
+/// Every queue now: who waits (in line order) and how long, each agent's state, the longest wait, and whether the
+/// serving menu still has it (`in_menu` false: a reload took it out while callers still wait in it).
 async fn queues(State(state): State<ApiState>) -> Response {
     let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let body: Vec<serde_json::Value> = state
@@ -309,6 +310,7 @@ async fn queues(State(state): State<ApiState>) -> Response {
                 "waiting": waiting,
                 "agents": agents,
                 "longest_wait_ms": millis(queue.longest_wait),
+                "in_menu": queue.in_menu,
             })
         })
         .collect();
@@ -381,8 +383,9 @@ async fn post_announcement(
         body.map_err(|rejection| bad_request(rejection.body_text(), ANNOUNCEMENT_HELP))?;
     let now = OffsetDateTime::now_utc();
     let prompt = new.prompt.trim().to_string();
-    if !announcing.prompts.knows(&prompt) {
-        let mut known: Vec<&str> = announcing.prompts.ids().collect();
+    let serving = announcing.menu.current();
+    if !serving.prompts.knows(&prompt) {
+        let mut known: Vec<&str> = serving.prompts.ids().collect();
         known.sort_unstable();
         return Err(unprocessable(
             format!(
@@ -412,14 +415,9 @@ async fn post_announcement(
         }
     };
     if let Some(function) = &new.function
-        && !announcing.menu.functions.contains_key(function)
+        && !serving.menu.functions.contains_key(function)
     {
-        let known: Vec<&str> = announcing
-            .menu
-            .functions
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let known: Vec<&str> = serving.menu.functions.keys().map(String::as_str).collect();
         return Err(unprocessable(
             format!(
                 "function '{function}' is not in the menu (its functions: {})",

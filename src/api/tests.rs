@@ -34,14 +34,14 @@ impl TestServer {
             records: Records::new(store),
             health: Arc::new(Health::new()),
             queues: crate::routing::queue::QueueHandle::start(
-                &menu_with_a_queue(),
+                tokio::sync::watch::channel(Arc::new(menu_with_a_queue())).1,
                 Arc::new(crate::routing::queue::NoRegistrations::default()),
             ),
             registrar: None,
             token: None,
             metrics: crate::metrics::Metrics::new(),
             time_zone: crate::records::stats::time_zone("Europe/Stockholm").unwrap(),
-            names: Arc::new(MenuNames {
+            names: Arc::new(|| MenuNames {
                 menu: "Testkommun".into(),
                 functions: vec![FunctionName {
                     id: "it".into(),
@@ -212,6 +212,7 @@ async fn queues_lists_each_queue_with_its_agents_and_no_one_waiting() {
                 { "id": "sip:it-desk@192.0.2.5", "state": "idle" },
             ],
             "longest_wait_ms": 0,
+            "in_menu": true,
         }])
     );
     server.stop().await;

@@ -16,6 +16,23 @@
 //! - An agent is one person whatever number of queues list them: ringing or talking in one queue is busy in all.
 //!   After a call the agent rests the `wrap_up` of the queue the call came from.
 //! - A caller leaves the line when answered, when they hang up, or at `max_wait` (the overflow).
+//!
+//! # A reloaded menu ([`Acd::reconfigure`])
+//! - A new queue opens for new callers at once. A changed queue's settings apply from then on: to the next
+//!   offers (strategy, agents, `ring_timeout`), to the calls answered next (`wrap_up`) and to new callers. An
+//!   offer ringing keeps its ring timeout and may be answered, even by an agent the queue no longer lists; an
+//!   agent talking keeps the wrap-up of the settings the call was answered under.
+//! - Callers already waiting keep their place in line. Their `max_wait` counts from when they entered, under the
+//!   new setting: the line then overflows in the order it came, as it would have had the setting always been so
+//!   (a caller whose limit was raised waits longer, a caller already past a lowered one overflows now, which is
+//!   what the admin lowered it for). Their place is told every new `announce_position` counted from when they
+//!   entered, as a new caller's would be: no burst of announcements at the reload, and an unchanged interval
+//!   changes nothing.
+//! - A queue the menu no longer has takes no new callers (a caller still on the old menu who chooses it
+//!   overflows), but its waiting callers stay in line under its last settings until answered, gone or
+//!   overflowed; the queue is gone once its line is empty.
+//! - Agents' registrations are not the menu's: an agent named by a new queue is as registered as the shell
+//!   reports them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -66,11 +83,12 @@ pub enum Event {
 /// What the shell must do, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Ring `agent`'s contacts for `caller`.
+    /// Ring `agent`'s contacts for `caller`, for at most `ring_timeout` (the queue's setting when offered).
     Offer {
         offer: OfferId,
         caller: CallerKey,
         agent: QueueAgent,
+        ring_timeout: Duration,
     },
     /// Stop ringing this offer (CANCEL): it timed out, another agent answered, or the agent unregistered.
     CancelOffer { offer: OfferId, caller: CallerKey },
@@ -113,6 +131,9 @@ pub struct QueueView {
     /// In the order the queue lists them.
     pub agents: Vec<(String, AgentState)>,
     pub longest_wait: Duration,
+    /// False once a reload took the queue out of the menu: it takes no new callers and goes when its line is
+    /// empty.
+    pub in_menu: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +168,17 @@ struct Agent {
 }
 
 impl Agent {
+    /// Fixed-URI agents are free from the start; registered ones once they register.
+    fn new(agent: &QueueAgent, now: Instant) -> Agent {
+        Agent {
+            registered: matches!(agent, QueueAgent::Fixed(_)),
+            agent: agent.clone(),
+            activity: Activity::Idle,
+            idle_since: now,
+            paused_until: None,
+        }
+    }
+
     fn state(&self) -> AgentState {
         match self.activity {
             Activity::Ringing(_) => AgentState::Ringing,
@@ -175,6 +207,31 @@ struct Line {
     callers: VecDeque<CallerKey>,
     /// `round-robin`: index into `config.agents` of the next agent to try first.
     next_in_turn: usize,
+    /// See [`QueueView::in_menu`].
+    in_menu: bool,
+}
+
+impl Line {
+    fn new(config: Queue) -> Line {
+        Line {
+            config,
+            callers: VecDeque::new(),
+            next_in_turn: 0,
+            in_menu: true,
+        }
+    }
+
+    /// Takes new settings; round-robin goes on with the agent whose turn it was, if the queue still lists them.
+    fn reconfigure(&mut self, config: Queue) {
+        let next = self
+            .config
+            .agents
+            .get(self.next_in_turn)
+            .and_then(|agent| config.agents.iter().position(|a| a == agent));
+        self.next_in_turn = next.unwrap_or(0);
+        self.config = config;
+        self.in_menu = true;
+    }
 }
 
 #[derive(Debug)]
@@ -210,37 +267,85 @@ pub struct Acd {
 impl Acd {
     /// The queues by function id. Fixed-URI agents are free from the start; registered ones once they register.
     pub fn new(queues: impl IntoIterator<Item = (FunctionId, Queue)>, now: Instant) -> Acd {
-        let mut lines = BTreeMap::new();
-        let mut agents = BTreeMap::new();
-        for (function, config) in queues {
-            for agent in &config.agents {
-                agents
-                    .entry(agent.id().to_owned())
-                    .or_insert_with(|| Agent {
-                        registered: matches!(agent, QueueAgent::Fixed(_)),
-                        agent: agent.clone(),
-                        activity: Activity::Idle,
-                        idle_since: now,
-                        paused_until: None,
-                    });
-            }
-            lines.insert(
-                function,
-                Line {
-                    config,
-                    callers: VecDeque::new(),
-                    next_in_turn: 0,
-                },
-            );
-        }
-        Acd {
-            lines,
-            agents,
+        let mut acd = Acd {
+            lines: queues
+                .into_iter()
+                .map(|(function, config)| (function, Line::new(config)))
+                .collect(),
+            agents: BTreeMap::new(),
             waiting: HashMap::new(),
             offers: BTreeMap::new(),
             next_offer: 1,
             arrivals: 0,
+        };
+        acd.add_agents(now);
+        acd
+    }
+
+    /// Follows a reloaded menu: `queues` are all the queues it has (see the module docs for what happens to
+    /// the callers waiting and the offers ringing). Returns what the shell must do, like [`Acd::on`]: new
+    /// settings may bring offers, and a lowered `max_wait` overflows.
+    pub fn reconfigure(
+        &mut self,
+        queues: impl IntoIterator<Item = (FunctionId, Queue)>,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut queues: BTreeMap<FunctionId, Queue> = queues.into_iter().collect();
+        for (function, line) in &mut self.lines {
+            let Some(config) = queues.remove(function) else {
+                line.in_menu = false;
+                continue;
+            };
+            if config.announce_position != line.config.announce_position {
+                for caller in &line.callers {
+                    if let Some(waiting) = self.waiting.get_mut(caller) {
+                        waiting.next_announcement = config
+                            .announce_position
+                            .and_then(|every| first_after(waiting.entered, every, now));
+                    }
+                }
+            }
+            for caller in &line.callers {
+                if let Some(waiting) = self.waiting.get_mut(caller) {
+                    waiting.overflow_at = waiting.entered + config.max_wait;
+                }
+            }
+            line.reconfigure(config);
         }
+        for (function, config) in queues {
+            self.lines.insert(function, Line::new(config));
+        }
+        self.lines
+            .retain(|_, line| line.in_menu || !line.callers.is_empty());
+        self.add_agents(now);
+        self.forget_unlisted_agents();
+        let mut out = Vec::new();
+        self.run_timers(now, &mut out);
+        self.assign(now, &mut out);
+        out
+    }
+
+    /// Every agent a queue lists and the engine does not know yet.
+    fn add_agents(&mut self, now: Instant) {
+        for line in self.lines.values() {
+            for agent in &line.config.agents {
+                self.agents
+                    .entry(agent.id().to_owned())
+                    .or_insert_with(|| Agent::new(agent, now));
+            }
+        }
+    }
+
+    /// Agents no queue lists any more, once they are free: a ringing or talking one is kept until that call is
+    /// over, since an agent is busy in every queue while on it.
+    fn forget_unlisted_agents(&mut self) {
+        let listed: std::collections::HashSet<&str> = self
+            .lines
+            .values()
+            .flat_map(|line| line.config.agents.iter().map(QueueAgent::id))
+            .collect();
+        self.agents
+            .retain(|id, agent| listed.contains(id.as_str()) || agent.activity != Activity::Idle);
     }
 
     /// The agent ids that need a registration to be offered calls.
@@ -372,6 +477,7 @@ impl Acd {
                     longest_wait: waiting.iter().map(|w| w.waiting).max().unwrap_or_default(),
                     waiting,
                     agents,
+                    in_menu: line.in_menu,
                 }
             })
             .collect()
@@ -399,9 +505,10 @@ impl Acd {
         if self.waiting.contains_key(&caller) {
             return;
         }
-        let Some(line) = self.lines.get_mut(&queue) else {
-            // Only an unvalidated menu can route here; the caller must still move on, not wait forever.
-            tracing::error!(queue = %queue, "caller sent to a queue that does not exist");
+        let Some(line) = self.lines.get_mut(&queue).filter(|line| line.in_menu) else {
+            // A call still on the menu it started with chose a queue a reload has taken away (or an unvalidated
+            // menu routed here): the caller moves on to the overflow rather than wait in a line nobody serves.
+            tracing::warn!(queue = %queue, "caller sent to a queue the menu no longer has: overflow");
             out.push(Action::Overflow { caller });
             return;
         };
@@ -462,8 +569,13 @@ impl Acd {
         let Some(waiting) = self.waiting.remove(&caller) else {
             return false;
         };
-        if let Some(line) = self.lines.get_mut(&waiting.queue) {
-            line.callers.retain(|key| *key != caller);
+        let Some(line) = self.lines.get_mut(&waiting.queue) else {
+            return true;
+        };
+        line.callers.retain(|key| *key != caller);
+        if !line.in_menu && line.callers.is_empty() {
+            self.lines.remove(&waiting.queue);
+            self.forget_unlisted_agents();
         }
         true
     }
@@ -614,6 +726,7 @@ impl Acd {
                     offer,
                     caller,
                     agent,
+                    ring_timeout,
                 });
             }
         }
@@ -647,6 +760,17 @@ impl Acd {
                 .collect(),
         }
     }
+}
+
+/// The first of `entered + every`, `entered + 2 × every`, ... after `now`; None if there is none to reach.
+fn first_after(entered: Instant, every: Duration, now: Instant) -> Option<Instant> {
+    let every_nanos = every.as_nanos();
+    if every_nanos == 0 {
+        return None;
+    }
+    let times = now.saturating_duration_since(entered).as_nanos() / every_nanos + 1;
+    let offset = u64::try_from(every_nanos.checked_mul(times)?).ok()?;
+    entered.checked_add(Duration::from_nanos(offset))
 }
 
 #[cfg(test)]

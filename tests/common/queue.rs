@@ -156,12 +156,17 @@ pub fn registered_phone(
 
 /// A caller who dials in and presses 1 for the IT queue. Returns the call and when the digit went.
 pub fn call_the_queue(daemon: &Daemon, number: &str) -> (Caller, Call, Instant) {
+    call_and_press(daemon, number, '1')
+}
+
+/// A caller who dials in and presses `digit`. Returns the call and when the digit went.
+pub fn call_and_press(daemon: &Daemon, number: &str, digit: char) -> (Caller, Call, Instant) {
     let mut caller = Caller::udp(daemon.sip);
     caller.number = number.to_string();
     let (call, answer, _) = caller.call(daemon, &[PCMU, PCMA], CALLER_HZ);
     caller
         .rtp
-        .send_digit('1', event_pt(&answer), Duration::from_millis(100));
+        .send_digit(digit, event_pt(&answer), Duration::from_millis(100));
     (caller, call, Instant::now())
 }
 

@@ -4,18 +4,19 @@
 //! A call task joins with [`QueueHandle::join`] and gets a [`Ticket`]: the [`Order`]s for that caller arrive on
 //! it (ring these contacts, stop ringing, your place in line, overflow), and what happened goes back through it
 //! (the agent answered, the offer failed). Dropping the ticket takes the caller out of the line, however the call
-//! ended. Agents' registrations reach the engine from an [`AgentContacts`] source (the registrar).
+//! ended. Agents' registrations reach the engine from an [`AgentContacts`] source (the registrar), and each menu
+//! the reloader publishes reaches it as [`Acd::reconfigure`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::{Acd, Action, CallerKey, Event, OfferId, QueueView};
-use crate::menu::model::{FunctionId, Menu, QueueAgent};
+use crate::menu::model::{FunctionId, Menu, Queue, QueueAgent};
 use crate::sip::{Registrar, RegistrationChange};
 
 /// Where agents' registered contacts come from: the registrar, or nobody when the daemon runs without an
@@ -25,6 +26,8 @@ pub trait AgentContacts: Send + Sync {
     fn contacts(&self, agent: &str, now: Instant) -> Vec<String>;
     /// Registrations and unregistrations as they happen.
     fn subscribe(&self) -> broadcast::Receiver<RegistrationChange>;
+    /// Whether `agent` can never register (not in the agents file), which the admin should hear about.
+    fn unknown(&self, agent: &str) -> bool;
 }
 
 /// No agent registers: only fixed `sip:` URI agents are ever offered (a daemon run without an agents file).
@@ -46,6 +49,9 @@ impl AgentContacts for Registrar {
     fn subscribe(&self) -> broadcast::Receiver<RegistrationChange> {
         Registrar::subscribe(self)
     }
+    fn unknown(&self, agent: &str) -> bool {
+        !self.knows(agent)
+    }
 }
 
 impl AgentContacts for NoRegistrations {
@@ -54,6 +60,10 @@ impl AgentContacts for NoRegistrations {
     }
     fn subscribe(&self) -> broadcast::Receiver<RegistrationChange> {
         self.0.subscribe()
+    }
+    /// Without an agents file there is no list to hold the ids against.
+    fn unknown(&self, _agent: &str) -> bool {
+        false
     }
 }
 
@@ -98,27 +108,22 @@ pub struct QueueHandle {
 }
 
 impl QueueHandle {
-    /// Starts the queue service for `menu`'s queues. It runs until the last handle is dropped.
-    pub fn start(menu: &Menu, registrations: Arc<dyn AgentContacts>) -> QueueHandle {
-        let queues = menu
-            .functions
-            .values()
-            .filter_map(|f| f.queue.clone().map(|q| (f.id.clone(), q)));
+    /// Starts the queue service for the queues of the menu in `menus`, following each menu sent on it later.
+    /// It runs until the last handle is dropped.
+    pub fn start(
+        mut menus: watch::Receiver<Arc<Menu>>,
+        registrations: Arc<dyn AgentContacts>,
+    ) -> QueueHandle {
+        let queues = queues_of(&menus.borrow_and_update());
+        warn_unknown_agents(&queues, registrations.as_ref());
         let acd = Acd::new(queues, Instant::now());
-        let ring_timeouts = menu
-            .functions
-            .values()
-            .filter_map(|f| f.queue.as_ref().map(|q| (f.id.clone(), q.ring_timeout)))
-            .collect();
         let (requests, inbox) = mpsc::unbounded_channel();
         let service = Service {
             acd,
             registrations,
             orders: HashMap::new(),
-            queue_of: HashMap::new(),
-            ring_timeouts,
         };
-        tokio::spawn(service.run(inbox));
+        tokio::spawn(service.run(inbox, menus));
         QueueHandle {
             requests,
             next_caller: Arc::new(AtomicU64::new(1)),
@@ -226,16 +231,43 @@ impl Drop for AgentOnCall {
     }
 }
 
+/// Every queue of `menu`, by function id.
+fn queues_of(menu: &Menu) -> Vec<(FunctionId, Queue)> {
+    menu.functions
+        .values()
+        .filter_map(|f| f.queue.clone().map(|q| (f.id.clone(), q)))
+        .collect()
+}
+
+/// Logs each queue agent id the agents file lacks, at start and at each reload: such an agent is never offered
+/// a call, and a menu naming one still loads (the agents file is a separate file, read at start).
+fn warn_unknown_agents(queues: &[(FunctionId, Queue)], registrations: &dyn AgentContacts) {
+    for (function, queue) in queues {
+        for agent in &queue.agents {
+            if let QueueAgent::Registered(id) = agent
+                && registrations.unknown(id)
+            {
+                warn!(function = %function, agent = %id,
+                      "queue agent is not in the agents file and can never be offered a call; \
+                       `knappval check --agents` lists these");
+            }
+        }
+    }
+}
+
 struct Service {
     acd: Acd,
     registrations: Arc<dyn AgentContacts>,
     orders: HashMap<CallerKey, mpsc::UnboundedSender<Order>>,
-    queue_of: HashMap<CallerKey, FunctionId>,
-    ring_timeouts: HashMap<FunctionId, Duration>,
 }
 
 impl Service {
-    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Request>) {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::UnboundedReceiver<Request>,
+        mut menus: watch::Receiver<Arc<Menu>>,
+    ) {
+        let mut following = true;
         let mut changes = self.registrations.subscribe();
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -250,16 +282,24 @@ impl Service {
                     }
                     Some(Request::Join { caller, queue, call_id, from, orders }) => {
                         self.orders.insert(caller, orders);
-                        self.queue_of.insert(caller, queue.clone());
                         vec![Event::Joined { caller, queue, call_id, from }]
                     }
                     Some(Request::Report(event)) => {
                         if let Event::Left { caller } | Event::Answered { caller, .. } = &event {
                             self.orders.remove(caller);
-                            self.queue_of.remove(caller);
                         }
                         vec![event]
                     }
+                },
+                changed = menus.changed(), if following => {
+                    if changed.is_err() {
+                        // The reloader is gone (shutdown): keep serving the queues we have.
+                        following = false;
+                        continue;
+                    }
+                    let queues = queues_of(&menus.borrow_and_update());
+                    self.reconfigure(queues);
+                    continue;
                 },
                 change = changes.recv() => match change {
                     Ok(change) => vec![registration_event(change)],
@@ -276,6 +316,23 @@ impl Service {
             self.feed(events);
         }
         debug!("queue service stopped");
+    }
+
+    /// A reloaded menu's queues: the engine follows them, then learns the registrations of the agents they
+    /// newly name (a phone registered before its agent joined a queue is offered calls at once).
+    fn reconfigure(&mut self, queues: Vec<(FunctionId, Queue)>) {
+        info!(
+            queues = queues.len(),
+            "menu reloaded: the queues follow it; callers waiting keep their place"
+        );
+        warn_unknown_agents(&queues, self.registrations.as_ref());
+        let now = Instant::now();
+        let mut pending = VecDeque::new();
+        for action in self.acd.reconfigure(queues, now) {
+            self.act(action, now, &mut pending);
+        }
+        pending.extend(self.registered_now());
+        self.feed(pending.into());
     }
 
     /// Every registered agent's registration as the registrar has it now.
@@ -310,6 +367,7 @@ impl Service {
                 offer,
                 caller,
                 agent,
+                ring_timeout,
             } => {
                 let contacts = match &agent {
                     QueueAgent::Fixed(uri) => vec![uri.clone()],
@@ -324,12 +382,6 @@ impl Service {
                     pending.push_back(Event::OfferFailed { offer });
                     return;
                 }
-                let ring_timeout = self
-                    .queue_of
-                    .get(&caller)
-                    .and_then(|queue| self.ring_timeouts.get(queue))
-                    .copied()
-                    .unwrap_or(Duration::from_secs(15));
                 debug!(
                     caller,
                     offer,
@@ -357,7 +409,6 @@ impl Service {
             Action::Overflow { caller } => {
                 self.send(caller, Order::Overflow, pending);
                 self.orders.remove(&caller);
-                self.queue_of.remove(&caller);
             }
             Action::AnnouncePosition { caller, position } => {
                 self.send(caller, Order::Announce { position }, pending)

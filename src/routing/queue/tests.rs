@@ -72,6 +72,12 @@ impl Bench {
         })
     }
 
+    /// A reloaded menu with these queues.
+    fn reconfigure(&mut self, queues: Vec<(&str, Queue)>) -> Vec<Action> {
+        let queues = queues.into_iter().map(|(id, q)| (id.to_string(), q));
+        self.acd.reconfigure(queues, self.now)
+    }
+
     fn state(&self, agent: &str) -> AgentState {
         self.acd
             .view(self.now)
@@ -92,6 +98,7 @@ fn offers(actions: &[Action]) -> Vec<(OfferId, CallerKey, String)> {
                 offer,
                 caller,
                 agent,
+                ..
             } => Some((*offer, *caller, agent.id().to_string())),
             _ => None,
         })
@@ -465,6 +472,213 @@ fn a_rejecting_agent_is_not_rung_again_at_once() {
     assert_eq!(offers(&b.advance(RETRY_PAUSE))[0].1, 1);
 }
 
+#[test]
+fn a_queue_added_by_a_reload_takes_callers_at_once() {
+    let it = || ("it", queue(&["anna"], Strategy::LongestIdle));
+    let mut b = Bench::new(vec![it()]);
+    assert_eq!(
+        b.join(1, "hr"),
+        [Action::Overflow { caller: 1 }],
+        "no such queue yet"
+    );
+    let mut hr = queue(&["sip:hr-desk@h"], Strategy::LongestIdle);
+    hr.ring_timeout = 7 * S;
+    assert!(b.reconfigure(vec![it(), ("hr", hr)]).is_empty());
+    let out = b.join(2, "hr");
+    assert_eq!(
+        out,
+        [Action::Offer {
+            offer: 1,
+            caller: 2,
+            agent: QueueAgent::Fixed("sip:hr-desk@h".into()),
+            ring_timeout: 7 * S,
+        }]
+    );
+    let functions: Vec<String> = b.acd.view(b.now).into_iter().map(|q| q.function).collect();
+    assert_eq!(functions, ["hr", "it"]);
+}
+
+#[test]
+fn a_changed_queue_offers_its_new_agents_with_its_new_ring_timeout_and_the_line_keeps_its_order() {
+    let mut b = Bench::new(vec![("it", queue(&["anna"], Strategy::LongestIdle))]);
+    for caller in 1..=3 {
+        b.join(caller, "it");
+        b.now += S;
+    }
+    let mut changed = queue(&["anna", "sip:desk@h"], Strategy::RingAll);
+    changed.ring_timeout = 5 * S;
+    let out = b.reconfigure(vec![("it", changed)]);
+    assert_eq!(
+        out,
+        [Action::Offer {
+            offer: 1,
+            caller: 1,
+            agent: QueueAgent::Fixed("sip:desk@h".into()),
+            ring_timeout: 5 * S,
+        }],
+        "the head of the line gets the new agent"
+    );
+    assert_eq!(
+        [1, 2, 3].map(|c| b.acd.position(c)),
+        [Some(1), Some(2), Some(3)]
+    );
+    assert_eq!(b.acd.next_deadline(), Some(b.now + 5 * S));
+    // The new strategy too: ring-all rings Anna for the head of the line beside the desk.
+    let out = b.register(&["anna"]);
+    assert_eq!(offers(&out), [(2, 1, "anna".to_string())]);
+}
+
+#[test]
+fn an_agent_taken_out_of_a_queue_may_answer_the_offer_ringing_but_gets_no_new_one() {
+    let mut b = Bench::new(vec![("it", queue(&["anna", "bo"], Strategy::LongestIdle))]);
+    b.register(&["anna", "bo"]);
+    let (ringing, _, agent) = offers(&b.join(1, "it"))[0].clone();
+    assert_eq!(agent, "anna");
+    let out = b.reconfigure(vec![("it", queue(&["bo"], Strategy::LongestIdle))]);
+    assert!(
+        cancels(&out).is_empty(),
+        "the offer ringing goes on: {out:?}"
+    );
+    assert_eq!(b.state("bo"), AgentState::Idle);
+    let out = b.answer(ringing, 1, "anna");
+    assert!(out.contains(&Action::Bridge {
+        caller: 1,
+        agent: "anna".into()
+    }));
+    b.on(Event::TalkEnded {
+        agent: "anna".into(),
+    });
+    // Anna is free again after her wrap-up, but callers of it get Bo only.
+    b.advance(20 * S);
+    let (to_bo, _, agent) = offers(&b.join(2, "it"))[0].clone();
+    assert_eq!(agent, "bo");
+    assert!(offers(&b.join(3, "it")).is_empty(), "Anna is not offered");
+    b.on(Event::OfferFailed { offer: to_bo });
+    let out = b.advance(RETRY_PAUSE);
+    assert_eq!(offers(&out), [(3, 2, "bo".to_string())]);
+    assert!(b.acd.view(b.now)[0].agents.iter().all(|(id, _)| id == "bo"));
+}
+
+#[test]
+fn after_a_reload_max_wait_counts_from_when_each_caller_entered() {
+    let mut q = queue(&["anna"], Strategy::LongestIdle);
+    q.max_wait = 600 * S;
+    let mut b = Bench::new(vec![("it", q.clone())]);
+    b.join(1, "it");
+    b.now += 100 * S;
+    b.join(2, "it");
+    b.now += 20 * S;
+    // Raised: both wait longer, in the order they came.
+    q.max_wait = 900 * S;
+    assert!(b.reconfigure(vec![("it", q.clone())]).is_empty());
+    assert!(b.advance(779 * S).is_empty(), "past the old 600 s");
+    assert_eq!(b.advance(S), [Action::Overflow { caller: 1 }]);
+    b.join(3, "it");
+    b.now += 30 * S;
+    // Lowered below what caller 2 has waited (830 s): they overflow now; caller 3 (30 s) at 60 s.
+    q.max_wait = 60 * S;
+    assert_eq!(
+        b.reconfigure(vec![("it", q)]),
+        [Action::Overflow { caller: 2 }]
+    );
+    assert_eq!(b.acd.position(3), Some(1));
+    assert!(b.advance(29 * S).is_empty());
+    assert_eq!(b.advance(S), [Action::Overflow { caller: 3 }]);
+}
+
+#[test]
+fn after_a_reload_the_place_is_told_every_new_interval_counted_from_entry() {
+    let announce = |every: Option<Duration>| {
+        let mut q = queue(&["anna"], Strategy::LongestIdle);
+        q.announce_position = every;
+        vec![("it", q)]
+    };
+    let mut b = Bench::new(announce(Some(45 * S)));
+    b.join(1, "it");
+    let out = b.advance(50 * S);
+    assert_eq!(
+        out,
+        [Action::AnnouncePosition {
+            caller: 1,
+            position: 1
+        }]
+    );
+    // Unchanged: the next stays at 90 s.
+    assert!(b.reconfigure(announce(Some(45 * S))).is_empty());
+    assert_eq!(b.acd.next_deadline(), Some(b.now + 40 * S));
+    // Every 30 s: the next at 60 s, not at once.
+    assert!(b.reconfigure(announce(Some(30 * S))).is_empty());
+    assert_eq!(b.acd.next_deadline(), Some(b.now + 10 * S));
+    assert_eq!(b.advance(10 * S).len(), 1);
+    // Off: nothing more is timed but the overflow.
+    assert!(b.reconfigure(announce(None)).is_empty());
+    assert_eq!(b.acd.next_deadline().map(|d| d - b.now), Some(540 * S));
+}
+
+#[test]
+fn a_removed_queue_keeps_its_callers_under_its_last_settings_and_goes_once_empty() {
+    let mut q = queue(&["anna"], Strategy::LongestIdle);
+    q.max_wait = 100 * S;
+    q.ring_timeout = 8 * S;
+    let mut b = Bench::new(vec![("it", q)]);
+    b.join(1, "it");
+    b.now += S;
+    b.join(2, "it");
+    let kt = || ("kundtjanst", queue(&["bo"], Strategy::LongestIdle));
+    assert!(b.reconfigure(vec![kt()]).is_empty(), "nobody is dropped");
+    let view = b.acd.view(b.now);
+    let it = view.iter().find(|q| q.function == "it").expect("it listed");
+    assert!(!it.in_menu);
+    assert_eq!(it.waiting.len(), 2);
+    assert_eq!(
+        b.join(3, "it"),
+        [Action::Overflow { caller: 3 }],
+        "closed to new callers"
+    );
+    // Its agent still serves its line, with its ring timeout.
+    let out = b.register(&["anna"]);
+    assert_eq!(offers(&out), [(1, 1, "anna".to_string())]);
+    assert!(matches!(
+        out[0],
+        Action::Offer {
+            ring_timeout,
+            ..
+        } if ring_timeout == 8 * S
+    ));
+    b.answer(1, 1, "anna");
+    assert_eq!(b.state("anna"), AgentState::Talking);
+    // Caller 2 overflows at its max_wait; the queue is then gone, and so is Anna, whom no queue lists.
+    assert_eq!(b.advance(100 * S), [Action::Overflow { caller: 2 }]);
+    let functions: Vec<String> = b.acd.view(b.now).into_iter().map(|q| q.function).collect();
+    assert_eq!(functions, ["kundtjanst"]);
+    b.on(Event::TalkEnded {
+        agent: "anna".into(),
+    });
+    b.advance(10 * S);
+    // Back in a later menu: open again. Anna was kept while on her call, so her registration still counts.
+    let out = b.reconfigure(vec![kt(), ("it", queue(&["anna"], Strategy::LongestIdle))]);
+    assert!(out.is_empty());
+    assert!(b.acd.view(b.now).iter().all(|q| q.in_menu));
+    assert_eq!(
+        b.acd.registered_agents().collect::<Vec<_>>(),
+        ["anna", "bo"]
+    );
+    assert_eq!(offers(&b.join(4, "it")), [(2, 4, "anna".to_string())]);
+}
+
+#[test]
+fn an_agent_no_queue_lists_is_forgotten_once_free_and_registers_anew_when_listed_again() {
+    let mut b = Bench::new(vec![("it", queue(&["anna", "bo"], Strategy::LongestIdle))]);
+    b.register(&["anna", "bo"]);
+    b.reconfigure(vec![("it", queue(&["bo"], Strategy::LongestIdle))]);
+    assert_eq!(b.acd.registered_agents().collect::<Vec<_>>(), ["bo"]);
+    // Listed again: unregistered until the shell reports her registration (it reads the registrar at once).
+    b.reconfigure(vec![("it", queue(&["anna"], Strategy::LongestIdle))]);
+    assert_eq!(b.state("anna"), AgentState::Unregistered);
+    assert!(offers(&b.join(1, "it")).is_empty());
+    assert_eq!(offers(&b.register(&["anna"])), [(1, 1, "anna".to_string())]);
+}
+
 /// A small deterministic generator, so a failing walk can be replayed.
 struct Lcg(u64);
 
@@ -542,6 +756,18 @@ fn random_walks_keep_offers_agents_and_lines_consistent_and_leave_no_free_agent_
         it.announce_position = Some(30 * S);
         let mut kt = queue(&["bo", "cia"], Strategy::LongestIdle);
         kt.wrap_up = Duration::ZERO;
+        // The menus a reload may bring: it changed (other agents, strategy and times), kundtjänst removed,
+        // both back as they were.
+        let mut it_changed = queue(&["cia", "sip:desk@h"], Strategy::RoundRobin);
+        it_changed.max_wait = 60 * S;
+        it_changed.announce_position = Some(20 * S);
+        it_changed.ring_timeout = 5 * S;
+        let menus = [
+            vec![("it", it.clone()), ("kundtjanst", kt.clone())],
+            vec![("it", it_changed.clone()), ("kundtjanst", kt.clone())],
+            vec![("it", it_changed)],
+            vec![("kundtjanst", kt.clone())],
+        ];
         let mut b = Bench::new(vec![("it", it), ("kundtjanst", kt)]);
         let mut live: Vec<(OfferId, CallerKey, String)> = Vec::new();
         let mut next_caller = 1;
@@ -586,12 +812,18 @@ fn random_walks_keep_offers_agents_and_lines_consistent_and_leave_no_free_agent_
                 _ => None,
             };
             live.retain(|(offer, _, _)| Some(*offer) != answered);
-            for action in b.on(event) {
+            let actions = if rng.below(40) == 0 {
+                b.reconfigure(menus[rng.below(menus.len() as u64) as usize].clone())
+            } else {
+                b.on(event)
+            };
+            for action in actions {
                 match action {
                     Action::Offer {
                         offer,
                         caller,
                         agent,
+                        ..
                     } => live.push((offer, caller, agent.id().to_string())),
                     Action::CancelOffer { offer, .. } => live.retain(|(o, _, _)| *o != offer),
                     _ => {}
