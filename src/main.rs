@@ -951,12 +951,29 @@ fn parse_duration(what: &str, value: &str) -> anyhow::Result<Duration> {
     })
 }
 
+/// The log filter: KNAPPVAL_LOG, else RUST_LOG, else info. rsipstack stays at warn unless the filter names it:
+/// it logs every datagram whole at info, callers' numbers included, and the numbers must not reach a log at info
+/// level (an admin who writes `KNAPPVAL_LOG=info` means knappval's lines). `rsipstack=info` brings them back for
+/// a SIP trace.
+fn log_directives(configured: Option<&str>) -> String {
+    let directives = configured
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .unwrap_or("info");
+    if directives.contains("rsipstack") {
+        directives.to_string()
+    } else {
+        format!("{directives},rsipstack=warn")
+    }
+}
+
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    // rsipstack logs every datagram at info; our own lines tell each call's story.
-    let filter = EnvFilter::try_from_env("KNAPPVAL_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,rsipstack=warn"));
+    let configured = ["KNAPPVAL_LOG", "RUST_LOG"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok());
+    let filter = EnvFilter::try_new(log_directives(configured.as_deref()))
+        .unwrap_or_else(|_| EnvFilter::new(log_directives(None)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -970,6 +987,21 @@ fn init_logging(format: LogFormat) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rsipstack_logs_at_warn_unless_the_filter_names_it() {
+        assert_eq!(log_directives(None), "info,rsipstack=warn");
+        assert_eq!(log_directives(Some(" ")), "info,rsipstack=warn");
+        assert_eq!(log_directives(Some("info")), "info,rsipstack=warn");
+        assert_eq!(
+            log_directives(Some("debug,knappval::sip=trace")),
+            "debug,knappval::sip=trace,rsipstack=warn"
+        );
+        assert_eq!(
+            log_directives(Some("info,rsipstack=info")),
+            "info,rsipstack=info"
+        );
+    }
 
     fn run_args(args: &[&str]) -> RunArgs {
         let mut argv = vec!["knappval", "run"];

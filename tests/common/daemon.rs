@@ -184,6 +184,11 @@ impl Daemon {
         Daemon::spawn_logging(fixture, "127.0.0.1:0", "127.0.0.1:0", extra, None)
     }
 
+    /// Like [`start_with`](Self::start_with), with the log filter an admin sets with `KNAPPVAL_LOG` (e.g. `info`).
+    pub fn start_with_log(fixture: Fixture, extra: &[&str], level: &str) -> Daemon {
+        Daemon::spawn_logging(fixture, "127.0.0.1:0", "127.0.0.1:0", extra, Some(level))
+    }
+
     fn spawn(fixture: Fixture, sip: &str, http: &str, extra: &[&str]) -> Daemon {
         let level = std::env::var("KNAPPVAL_TEST_LOG").unwrap_or_else(|_| "debug".into());
         Daemon::spawn_logging(fixture, sip, http, extra, Some(&level))
