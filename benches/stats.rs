@@ -77,9 +77,9 @@ fn seed(path: &Path, count: usize) {
             .prepare(
                 "INSERT INTO contact_records (record_id, call_id, caller, called, started_at, answered_at, ended_at,
                  duration_ms, digits, path, function_id, outcome, transfer_target, transferred_at, end_reason, steps,
-                 funnel, queue_entered_at, queue_wait_ms, answered_by)
+                 funnel, queue_entered_at, queue_wait_ms, answered_by, queue)
                  VALUES (?15, ?1, ?2, '0771100200', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                         ?16, ?17, ?18, ?19)",
+                         ?16, ?17, ?18, ?19, ?20)",
             )
             .expect("prepare");
         let mut rng = StdRng::seed_from_u64(9);
@@ -172,6 +172,7 @@ fn seed(path: &Path, count: usize) {
                     queue.as_ref().map(|q| q.0.clone()),
                     queue.as_ref().map(|q| q.1),
                     queue.as_ref().map(|q| q.2.clone()),
+                    queue.as_ref().and(function),
                 ])
                 .expect("insert");
         }

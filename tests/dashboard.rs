@@ -108,6 +108,7 @@ fn record(seed: &Seed, n: usize) -> ContactRecord {
     )
     .expect("steps as JSON");
     if let Some((wait_seconds, agent)) = seed.queue {
+        record.queue = seed.function.map(String::from);
         record.queue_entered_at = Some(menu_end - time::Duration::seconds(wait_seconds));
         record.queue_wait_ms = Some(wait_seconds * 1000);
         record.answered_by = agent.map(String::from);

@@ -128,6 +128,7 @@ fn assert_queued_record(record: &Value, outcome: &str, answered_by: Option<&str>
         record["queue_wait_ms"].as_u64().is_some(),
         "queue_wait_ms: {record:#}"
     );
+    assert!(record["queue"].is_string(), "queue: {record:#}");
     match answered_by {
         Some(agent) => assert_eq!(record["answered_by"], agent, "{record:#}"),
         None => assert!(record["answered_by"].is_null(), "{record:#}"),
@@ -497,22 +498,31 @@ fn max_wait_plays_the_failure_prompt_and_overflows_to_the_overflow_function() {
             .is_some_and(|ms| ms >= 2500),
         "{record:#}"
     );
-    // The call ended with Kundtjänst, so its row has it: queued, not answered by an agent, against the
-    // service level. A wait of 1 s as the service level changes nothing: nobody was answered.
-    let row = stats_row(&daemon, "kundtjanst");
+    // The record keeps the queue waited in. The statistics count the wait for that queue (queued, not
+    // answered: against its service level), and the call for Kundtjänst, where it ended.
+    assert_eq!(record["queue"], "it", "{record:#}");
+    let row = stats_row(&daemon, "it");
     assert_eq!(
         (
+            &row["calls"],
             &row["queued"],
             &row["answered"],
             &row["asa_ms"],
             &row["service_level"]
         ),
         (
+            &Value::from(0),
             &Value::from(1),
             &Value::from(0),
             &Value::Null,
             &Value::from(0.0)
         ),
+        "{row}"
+    );
+    let row = stats_row(&daemon, "kundtjanst");
+    assert_eq!(
+        (&row["calls"], &row["queued"], &row["service_level"]),
+        (&Value::from(1), &Value::from(0), &Value::Null),
         "{row}"
     );
 }

@@ -79,9 +79,11 @@ impl Call<'_> {
         self.media.play_looped(music.clone());
         if self.record.queue_entered_at.is_none() {
             self.record.queue_entered_at = Some(OffsetDateTime::now_utc());
+            self.record.queue = Some(function.id.clone());
             // Written at once, so that a crash while the caller waits keeps when they joined the line.
             self.services.records.progress(Progress {
                 queue_entered_at: self.record.queue_entered_at,
+                queue: self.record.queue.clone(),
                 ..Progress::of(self.record)
             });
         }

@@ -50,7 +50,7 @@ impl FromStr for ExportFormat {
 
 /// The CSV columns, in order. Steps are left out: a JSON blob per cell breaks spreadsheets' cell limits and
 /// helps no pivot table; JSONL carries them.
-pub const CSV_HEADER: [&str; 21] = [
+pub const CSV_HEADER: [&str; 22] = [
     "id",
     "call_id",
     "from",
@@ -68,6 +68,7 @@ pub const CSV_HEADER: [&str; 21] = [
     "end_reason",
     "announcements",
     "language",
+    "queue",
     "queue_entered_at",
     "queue_wait_ms",
     "answered_by",
@@ -115,6 +116,7 @@ pub fn export(
                     record.end_reason.clone().unwrap_or_default(),
                     record.announcements.join(";"),
                     record.language.clone().unwrap_or_default(),
+                    record.queue.clone().unwrap_or_default(),
                     time(record.queue_entered_at),
                     record
                         .queue_wait_ms
@@ -204,6 +206,7 @@ mod tests {
         done.path = vec!["root".into()];
         done.function = Some("kundtjanst".into());
         done.announcements = vec!["email-down".into(), "phones-down".into()];
+        done.queue = Some("kundtjanst".into());
         done.queue_entered_at = Some(datetime!(2026-11-23 10:15:04 UTC));
         done.queue_wait_ms = Some(5500);
         done.finish(
@@ -239,11 +242,11 @@ mod tests {
         assert_eq!(
             text,
             "id,call_id,from,to,started_at,answered_at,ended_at,duration_ms,digits,path,function,outcome,\
-             transfer_target,transferred_at,end_reason,announcements,language,queue_entered_at,queue_wait_ms,\
+             transfer_target,transferred_at,end_reason,announcements,language,queue,queue_entered_at,queue_wait_ms,\
              answered_by,menu_version\r\n\
-             0196b4f2-1c3b-7abc-8def-000000000002,c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,,,,,,,\r\n\
+             0196b4f2-1c3b-7abc-8def-000000000002,c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,,,,,,,,\r\n\
              0196b4f2-1c3b-7abc-8def-000000000001,c1@trunk,+46701234567,0771100200,2026-11-23T10:15:00.000Z,,2026-11-23T10:15:09.500Z,9500,,root,\
-             kundtjanst,abandoned,,,caller BYE,email-down;phones-down,,2026-11-23T10:15:04.000Z,5500,,\r\n"
+             kundtjanst,abandoned,,,caller BYE,email-down;phones-down,,kundtjanst,2026-11-23T10:15:04.000Z,5500,,\r\n"
         );
     }
 

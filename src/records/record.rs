@@ -49,6 +49,9 @@ pub struct ContactRecord {
     pub announcements: Vec<PromptId>,
     /// The caller's language, with `languages:` in the menu (chosen, or the default).
     pub language: Option<String>,
+    /// The queue the caller waited in: the first of the call, when its overflow led on to another function. The
+    /// statistics count the wait there, not at the function the call ended with.
+    pub queue: Option<FunctionId>,
     /// When the caller entered the first queue of the call (`None`: never queued).
     pub queue_entered_at: Option<OffsetDateTime>,
     /// From entering the first queue to an agent's answer, the caller hanging up or the overflow.
@@ -86,6 +89,7 @@ impl ContactRecord {
             end_reason: None,
             announcements: Vec::new(),
             language: None,
+            queue: None,
             queue_entered_at: None,
             queue_wait_ms: None,
             answered_by: None,
@@ -195,8 +199,9 @@ pub struct Progress {
     pub transferred_at: Option<OffsetDateTime>,
     pub announcements: Option<Vec<PromptId>>,
     pub language: Option<String>,
-    /// When the caller entered the first queue: written at once, so a crash while waiting keeps it.
+    /// When the caller entered the first queue, and which: written at once, so a crash while waiting keeps it.
     pub queue_entered_at: Option<OffsetDateTime>,
+    pub queue: Option<FunctionId>,
     pub answered_by: Option<String>,
     /// Written when an agent answers, so that the statistics of a call still talking know its wait.
     pub queue_wait_ms: Option<i64>,
@@ -220,6 +225,7 @@ impl Progress {
             announcements: None,
             language: None,
             queue_entered_at: None,
+            queue: None,
             answered_by: None,
             queue_wait_ms: None,
             first_step: record.step_count(),
@@ -237,6 +243,7 @@ impl Progress {
             && self.announcements.is_none()
             && self.language.is_none()
             && self.queue_entered_at.is_none()
+            && self.queue.is_none()
             && self.answered_by.is_none()
             && self.queue_wait_ms.is_none()
             && self.steps.is_empty()
@@ -310,6 +317,7 @@ struct RecordOut<'a> {
     transfer_target: Option<&'a str>,
     transferred_at: Option<String>,
     end_reason: Option<&'a str>,
+    queue: Option<&'a str>,
     queue_entered_at: Option<String>,
     queue_wait_ms: Option<i64>,
     answered_by: Option<&'a str>,
@@ -337,6 +345,7 @@ impl Serialize for ContactRecord {
             transfer_target: self.transfer_target.as_deref(),
             transferred_at: self.transferred_at.map(format_timestamp),
             end_reason: self.end_reason.as_deref(),
+            queue: self.queue.as_deref(),
             queue_entered_at: self.queue_entered_at.map(format_timestamp),
             queue_wait_ms: self.queue_wait_ms,
             answered_by: self.answered_by.as_deref(),
@@ -379,6 +388,8 @@ struct RecordIn {
     #[serde(default)]
     end_reason: Option<String>,
     #[serde(default)]
+    queue: Option<FunctionId>,
+    #[serde(default)]
     queue_entered_at: Option<String>,
     #[serde(default)]
     queue_wait_ms: Option<i64>,
@@ -420,6 +431,7 @@ impl<'de> Deserialize<'de> for ContactRecord {
             ended_at: optional_time("ended_at", raw.ended_at)?,
             transferred_at: optional_time("transferred_at", raw.transferred_at)?,
             id: raw.id,
+            queue: raw.queue,
             queue_entered_at: optional_time("queue_entered_at", raw.queue_entered_at)?,
             queue_wait_ms: raw.queue_wait_ms,
             answered_by: raw.answered_by,
@@ -524,6 +536,7 @@ mod tests {
                 "transfer_target": "sip:it@127.0.0.1:5071",
                 "transferred_at": "2026-11-23T10:15:20.000Z",
                 "end_reason": "function BYE",
+                "queue": null,
                 "queue_entered_at": null,
                 "queue_wait_ms": null,
                 "answered_by": null,

@@ -94,18 +94,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE contact_records ADD COLUMN answered_by TEXT;",
     // 6: the menu version each call ran on (issue 10, hot reload): NULL for calls from before.
     "ALTER TABLE contact_records ADD COLUMN menu_version TEXT;",
-    // 7: statistics on queues and a fast funnel (issue 9). The stats indexes also cover the queue figures, and
-    // `funnel` keeps each finished call's part of the menu funnel (records::stats::funnel_summary) so that the
-    // funnel reads a short text per call from its own index instead of parsing every step trail. The writer
-    // fills it with a whole record and clears it when a step is appended; rows from before are filled in by
-    // [`backfill_funnels`] in the same transaction.
-    "ALTER TABLE contact_records ADD COLUMN funnel TEXT;
-    DROP INDEX contact_records_stats;
-    DROP INDEX contact_records_function_stats;
-    CREATE INDEX contact_records_stats
-        ON contact_records (started_at, function_id, outcome, menu_ms, queue_wait_ms, answered_by);
-    CREATE INDEX contact_records_function_stats
-        ON contact_records (function_id, started_at, outcome, menu_ms, queue_wait_ms, answered_by);
+    // 7: statistics on queues and a fast funnel (issue 9). `queue` is the queue the caller waited in (a caller
+    // who overflowed ends with another function, and the wait belongs to the queue); rows from before take their
+    // function, the only guess there is. The queue figures are counted from a partial index of the calls whose
+    // wait is over. `funnel` keeps each finished call's part of the menu funnel (records::stats::funnel_summary)
+    // so that the funnel reads a short text per call from its own index instead of parsing every step trail.
+    // The writer fills it with a whole record and clears it when a step is appended; rows from before are
+    // filled in by [`backfill_funnels`] in the same transaction.
+    "ALTER TABLE contact_records ADD COLUMN queue TEXT;
+    UPDATE contact_records SET queue = function_id WHERE queue_entered_at IS NOT NULL;
+    CREATE INDEX contact_records_queue_stats
+        ON contact_records (started_at, queue, outcome, queue_wait_ms, answered_by)
+        WHERE queue_wait_ms IS NOT NULL;
+    ALTER TABLE contact_records ADD COLUMN funnel TEXT;
     CREATE INDEX contact_records_funnel ON contact_records (started_at, funnel);",
 ];
 
@@ -121,9 +122,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const UPSERT: &str = "INSERT INTO contact_records (
         record_id, call_id, caller, called, started_at, answered_at, ended_at, duration_ms, digits, path,
         function_id, outcome, transfer_target, transferred_at, end_reason, steps, announcements, language,
-        queue_entered_at, queue_wait_ms, answered_by, menu_version, funnel)
+        queue_entered_at, queue_wait_ms, answered_by, menu_version, funnel, queue)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-        ?23)
+        ?23, ?24)
     ON CONFLICT (record_id) DO UPDATE SET
         call_id = excluded.call_id,
         caller = excluded.caller,
@@ -146,7 +147,8 @@ const UPSERT: &str = "INSERT INTO contact_records (
         queue_wait_ms = excluded.queue_wait_ms,
         answered_by = excluded.answered_by,
         menu_version = excluded.menu_version,
-        funnel = excluded.funnel";
+        funnel = excluded.funnel,
+        queue = excluded.queue";
 
 /// A call moved on: the columns that changed (NULL keeps the old value).
 const PROGRESS: &str = "UPDATE contact_records SET
@@ -160,7 +162,8 @@ const PROGRESS: &str = "UPDATE contact_records SET
         language = coalesce(?9, language),
         queue_entered_at = coalesce(?10, queue_entered_at),
         answered_by = coalesce(?11, answered_by),
-        queue_wait_ms = coalesce(?12, queue_wait_ms)
+        queue_wait_ms = coalesce(?12, queue_wait_ms),
+        queue = coalesce(?13, queue)
     WHERE record_id = ?1";
 
 /// Appends one step at its index; a step already there is left alone (json_insert never overwrites). The kept
@@ -171,7 +174,7 @@ const APPEND_STEP: &str = "UPDATE contact_records SET steps = json_insert(steps,
 
 const COLUMNS: &str = "id, record_id, call_id, caller, called, started_at, answered_at, ended_at, digits, path, function_id, \
      outcome, transfer_target, transferred_at, end_reason, steps, announcements, language, queue_entered_at, \
-     queue_wait_ms, answered_by, menu_version";
+     queue_wait_ms, answered_by, menu_version, queue";
 
 /// Contact records in one SQLite file. One writing connection behind a mutex (SQLite has one writer at a time
 /// anyway, and the writer task sends one batch at a time), and for a file a second, read-only one for lists and
@@ -322,6 +325,7 @@ fn upsert(connection: &Connection, record: &ContactRecord) -> Result<(), StoreEr
         record.answered_by,
         record.menu_version,
         funnel,
+        record.queue,
     ])?;
     Ok(())
 }
@@ -350,6 +354,7 @@ fn progress(connection: &Connection, progress: &Progress) -> Result<(), StoreErr
         progress.queue_entered_at.map(format_timestamp),
         progress.answered_by,
         progress.queue_wait_ms,
+        progress.queue,
     ])?;
     let mut append = connection.prepare_cached(APPEND_STEP)?;
     for (i, step) in progress.steps.iter().enumerate() {
@@ -592,6 +597,7 @@ struct RawRow {
     queue_wait_ms: Option<i64>,
     answered_by: Option<String>,
     menu_version: Option<String>,
+    queue: Option<String>,
 }
 
 impl RawRow {
@@ -619,6 +625,7 @@ impl RawRow {
             queue_wait_ms: row.get(19)?,
             answered_by: row.get(20)?,
             menu_version: row.get(21)?,
+            queue: row.get(22)?,
         })
     }
 
@@ -638,6 +645,7 @@ impl RawRow {
             answered_at: optional_time("answered_at", self.answered_at)?,
             ended_at: optional_time("ended_at", self.ended_at)?,
             transferred_at: optional_time("transferred_at", self.transferred_at)?,
+            queue: self.queue,
             queue_entered_at: optional_time("queue_entered_at", self.queue_entered_at)?,
             queue_wait_ms: self.queue_wait_ms,
             answered_by: self.answered_by,
@@ -780,6 +788,7 @@ mod tests {
             (None, None, None)
         );
         let mut queued = ended(call("q@trunk", datetime!(2026-11-23 10:15:00 UTC)));
+        queued.queue = Some("it".into());
         queued.queue_entered_at = Some(datetime!(2026-11-23 10:15:10 UTC));
         queued.queue_wait_ms = Some(8_250);
         queued.answered_by = Some("it-anna".into());
@@ -815,7 +824,9 @@ mod tests {
                              '[{\"at_ms\":0,\"kind\":\"entered_menu\",\"value\":\"root\"},
                                {\"at_ms\":900,\"kind\":\"digit\",\"value\":\"3\"},
                                {\"at_ms\":950,\"kind\":\"caller_hung_up\"}]'),
-                            ('r2', 'old-2@trunk', '0702', '0771', '2026-11-23T10:16:00.000Z', NULL, 'not json');",
+                            ('r2', 'old-2@trunk', '0702', '0771', '2026-11-23T10:16:00.000Z', NULL, 'not json');
+                     UPDATE contact_records SET function_id = 'it', queue_entered_at = '2026-11-23T10:15:05.000Z',
+                         queue_wait_ms = 4000 WHERE record_id = 'r1';",
                 )
                 .unwrap();
         }
@@ -824,6 +835,19 @@ mod tests {
             funnels(&store),
             [Some("root:3:0:0:1".to_string()), None],
             "filled from the trail; a trail that does not parse stays NULL"
+        );
+        let queues: Vec<Option<String>> = store
+            .connection()
+            .prepare("SELECT queue FROM contact_records ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            queues,
+            [Some("it".to_string()), None],
+            "a queued call's queue is its function"
         );
 
         // The writer: a whole record carries its summary, an appended step clears it, the end fills it again.

@@ -25,9 +25,11 @@
 //!   waiting now are not in it yet. `answered` is the queued calls an agent answered; `asa_ms` (average speed of
 //!   answer) their average wait, from entering the queue to the agent's answer; `service_level` the share of
 //!   `queued` that an agent answered within the service-level time (default 60 s), from 0 to 1, the way contact
-//!   centres count it (a caller who gave up counts against it, however soon). A call that went through two
-//!   queues (an overflow into another queue) is one queued call, its wait from entering the first to leaving the
-//!   last. Rows without queued calls have null `asa_ms` and `service_level`.
+//!   centres count it (a caller who gave up counts against it, however soon). With `group_by=function` (and
+//!   `function=`) a wait counts for the **queue waited in**, while the call counts for the function it ended
+//!   with: a caller who overflowed from queue `it` to `kundtjanst` is one of `it`'s queued calls and one of
+//!   `kundtjanst`'s calls. A call that went through two queues is one wait, the first queue's, from entering it
+//!   to leaving the last. Rows without queued calls have null `asa_ms` and `service_level`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -404,7 +406,9 @@ fn stored(t: Timestamp) -> String {
 /// covering index `contact_records_stats` (or `contact_records_function_stats` with a function filter), and one
 /// pass in Rust adds them up. A GROUP BY would make SQLite sort the whole range, and the percentile needs every
 /// menu time anyway: kept at 4 bytes per answered call of the range (6 MB for a year of 1.5 million calls), it
-/// is picked per group by selection, not by sorting.
+/// is picked per group by selection, not by sorting. A second, smaller pass adds the waits that are over from the
+/// partial index `contact_records_queue_stats`, grouped by the queue waited in rather than the function the call
+/// ended with.
 pub(super) fn stats(
     connection: &Connection,
     query: &StatsQuery,
@@ -412,31 +416,51 @@ pub(super) fn stats(
     let (buckets, labels) = buckets(query).map_err(StoreError::Stats)?;
     // Written out rather than `(?3 IS NULL OR function_id = ?3)`, which would keep SQLite from the
     // (function_id, started_at) index.
-    let function_filter = if query.function.is_some() {
-        "AND r.function_id = ?3"
+    let (function_filter, queue_filter) = if query.function.is_some() {
+        ("AND r.function_id = ?3", "AND r.queue = ?3")
     } else {
-        "AND ?3 IS NULL"
+        ("AND ?3 IS NULL", "AND ?3 IS NULL")
     };
-    let sql = match query.group_by {
-        GroupBy::Function | GroupBy::Outcome => format!(
-            "SELECT r.{column}, r.outcome, r.menu_ms, r.queue_wait_ms, r.answered_by IS NOT NULL
-             FROM contact_records AS r
-             WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}",
-            column = if query.group_by == GroupBy::Function {
-                "function_id"
+    let (calls_sql, waits_sql) = match query.group_by {
+        GroupBy::Function | GroupBy::Outcome => {
+            let (call_group, wait_group) = if query.group_by == GroupBy::Function {
+                ("function_id", "queue")
             } else {
-                "outcome"
-            }
-        ),
+                ("outcome", "outcome")
+            };
+            (
+                format!(
+                    "SELECT r.{call_group}, r.outcome, r.menu_ms FROM contact_records AS r
+                     WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}"
+                ),
+                format!(
+                    "SELECT r.{wait_group}, r.queue_wait_ms, r.answered_by IS NOT NULL
+                     FROM contact_records AS r INDEXED BY contact_records_queue_stats
+                     WHERE r.queue_wait_ms IS NOT NULL AND r.started_at >= ?1 AND r.started_at < ?2 {queue_filter}"
+                ),
+            )
+        }
         // The buckets go in as one JSON parameter, unpacked once (MATERIALIZED) rather than per call; CROSS JOIN
         // keeps them the outer loop: one index range per bucket, each call touched once.
-        _ => format!(
-            "WITH b (label, start, end) AS MATERIALIZED
-                (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?4))
-             SELECT b.label, r.outcome, r.menu_ms, r.queue_wait_ms, r.answered_by IS NOT NULL
-             FROM b CROSS JOIN contact_records AS r ON r.started_at >= b.start AND r.started_at < b.end
-             WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}"
-        ),
+        _ => {
+            let buckets = "WITH b (label, start, end) AS MATERIALIZED
+                (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?4))";
+            (
+                format!(
+                    "{buckets}
+                     SELECT b.label, r.outcome, r.menu_ms
+                     FROM b CROSS JOIN contact_records AS r ON r.started_at >= b.start AND r.started_at < b.end
+                     WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}"
+                ),
+                format!(
+                    "{buckets}
+                     SELECT b.label, r.queue_wait_ms, r.answered_by IS NOT NULL
+                     FROM b CROSS JOIN contact_records AS r INDEXED BY contact_records_queue_stats
+                         ON r.started_at >= b.start AND r.started_at < b.end
+                     WHERE r.queue_wait_ms IS NOT NULL AND r.started_at >= ?1 AND r.started_at < ?2 {queue_filter}"
+                ),
+            )
+        }
     };
     let bucket_json = serde_json::Value::Array(
         buckets
@@ -454,49 +478,33 @@ pub(super) fn stats(
         buckets: vec![Tally::default(); labels.len()],
         ..Tallies::default()
     };
-    let service_level_ms = u32::try_from(query.service_level.as_millis()).unwrap_or(u32::MAX);
-    let mut statement = connection.prepare(&sql)?;
+    let milliseconds = |value: ValueRef<'_>| match value {
+        ValueRef::Integer(ms) => Some(u32::try_from(ms.max(0)).unwrap_or(u32::MAX)),
+        _ => None,
+    };
+    let mut statement = connection.prepare(&calls_sql)?;
     let mut calls = statement.query(parameters.as_slice())?;
     while let Some(call) = calls.next()? {
-        let tally = match call.get_ref(0)? {
-            ValueRef::Null => &mut tallies.unlabelled,
-            ValueRef::Integer(i) => {
-                match usize::try_from(i)
-                    .ok()
-                    .and_then(|i| tallies.buckets.get_mut(i))
-                {
-                    Some(tally) => tally,
-                    None => continue,
-                }
-            }
-            ValueRef::Text(text) => {
-                // Ids are ASCII; from_utf8 first, because the lossy scan costs more per call than the tally.
-                let text = match std::str::from_utf8(text) {
-                    Ok(text) => std::borrow::Cow::Borrowed(text),
-                    Err(_) => String::from_utf8_lossy(text),
-                };
-                if !tallies.named.contains_key(text.as_ref()) {
-                    tallies.named.insert(text.to_string(), Tally::default());
-                }
-                match tallies.named.get_mut(text.as_ref()) {
-                    Some(tally) => tally,
-                    None => continue,
-                }
-            }
-            _ => continue,
+        let Some(tally) = tallies.of(call.get_ref(0)?) else {
+            continue;
         };
         let outcome = match call.get_ref(1)? {
             ValueRef::Text(name) => Some(name),
             _ => None,
         };
-        let milliseconds = |value: ValueRef<'_>| match value {
-            ValueRef::Integer(ms) => Some(u32::try_from(ms.max(0)).unwrap_or(u32::MAX)),
-            _ => None,
+        tally.add(outcome, milliseconds(call.get_ref(2)?));
+    }
+    let service_level_ms = u32::try_from(query.service_level.as_millis()).unwrap_or(u32::MAX);
+    let mut statement = connection.prepare(&waits_sql)?;
+    let mut waits = statement.query(parameters.as_slice())?;
+    while let Some(wait) = waits.next()? {
+        let (Some(tally), Some(wait_ms)) =
+            (tallies.of(wait.get_ref(0)?), milliseconds(wait.get_ref(1)?))
+        else {
+            continue;
         };
-        let menu_ms = milliseconds(call.get_ref(2)?);
-        let answered = matches!(call.get_ref(4)?, ValueRef::Integer(1));
-        let queue = milliseconds(call.get_ref(3)?).map(|wait_ms| QueueWait { wait_ms, answered });
-        tally.add(outcome, menu_ms, queue, service_level_ms);
+        let answered = matches!(wait.get_ref(2)?, ValueRef::Integer(1));
+        tally.add_wait(QueueWait { wait_ms, answered }, service_level_ms);
     }
     let rows = match query.group_by {
         GroupBy::Function | GroupBy::Outcome => {
@@ -513,7 +521,7 @@ pub(super) fn stats(
                 .into_iter()
                 .map(|(key, tally)| tally.into_row(Some(key)))
                 .collect();
-            if tallies.unlabelled.calls > 0 {
+            if tallies.unlabelled.calls > 0 || tallies.unlabelled.queued > 0 {
                 rows.push(tallies.unlabelled.into_row(None));
             }
             rows.sort_by(|a, b| {
@@ -563,24 +571,21 @@ struct QueueWait {
 }
 
 impl Tally {
-    fn add(
-        &mut self,
-        outcome: Option<&[u8]>,
-        menu_ms: Option<u32>,
-        queue: Option<QueueWait>,
-        service_level_ms: u32,
-    ) {
-        self.calls += 1;
-        if let Some(queue) = queue {
-            self.queued += 1;
-            if queue.answered {
-                self.answered += 1;
-                self.answered_wait_ms += u64::from(queue.wait_ms);
-                if queue.wait_ms <= service_level_ms {
-                    self.answered_in_time += 1;
-                }
+    /// A wait in a queue that is over, with the group of the queue waited in.
+    fn add_wait(&mut self, wait: QueueWait, service_level_ms: u32) {
+        self.queued += 1;
+        if wait.answered {
+            self.answered += 1;
+            self.answered_wait_ms += u64::from(wait.wait_ms);
+            if wait.wait_ms <= service_level_ms {
+                self.answered_in_time += 1;
             }
         }
+    }
+
+    /// A call, with the group of the function it ended with.
+    fn add(&mut self, outcome: Option<&[u8]>, menu_ms: Option<u32>) {
+        self.calls += 1;
         match outcome {
             Some(b"transferred") => self.transferred += 1,
             Some(b"abandoned") => self.abandoned += 1,
@@ -631,6 +636,30 @@ struct Tallies {
     buckets: Vec<Tally>,
     named: std::collections::HashMap<String, Tally>,
     unlabelled: Tally,
+}
+
+impl Tallies {
+    /// The tally of the group a row's first column names: a bucket number, a function id or outcome, or NULL.
+    fn of(&mut self, group: ValueRef<'_>) -> Option<&mut Tally> {
+        match group {
+            ValueRef::Null => Some(&mut self.unlabelled),
+            ValueRef::Integer(i) => usize::try_from(i)
+                .ok()
+                .and_then(|i| self.buckets.get_mut(i)),
+            ValueRef::Text(text) => {
+                // Ids are ASCII; from_utf8 first, because the lossy scan costs more per call than the tally.
+                let text = match std::str::from_utf8(text) {
+                    Ok(text) => std::borrow::Cow::Borrowed(text),
+                    Err(_) => String::from_utf8_lossy(text),
+                };
+                if !self.named.contains_key(text.as_ref()) {
+                    self.named.insert(text.to_string(), Tally::default());
+                }
+                self.named.get_mut(text.as_ref())
+            }
+            _ => None,
+        }
+    }
 }
 
 impl StatsReport {
@@ -1455,10 +1484,25 @@ mod tests {
             (Some(200_000), None), // overflowed
             (None, None),          // waiting now: not counted yet
         ];
+        // The overflow: waited 3 minutes in hr's queue, then handed to kt, where the call ended.
+        let overflowed_at = at("2026-11-24T10:30:00Z");
+        let mut overflowed = ContactRecord::started("o1", "0702", "0771", overflowed_at);
+        overflowed.function = Some("kt".into());
+        overflowed.queue = Some("hr".into());
+        overflowed.answered_at = Some(overflowed_at);
+        overflowed.queue_entered_at = Some(overflowed_at + time::Duration::seconds(5));
+        overflowed.queue_wait_ms = Some(180_000);
+        overflowed.finish(
+            Outcome::Transferred,
+            overflowed_at + time::Duration::minutes(9),
+            "caller BYE",
+        );
+        put(&store, &overflowed);
         for (i, (wait_ms, agent)) in waits.into_iter().enumerate() {
             let started = at("2026-11-24T10:00:00Z") + time::Duration::minutes(i as i64);
             let mut record = ContactRecord::started(format!("q{i}"), "0701", "0771", started);
             record.function = Some("hr".into());
+            record.queue = Some("hr".into());
             record.answered_at = Some(started);
             record.queue_entered_at = Some(started + time::Duration::seconds(5));
             record.queue_wait_ms = wait_ms;
@@ -1497,11 +1541,21 @@ mod tests {
         let report = store.stats(&query).unwrap();
         assert_eq!(report.service_level_seconds, 60);
         let row = hr(&report);
-        assert_eq!((row.calls, row.queued, row.answered), (6, 5, 3));
+        // The overflowed call is hr's wait but kt's call.
+        assert_eq!((row.calls, row.queued, row.answered), (6, 6, 3));
         // (5000 + 60000 + 60001) / 3 = 41667 (rounded)
         assert_eq!(row.asa_ms, Some(41_667));
-        // 2 of 5 answered within 60 s.
-        assert_eq!(row.service_level, Some(0.4));
+        // 2 of 6 answered within 60 s.
+        assert_eq!(row.service_level, Some(0.3333));
+        let kt = report
+            .rows
+            .iter()
+            .find(|r| r.key.as_deref() == Some("kt"))
+            .unwrap();
+        assert_eq!(
+            (kt.calls, kt.transferred, kt.queued, kt.service_level),
+            (1, 1, 0, None)
+        );
         let it = report
             .rows
             .iter()
@@ -1517,9 +1571,14 @@ mod tests {
         assert_eq!(row.service_level, Some(0.0));
         query.service_level = std::time::Duration::from_secs(120);
         let row = hr(&store.stats(&query).unwrap());
-        assert_eq!(row.service_level, Some(0.6));
+        assert_eq!(row.service_level, Some(0.5));
+        query.function = Some("hr".into());
+        let only_hr = store.stats(&query).unwrap();
+        assert_eq!(only_hr.rows.len(), 1, "{only_hr:?}");
+        assert_eq!((only_hr.rows[0].calls, only_hr.rows[0].queued), (6, 6));
+        query.function = None;
 
-        // The same figures per hour: all six calls started in the 11:00 local hour.
+        // The same figures per hour: all seven calls started in the 11:00 local hour.
         query.group_by = GroupBy::Hour;
         query.service_level = DEFAULT_SERVICE_LEVEL;
         let hours = store.stats(&query).unwrap();
@@ -1535,10 +1594,11 @@ mod tests {
                 eleven.asa_ms,
                 eleven.service_level
             ),
-            (5, 3, Some(41_667), Some(0.4))
+            (6, 3, Some(41_667), Some(0.3333))
         );
+        assert_eq!(eleven.calls, 7);
         let cells = eleven.csv_cells();
-        assert_eq!(cells[9..], ["5", "3", "41667", "0.4"]);
+        assert_eq!(cells[9..], ["6", "3", "41667", "0.3333"]);
     }
 
     fn step(kind: StepKind) -> Step {
