@@ -144,8 +144,13 @@ struct StatsArgs {
     /// Print the menu funnel (what callers did in each menu) instead of the rows.
     #[arg(long)]
     menu_funnel: bool,
-    /// An agent's answer within this wait counts toward a queue's service level.
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    /// An agent's answer within this wait (whole seconds) counts toward a queue's service level.
+    #[arg(
+        long,
+        env = "KNAPPVAL_SERVICE_LEVEL",
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
     service_level: String,
     #[arg(long, value_enum, default_value = "table")]
     format: StatsFormat,
@@ -510,7 +515,7 @@ fn print_stats(args: StatsArgs) -> anyhow::Result<()> {
     let zone = stats::time_zone(&args.timezone).context("--timezone")?;
     let from = stats::parse_instant("--from", &args.from, &zone)?;
     let to = stats::parse_instant("--to", &args.to, &zone)?;
-    let store = SqliteStore::open(&args.db)?;
+    let store = SqliteStore::open_for_reading(&args.db)?;
     let mut out = std::io::stdout().lock();
     let written = if args.menu_funnel {
         if to <= from {
@@ -527,7 +532,7 @@ fn print_stats(args: StatsArgs) -> anyhow::Result<()> {
     } else {
         let group_by: GroupBy = args.group_by.parse().context("--group-by")?;
         let mut query = StatsQuery::new(from, to, group_by, zone)?;
-        query.service_level = parse_duration("service_level", &args.service_level)?;
+        query.service_level = parse_service_level(&args.service_level)?;
         query.function = args.function;
         let report = store.stats(&query)?;
         match args.format {
@@ -794,7 +799,7 @@ fn contacts(
             })
         })
         .transpose()?;
-    let store = SqliteStore::open(db)?;
+    let store = SqliteStore::open_for_reading(db)?;
     let records = store.list(&ContactQuery { since, limit })?;
     let mut out = std::io::stdout().lock();
     match knappval::records::export(&records, format, &mut out).and_then(|()| out.flush()) {
@@ -912,11 +917,22 @@ fn settings(args: RunArgs) -> anyhow::Result<(Settings, LogFormat)> {
         service_level: args
             .service_level
             .or(file.service_level)
-            .map(|text| parse_duration("service_level", &text))
+            .map(|text| parse_service_level(&text))
             .transpose()?
             .unwrap_or(stats::DEFAULT_SERVICE_LEVEL),
     };
     Ok((settings, log_format))
+}
+
+/// The service-level time: whole seconds, because the statistics say it in whole seconds.
+fn parse_service_level(value: &str) -> anyhow::Result<Duration> {
+    let wait = parse_duration("service_level", value)?;
+    if wait.subsec_nanos() != 0 || wait.is_zero() {
+        anyhow::bail!(
+            "--service-level {value:?}: give a whole number of seconds of 1 s or more, e.g. 20s or 60s"
+        );
+    }
+    Ok(wait)
 }
 
 fn parse_addr(what: &str, value: &str) -> anyhow::Result<SocketAddr> {
@@ -960,7 +976,11 @@ fn log_directives(configured: Option<&str>) -> String {
         .map(str::trim)
         .filter(|d| !d.is_empty())
         .unwrap_or("info");
-    if directives.contains("rsipstack") {
+    // A filter already quieter than warn (error, off) keeps rsipstack as quiet.
+    let quiet = directives
+        .split(',')
+        .any(|d| matches!(d.trim().to_ascii_lowercase().as_str(), "error" | "off"));
+    if directives.contains("rsipstack") || quiet {
         directives.to_string()
     } else {
         format!("{directives},rsipstack=warn")
@@ -989,6 +1009,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_service_level_is_whole_seconds() {
+        assert_eq!(parse_service_level("20s").unwrap(), Duration::from_secs(20));
+        assert_eq!(parse_service_level("2m").unwrap(), Duration::from_secs(120));
+        for bad in ["1500ms", "0s", "soon"] {
+            assert!(parse_service_level(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn rsipstack_logs_at_warn_unless_the_filter_names_it() {
         assert_eq!(log_directives(None), "info,rsipstack=warn");
         assert_eq!(log_directives(Some(" ")), "info,rsipstack=warn");
@@ -1001,6 +1030,8 @@ mod tests {
             log_directives(Some("info,rsipstack=info")),
             "info,rsipstack=info"
         );
+        assert_eq!(log_directives(Some("error")), "error");
+        assert_eq!(log_directives(Some("off")), "off");
     }
 
     fn run_args(args: &[&str]) -> RunArgs {

@@ -312,10 +312,11 @@ impl Reloader {
                 info!(file = %file, why, version = %served.version, previous = %previous,
                       functions = served.menu.functions.len(), prompts = served.prompts.len(),
                       "menu reloaded: new calls get this version, calls in progress keep theirs");
-                let menu = served.menu.clone();
+                // The queue service (and the prober) first, then the calls: a call on the new menu must not
+                // reach a queue the service does not know yet.
+                self.menus.send_replace(served.menu.clone());
                 self.cell.replace(served);
                 self.publish_loaded();
-                self.menus.send_replace(menu);
                 Some(seen)
             }
             Ok(Err(errors)) => {

@@ -481,6 +481,17 @@ fn max_wait_plays_the_failure_prompt_and_overflows_to_the_overflow_function() {
         pressed.elapsed()
     );
     assert_eq!(header(&overflow, "X-Knappval-Function"), "kundtjanst");
+    // While Kundtjänst rings, the wait in `it` is over and already counted: queued, not answered.
+    wait_until(
+        10 * SECOND,
+        || stats_row(&daemon, "it")["queued"] == 1,
+        || {
+            format!(
+                "the overflowed wait is not counted yet: {}",
+                stats_row(&daemon, "it")
+            )
+        },
+    );
     let h = heard(&caller.rtp, pressed, &QUEUE_TONES);
     let music = audio::find_run(&h, MUSIC_HZ, 50, 0)
         .unwrap_or_else(|| panic!("no music; heard {}", audio::describe(&h)));

@@ -203,6 +203,12 @@ impl Call<'_> {
         if matches!(self.transfer, Some(Transfer::Queue(_))) {
             self.transfer = None;
             self.set_queue_wait();
+            // Written now: after an overflow the call goes on (another function rings, maybe another queue) for
+            // minutes, and the statistics count the wait as over from here.
+            self.services.records.progress(Progress {
+                queue_wait_ms: self.record.queue_wait_ms,
+                ..Progress::of(self.record)
+            });
             self.gauge.enter(Phase::Menu);
         }
     }

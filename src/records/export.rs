@@ -68,11 +68,12 @@ pub const CSV_HEADER: [&str; 22] = [
     "end_reason",
     "announcements",
     "language",
-    "queue",
     "queue_entered_at",
     "queue_wait_ms",
     "answered_by",
     "menu_version",
+    // Last, so that the columns before it keep the places they had.
+    "queue",
 ];
 
 /// Writes `records` in `format` to `out`, in the order given.
@@ -116,7 +117,6 @@ pub fn export(
                     record.end_reason.clone().unwrap_or_default(),
                     record.announcements.join(";"),
                     record.language.clone().unwrap_or_default(),
-                    record.queue.clone().unwrap_or_default(),
                     time(record.queue_entered_at),
                     record
                         .queue_wait_ms
@@ -124,6 +124,7 @@ pub fn export(
                         .unwrap_or_default(),
                     record.answered_by.clone().unwrap_or_default(),
                     record.menu_version.clone().unwrap_or_default(),
+                    record.queue.clone().unwrap_or_default(),
                 ]
             });
             write_csv(out, CSV_HEADER, rows)?;
@@ -242,11 +243,11 @@ mod tests {
         assert_eq!(
             text,
             "id,call_id,from,to,started_at,answered_at,ended_at,duration_ms,digits,path,function,outcome,\
-             transfer_target,transferred_at,end_reason,announcements,language,queue,queue_entered_at,queue_wait_ms,\
-             answered_by,menu_version\r\n\
+             transfer_target,transferred_at,end_reason,announcements,language,queue_entered_at,queue_wait_ms,\
+             answered_by,menu_version,queue\r\n\
              0196b4f2-1c3b-7abc-8def-000000000002,c2@trunk,\"Svensson, \"\"Kalle\"\"\nline two\",0771100200,2026-11-23T10:16:00.000Z,,,,2#,root>it,,,,,,,,,,,,\r\n\
              0196b4f2-1c3b-7abc-8def-000000000001,c1@trunk,+46701234567,0771100200,2026-11-23T10:15:00.000Z,,2026-11-23T10:15:09.500Z,9500,,root,\
-             kundtjanst,abandoned,,,caller BYE,email-down;phones-down,,kundtjanst,2026-11-23T10:15:04.000Z,5500,,\r\n"
+             kundtjanst,abandoned,,,caller BYE,email-down;phones-down,,2026-11-23T10:15:04.000Z,5500,,,kundtjanst\r\n"
         );
     }
 

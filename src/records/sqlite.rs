@@ -239,6 +239,50 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Opens an existing database to read it (`knappval stats`, `knappval contacts`): never creates and never
+    /// migrates, so that a newer binary run beside an older daemon leaves the daemon's file as that daemon knows
+    /// it (an upgrade rewrites every row and holds the write lock while it does).
+    pub fn open_for_reading(path: &Path) -> Result<SqliteStore, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_error)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        let found: i64 = connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(open_error)?;
+        let mismatch = |too_new: bool| {
+            let (path, supported) = (path.to_path_buf(), SCHEMA_VERSION);
+            if too_new {
+                StoreError::SchemaTooNew {
+                    path,
+                    found,
+                    supported,
+                }
+            } else {
+                StoreError::SchemaTooOld {
+                    path,
+                    found,
+                    supported,
+                }
+            }
+        };
+        match found.cmp(&SCHEMA_VERSION) {
+            std::cmp::Ordering::Greater => Err(mismatch(true)),
+            std::cmp::Ordering::Less => Err(mismatch(false)),
+            std::cmp::Ordering::Equal => Ok(SqliteStore {
+                connection: Mutex::new(connection),
+                reader: None,
+                path: path.to_path_buf(),
+            }),
+        }
+    }
+
     /// A store that lives in memory only, for tests and `knappval simulate`.
     pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
         let path = PathBuf::from(":memory:");
@@ -879,6 +923,44 @@ mod tests {
             .unwrap();
         assert_eq!(funnel.nodes.len(), 1);
         assert_eq!((funnel.nodes[0].reached, funnel.nodes[0].hangups), (2, 1));
+    }
+
+    #[test]
+    fn reading_a_file_never_creates_or_migrates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.sqlite");
+        assert!(matches!(
+            SqliteStore::open_for_reading(&missing),
+            Err(StoreError::Open { .. })
+        ));
+        assert!(!missing.exists(), "not created");
+
+        let old = dir.path().join("v6.sqlite");
+        {
+            let connection = Connection::open(&old).unwrap();
+            for step in &MIGRATIONS[..6] {
+                connection.execute_batch(step).unwrap();
+            }
+            connection.pragma_update(None, "user_version", 6).unwrap();
+        }
+        let error = SqliteStore::open_for_reading(&old).err().unwrap();
+        assert!(
+            matches!(error, StoreError::SchemaTooOld { found: 6, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("restart the daemon"), "{error}");
+        let version: i64 = Connection::open(&old)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 6, "left as it was");
+
+        let current = dir.path().join("v7.sqlite");
+        let store = SqliteStore::open(&current).unwrap();
+        put(&store, &call("c1@trunk", datetime!(2026-11-23 10:15 UTC)));
+        drop(store);
+        let reader = SqliteStore::open_for_reading(&current).unwrap();
+        assert_eq!(all(&reader).len(), 1);
     }
 
     #[test]

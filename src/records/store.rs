@@ -88,6 +88,16 @@ pub enum StoreError {
         supported: i64,
     },
     #[error(
+        "the contact record database {path} has schema version {found}; this knappval reads version {supported} \
+         and upgrades a file only when the daemon starts: restart the daemon with this knappval once, then run \
+         this again"
+    )]
+    SchemaTooOld {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error(
         "cannot bring the contact record database {path} to schema version {version}: {source}"
     )]
     Migrate {
