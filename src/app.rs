@@ -366,6 +366,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     sip.wait_until_listening(Duration::from_secs(5))
         .await
         .with_context(|| format!("SIP over TCP did not start on {}", sip.local_addr()))?;
+    let mut shutdown = std::pin::pin!(shutdown_signal());
 
     // The one line scripts and tests wait for.
     {
@@ -381,7 +382,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     info!(sip = %sip.local_addr(), http = %http_addr, rtp = %format_args!("{}-{}", settings.rtp_ports.start(), settings.rtp_ports.end()), "knappval ready");
 
     let calls = TaskTracker::new();
-    let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
             call = calls_rx.recv() => match call {
@@ -612,11 +612,15 @@ fn publish(
     );
 }
 
-async fn shutdown_signal() {
+/// The shutdown signal, its SIGTERM handler installed now rather than at the first poll: a SIGTERM that comes
+/// right after the ready line (a supervisor, a test) must start a clean shutdown, not kill the process the
+/// default way.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
+        match term {
             Ok(mut term) => {
                 tokio::select! {
                     _ = term.recv() => {}
@@ -628,9 +632,9 @@ async fn shutdown_signal() {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
