@@ -171,6 +171,50 @@ fn a_wrong_password_or_unknown_agent_gets_403_and_registers_nothing() {
 }
 
 #[test]
+fn ten_wrong_passwords_lock_that_phone_out_of_that_agent_but_not_its_colleagues() {
+    let mut daemon = daemon_with_agents("", &[]);
+    let mut guesser = AgentPhone::new(daemon.sip, ANNA.0, "gissning");
+    for attempt in 1..=10 {
+        let response = guesser.register(600);
+        assert_eq!(
+            response.status(),
+            Some(403),
+            "attempt {attempt}: {}",
+            response.summary()
+        );
+    }
+    let mut anna = AgentPhone::new(daemon.sip, ANNA.0, ANNA.1);
+    let response = anna.register(600);
+    assert_eq!(
+        response.status(),
+        Some(403),
+        "the right password from the guessing address is refused too: {}",
+        response.summary()
+    );
+    assert!(listed_contacts(&daemon, ANNA.0).is_empty());
+    let mut bo = AgentPhone::new(daemon.sip, BO.0, BO.1);
+    assert_eq!(
+        bo.register(600).status(),
+        Some(200),
+        "a colleague behind the same address registers"
+    );
+    assert_eq!(listed_contacts(&daemon, BO.0), [bo.contact()]);
+
+    daemon.stop(Duration::from_secs(15));
+    let log = daemon.log_text();
+    let lockouts: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("10 refused passwords for this agent from this address"))
+        .collect();
+    assert_eq!(lockouts.len(), 1, "the lockout is logged once:\n{log}");
+    assert!(
+        lockouts[0].contains("agent=it-anna") && lockouts[0].contains("locked_for=10m"),
+        "with the agent and how long: {}",
+        lockouts[0]
+    );
+}
+
+#[test]
 fn an_agent_registers_over_tcp() {
     let daemon = daemon_with_agents("", &[]);
     let mut phone = AgentPhone::tcp(daemon.sip, BO.0, BO.1);

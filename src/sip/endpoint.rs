@@ -337,13 +337,14 @@ impl SipEndpoint {
             }
             return reply_later(tx, StatusCode::MethodNotAllowed, vec![self.allow()]);
         };
-        let answer = registrar.register(&tx.original, std::time::Instant::now());
-        let source = tx
-            .connection
-            .as_ref()
-            .and_then(|c| c.get_remote_addr())
-            .map(|addr| addr.to_string())
-            .unwrap_or_default();
+        let remote = tx.connection.as_ref().and_then(|c| c.get_remote_addr());
+        // A connection always knows its peer; were it ever missing, such requests share one lockout entry.
+        let source_ip = remote
+            .and_then(|addr| addr.get_socketaddr().ok())
+            .map(|addr| addr.ip())
+            .unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+        let answer = registrar.register(&tx.original, source_ip, std::time::Instant::now());
+        let source = remote.map(|addr| addr.to_string()).unwrap_or_default();
         match &answer.outcome {
             Outcome::Challenged | Outcome::Stale | Outcome::ForeignNonce => {
                 debug!(%source, outcome = ?answer.outcome, "REGISTER challenged")
@@ -362,6 +363,21 @@ impl SipEndpoint {
             Outcome::UnknownAgent { agent } => warn!(
                 %agent, %source,
                 "REGISTER refused 403: no such agent in the agents file, or another agent's credentials"
+            ),
+            Outcome::LockedOut {
+                agent,
+                started: true,
+                for_,
+            } => warn!(
+                %agent, %source, locked_for = %crate::menu::format_duration(*for_),
+                "REGISTER refused 403: {} refused passwords for this agent from this address within {}; \
+                 its REGISTERs for this agent are refused unchecked until the lockout ends",
+                crate::sip::registrar::lockout::MAX_FAILURES,
+                crate::menu::format_duration(crate::sip::registrar::lockout::WINDOW)
+            ),
+            Outcome::LockedOut { agent, for_, .. } => debug!(
+                %agent, %source, locked_for = %crate::menu::format_duration(*for_),
+                "REGISTER refused 403 unchecked: locked out after refused passwords"
             ),
             Outcome::Replayed { agent } => warn!(
                 %agent, %source,

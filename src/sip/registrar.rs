@@ -25,8 +25,12 @@
 //!   403 on the retry. A nonce this process did not mint (forged, or from before a restart): 401 with a fresh
 //!   nonce.
 //! - A nonce-count used before with the same nonce (a replay): 401 with a fresh nonce, nothing registered.
+//! - Password guessing ([`lockout`]): 10 refused passwords for one agent id from one address within 10 minutes
+//!   lock that address out of that agent id for 10 minutes: its REGISTERs for it get 403 without the digest
+//!   being checked. Other agents, and the same agent from other addresses, register as before.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -38,6 +42,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::digest::{Credentials, NonceCheck, NonceKey};
 use crate::agents::Agents;
+
+pub mod lockout;
 
 /// Sent when an agent gains its first contact or loses its last.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +78,8 @@ struct State {
     /// Nonces a client has authenticated with, and the highest nonce-count used with each; forgotten when the
     /// nonce expires.
     used_nonces: HashMap<String, UsedNonce>,
+    /// Refused passwords per address and agent id.
+    lockout: lockout::Lockout,
 }
 
 struct UsedNonce {
@@ -101,6 +109,14 @@ pub enum Outcome {
     WrongPassword { agent: String },
     /// No such agent, or credentials of one agent for another's address.
     UnknownAgent { agent: String },
+    /// Refused unchecked: this address got the password for this agent id wrong too often
+    /// ([`lockout::MAX_FAILURES`] times within [`lockout::WINDOW`]). `started` is true for the failure that
+    /// began the lockout (it is logged loudly once; the refusals after it quietly).
+    LockedOut {
+        agent: String,
+        started: bool,
+        for_: Duration,
+    },
     /// Bindings set or read; `contacts` is how many the agent has now, `changed` whether the set of contacts
     /// changed (a refresh of the same contacts did not).
     Registered {
@@ -191,6 +207,7 @@ impl Registrar {
     pub fn expire(&self, now: Instant) {
         let mut state = self.state();
         state.used_nonces.retain(|_, used| used.expires_at > now);
+        state.lockout.forget(now);
         self.expire_bindings(&mut state, now);
     }
 
@@ -230,8 +247,8 @@ impl Registrar {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Decides a REGISTER at `now`.
-    pub fn register(&self, request: &Request, now: Instant) -> Answer {
+    /// Decides a REGISTER that came from `source` at `now`.
+    pub fn register(&self, request: &Request, source: IpAddr, now: Instant) -> Answer {
         let agents = &self.inner.agents;
         let Some(agent) = request
             .to_header()
@@ -259,19 +276,51 @@ impl Registrar {
                 NonceCheck::Stale => return self.challenge(now, true, Outcome::Stale),
                 NonceCheck::Foreign => return self.challenge(now, false, Outcome::ForeignNonce),
             };
-        let Some(ha1) = agents
+        let guesser = lockout::key(
+            source,
+            agents
+                .agents
+                .contains_key(&credentials.username)
+                .then(|| credentials.username.clone()),
+        );
+        if let Some(until) = self.state().lockout.locked_until(&guesser, now) {
+            return forbidden(Outcome::LockedOut {
+                agent,
+                started: false,
+                for_: Duration::from_secs(whole_seconds_left(until, now)),
+            });
+        }
+        let refused = match agents
             .agents
             .get(&agent)
             .filter(|_| credentials.username == agent)
             .and_then(|a| a.ha1(credentials.algorithm))
-        else {
-            return forbidden(Outcome::UnknownAgent { agent });
+        {
+            None => Some(Outcome::UnknownAgent {
+                agent: agent.clone(),
+            }),
+            Some(ha1) if !credentials.verify(ha1, request.method.to_string().as_str()) => {
+                Some(Outcome::WrongPassword {
+                    agent: agent.clone(),
+                })
+            }
+            Some(_) => None,
         };
-        if !credentials.verify(ha1, request.method.to_string().as_str()) {
-            return forbidden(Outcome::WrongPassword { agent });
+        if let Some(outcome) = refused {
+            let began_lockout = self.state().lockout.failed(guesser, now);
+            return forbidden(if began_lockout {
+                Outcome::LockedOut {
+                    agent,
+                    started: true,
+                    for_: lockout::LOCKOUT,
+                }
+            } else {
+                outcome
+            });
         }
 
         let mut state = self.state();
+        state.lockout.succeeded(&guesser);
         // Without qop there is no count: such a nonce is good for one request.
         let count = credentials.nonce_count().unwrap_or(u32::MAX);
         match state.used_nonces.get_mut(&credentials.nonce) {

@@ -142,13 +142,19 @@ fn registrar(algorithms: &[Algorithm], epoch: Instant) -> Registrar {
     Registrar::with_secret(agents(algorithms), [9; 32], epoch)
 }
 
+/// Where the test phones' REGISTERs come from.
+const PHONE_IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 const CONTACT: &str = "Contact: <sip:it-anna@127.0.0.1:5070>";
 
 #[test]
 fn one_md5_challenge_by_default_and_one_per_algorithm_when_offered() {
     let now = Instant::now();
-    let answer = registrar(&[Algorithm::Md5], now)
-        .register(&Phone::new("it-anna").register(&[CONTACT], None), now);
+    let answer = registrar(&[Algorithm::Md5], now).register(
+        &Phone::new("it-anna").register(&[CONTACT], None),
+        PHONE_IP,
+        now,
+    );
     assert_eq!(answer.status, StatusCode::Unauthorized);
     assert_eq!(answer.outcome, Outcome::Challenged);
     let offered = challenges(&answer);
@@ -163,8 +169,11 @@ fn one_md5_challenge_by_default_and_one_per_algorithm_when_offered() {
     );
 
     let both = registrar(&[Algorithm::Sha256, Algorithm::Md5], now);
-    let offered =
-        challenges(&both.register(&Phone::new("it-anna").register(&[CONTACT], None), now));
+    let offered = challenges(&both.register(
+        &Phone::new("it-anna").register(&[CONTACT], None),
+        PHONE_IP,
+        now,
+    ));
     assert_eq!(offered.len(), 2, "{offered:?}");
     assert!(
         offered[0].contains("algorithm=SHA-256"),
@@ -180,9 +189,10 @@ fn the_right_password_registers_and_announces_the_agent() {
         let registrar = registrar(&[Algorithm::Sha256, Algorithm::Md5], now);
         let mut changes = registrar.subscribe();
         let mut phone = Phone::new("it-anna");
-        let nonce = nonce_of(&registrar.register(&phone.register(&[CONTACT], None), now));
+        let nonce = nonce_of(&registrar.register(&phone.register(&[CONTACT], None), PHONE_IP, now));
         let answer = registrar.register(
             &phone.register(&[CONTACT, "Expires: 600"], Some((&nonce, algorithm))),
+            PHONE_IP,
             now,
         );
         assert_eq!(answer.status, StatusCode::OK, "{algorithm}: {answer:?}");
@@ -217,9 +227,10 @@ fn a_wrong_password_or_unknown_agent_gets_403_and_registers_nothing() {
     let mut changes = registrar.subscribe();
     let mut phone = Phone::new("it-anna");
     phone.password = "fel";
-    let nonce = nonce_of(&registrar.register(&phone.register(&[CONTACT], None), now));
+    let nonce = nonce_of(&registrar.register(&phone.register(&[CONTACT], None), PHONE_IP, now));
     let answer = registrar.register(
         &phone.register(&[CONTACT], Some((&nonce, Algorithm::Md5))),
+        PHONE_IP,
         now,
     );
     assert_eq!(answer.status, StatusCode::Forbidden);
@@ -232,9 +243,10 @@ fn a_wrong_password_or_unknown_agent_gets_403_and_registers_nothing() {
     assert!(registrar.contacts("it-anna", now).is_empty());
 
     let mut stranger = Phone::new("it-cecilia");
-    let nonce = nonce_of(&registrar.register(&stranger.register(&[CONTACT], None), now));
+    let nonce = nonce_of(&registrar.register(&stranger.register(&[CONTACT], None), PHONE_IP, now));
     let answer = registrar.register(
         &stranger.register(&[CONTACT], Some((&nonce, Algorithm::Md5))),
+        PHONE_IP,
         now,
     );
     assert_eq!(
@@ -251,7 +263,7 @@ fn credentials_of_one_agent_do_not_register_another() {
     let now = Instant::now();
     let registrar = registrar(&[Algorithm::Md5], now);
     let mut bo = Phone::new("it-bo");
-    let nonce = nonce_of(&registrar.register(&bo.register(&[CONTACT], None), now));
+    let nonce = nonce_of(&registrar.register(&bo.register(&[CONTACT], None), PHONE_IP, now));
     // it-bo's valid credentials on a REGISTER for it-anna's address.
     let request = bo.register(&[CONTACT], Some((&nonce, Algorithm::Md5)));
     let text = request
@@ -260,7 +272,7 @@ fn credentials_of_one_agent_do_not_register_another() {
     let Ok(SipMessage::Request(request)) = SipMessage::try_from(text.as_str()) else {
         panic!("reparse");
     };
-    let answer = registrar.register(&request, now);
+    let answer = registrar.register(&request, PHONE_IP, now);
     assert_eq!(answer.status, StatusCode::Forbidden);
     assert!(registrar.contacts("it-anna", now).is_empty());
 }
@@ -270,10 +282,13 @@ fn a_replayed_nonce_count_is_refused_and_a_new_one_accepted() {
     let now = Instant::now();
     let registrar = registrar(&[Algorithm::Md5], now);
     let mut phone = Phone::new("it-anna");
-    let nonce = nonce_of(&registrar.register(&phone.register(&[CONTACT], None), now));
+    let nonce = nonce_of(&registrar.register(&phone.register(&[CONTACT], None), PHONE_IP, now));
     let first = phone.register(&[CONTACT], Some((&nonce, Algorithm::Md5)));
-    assert_eq!(registrar.register(&first, now).status, StatusCode::OK);
-    let replay = registrar.register(&first, now + Duration::from_secs(1));
+    assert_eq!(
+        registrar.register(&first, PHONE_IP, now).status,
+        StatusCode::OK
+    );
+    let replay = registrar.register(&first, PHONE_IP, now + Duration::from_secs(1));
     assert_eq!(replay.status, StatusCode::Unauthorized);
     assert_eq!(
         replay.outcome,
@@ -284,7 +299,10 @@ fn a_replayed_nonce_count_is_refused_and_a_new_one_accepted() {
     assert!(!challenges(&replay)[0].contains("stale"));
     // The phone's next request counts on (nc=2 after the unauthenticated nc-less first one).
     let next = phone.register(&[CONTACT], Some((&nonce, Algorithm::Md5)));
-    assert_eq!(registrar.register(&next, now).status, StatusCode::OK);
+    assert_eq!(
+        registrar.register(&next, PHONE_IP, now).status,
+        StatusCode::OK
+    );
 }
 
 #[test]
@@ -292,10 +310,11 @@ fn an_old_nonce_is_stale_and_a_foreign_one_is_not_ours() {
     let now = Instant::now();
     let registrar = registrar(&[Algorithm::Md5], now);
     let mut phone = Phone::new("it-anna");
-    let nonce = nonce_of(&registrar.register(&phone.register(&[CONTACT], None), now));
+    let nonce = nonce_of(&registrar.register(&phone.register(&[CONTACT], None), PHONE_IP, now));
     let later = now + Duration::from_secs(300);
     let answer = registrar.register(
         &phone.register(&[CONTACT], Some((&nonce, Algorithm::Md5))),
+        PHONE_IP,
         later,
     );
     assert_eq!(answer.status, StatusCode::Unauthorized);
@@ -306,6 +325,7 @@ fn an_old_nonce_is_stale_and_a_foreign_one_is_not_ours() {
     let other = Registrar::with_secret(agents(&[Algorithm::Md5]), [1; 32], now);
     let answer = other.register(
         &phone.register(&[CONTACT], Some((&nonce, Algorithm::Md5))),
+        PHONE_IP,
         now,
     );
     assert_eq!(answer.outcome, Outcome::ForeignNonce);
@@ -317,9 +337,10 @@ fn sha256_credentials_are_challenged_when_only_md5_is_offered() {
     let now = Instant::now();
     let registrar = registrar(&[Algorithm::Md5], now);
     let mut phone = Phone::new("it-anna");
-    let nonce = nonce_of(&registrar.register(&phone.register(&[CONTACT], None), now));
+    let nonce = nonce_of(&registrar.register(&phone.register(&[CONTACT], None), PHONE_IP, now));
     let answer = registrar.register(
         &phone.register(&[CONTACT], Some((&nonce, Algorithm::Sha256))),
+        PHONE_IP,
         now,
     );
     assert_eq!(answer.status, StatusCode::Unauthorized);
@@ -327,8 +348,23 @@ fn sha256_credentials_are_challenged_when_only_md5_is_offered() {
 
 /// Registers `extra` for it-anna at `now` through a full challenge round; returns the final answer.
 fn authenticated(registrar: &Registrar, phone: &mut Phone, extra: &[&str], now: Instant) -> Answer {
-    let nonce = nonce_of(&registrar.register(&phone.register(extra, None), now));
-    registrar.register(&phone.register(extra, Some((&nonce, Algorithm::Md5))), now)
+    authenticated_from(registrar, phone, extra, PHONE_IP, now)
+}
+
+/// [`authenticated`], from `source`.
+fn authenticated_from(
+    registrar: &Registrar,
+    phone: &mut Phone,
+    extra: &[&str],
+    source: IpAddr,
+    now: Instant,
+) -> Answer {
+    let nonce = nonce_of(&registrar.register(&phone.register(extra, None), source, now));
+    registrar.register(
+        &phone.register(extra, Some((&nonce, Algorithm::Md5))),
+        source,
+        now,
+    )
 }
 
 #[test]
@@ -486,4 +522,79 @@ fn an_agent_has_at_most_ten_contacts() {
     ]);
     bindings.apply("a", &swap, "c", 22, now).unwrap();
     assert_eq!(bindings.current("a", now).count(), 10);
+}
+
+#[test]
+fn ten_wrong_passwords_lock_that_address_out_of_that_agent_only() {
+    let now = Instant::now();
+    let registrar = registrar(&[Algorithm::Md5], now);
+    let mut guesser = Phone::new("it-anna");
+    guesser.password = "fel";
+    for attempt in 1..=lockout::MAX_FAILURES {
+        let answer = authenticated(&registrar, &mut guesser, &[CONTACT], now);
+        assert_eq!(answer.status, StatusCode::Forbidden);
+        let started = attempt == lockout::MAX_FAILURES;
+        assert_eq!(
+            matches!(answer.outcome, Outcome::LockedOut { started: true, .. }),
+            started,
+            "attempt {attempt}: {:?}",
+            answer.outcome
+        );
+    }
+    // The right password is now refused from that address, unchecked, as a wrong one would be.
+    let mut anna = Phone::new("it-anna");
+    let answer = authenticated(&registrar, &mut anna, &[CONTACT], now);
+    assert_eq!(answer.status, StatusCode::Forbidden);
+    assert!(matches!(
+        answer.outcome,
+        Outcome::LockedOut { started: false, .. }
+    ));
+    assert!(registrar.contacts("it-anna", now).is_empty());
+
+    // Another agent from the same address, and the same agent from elsewhere, register.
+    let answer = authenticated(&registrar, &mut Phone::new("it-bo"), &[CONTACT], now);
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let elsewhere: IpAddr = "192.0.2.7".parse().unwrap();
+    let answer = authenticated_from(&registrar, &mut anna, &[CONTACT], elsewhere, now);
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+
+    // Once the lockout is over (a fresh nonce: the old ones have expired), the address may try again.
+    let later = now + lockout::LOCKOUT;
+    registrar.expire(later);
+    let answer = authenticated(&registrar, &mut anna, &[CONTACT], later);
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+}
+
+#[test]
+fn unknown_agent_ids_from_one_address_share_one_count() {
+    let now = Instant::now();
+    let registrar = registrar(&[Algorithm::Md5], now);
+    const STRANGERS: [&str; lockout::MAX_FAILURES as usize] = [
+        "nobody-1",
+        "nobody-2",
+        "nobody-3",
+        "nobody-4",
+        "nobody-5",
+        "nobody-6",
+        "nobody-7",
+        "nobody-8",
+        "nobody-9",
+        "nobody-10",
+    ];
+    for (n, name) in STRANGERS.into_iter().enumerate() {
+        let answer = authenticated(&registrar, &mut Phone::new(name), &[CONTACT], now);
+        assert_eq!(
+            matches!(answer.outcome, Outcome::LockedOut { started: true, .. }),
+            n + 1 == STRANGERS.len(),
+            "{name}: {:?}",
+            answer.outcome
+        );
+    }
+    let mut anna = Phone::new("it-anna");
+    let answer = authenticated(&registrar, &mut anna, &[CONTACT], now);
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "a real agent's id is counted apart"
+    );
 }
