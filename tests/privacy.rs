@@ -78,14 +78,16 @@ fn callers_are_stable_pseudonyms_and_their_number_is_nowhere_on_disk_or_in_the_l
     // "info" written out, as an admin does: the SIP stack must not log whole messages, numbers and all.
     let mut daemon = Daemon::start_with_log(fixture, &[], "info");
 
-    // Created at first start, beside the database, for the admin only.
+    // Created at first start, beside the database, for the admin only; so is the database with its WAL.
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&key_path)
-            .expect("the caller key beside the database")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "caller key mode {:o}", mode & 0o777);
+        for name in ["caller-key", "contacts.db", "contacts.db-wal"] {
+            let mode = std::fs::metadata(daemon.fixture.path(name))
+                .unwrap_or_else(|e| panic!("{name} beside the database: {e}"))
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name} mode {:o}", mode & 0o777);
+        }
     }
     let expected = CallerKey::load(&key_path)
         .expect("a readable key")

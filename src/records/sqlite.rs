@@ -186,8 +186,23 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
+/// Creates an empty file at `path` with mode 0600, unless one is there (an existing file keeps the mode its admin
+/// gave it). The records say when and how people called: personal data even with the numbers pseudonymised.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
+}
+
 impl SqliteStore {
-    /// Opens (creating it and its folder if need be) the database at `path` and brings its schema up to date.
+    /// Opens (creating it, mode 0600, and its folder if need be) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         Self::open_file(path).map_err(|e| e.read_only_as_not_writable(path))
     }
@@ -199,6 +214,9 @@ impl SqliteStore {
                 source,
             })?;
         }
+        // Created here first, so that SQLite opens a file only the daemon's user may read (it gives the -wal
+        // and -shm files the database's mode). When this cannot create it, SQLite's own open says why.
+        let _ = create_private(path);
         let open_error = |source| StoreError::Open {
             path: path.to_path_buf(),
             source,
@@ -802,6 +820,24 @@ mod tests {
             .pragma_query_value(None, "synchronous", |row| row.get(0))
             .unwrap();
         assert_eq!(synchronous, 2);
+    }
+
+    #[test]
+    fn a_new_file_and_its_wal_are_the_daemon_users_alone_and_an_existing_file_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(&dir);
+        put(&store, &call("c1@trunk", datetime!(2026-01-01 10:00 UTC)));
+        let wal = PathBuf::from(format!("{}-wal", store.path().display()));
+        assert_eq!(mode(store.path()), 0o600);
+        assert_eq!(mode(&wal), 0o600);
+
+        let shared = dir.path().join("shared.sqlite");
+        std::fs::write(&shared, b"").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+        SqliteStore::open(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o640, "the admin's choice stands");
     }
 
     #[test]
