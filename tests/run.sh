@@ -8,12 +8,14 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export DEBIAN_FRONTEND=noninteractive
 
 # sipp (Debian: sip-tester) is the independent SIP peer; espeak-ng and sox render draft prompts (`knappval prompts
-# synth`, tested in tests/prompts.rs); chromium runs the dashboard page in tests/dashboard.rs.
+# synth`, tested in tests/prompts.rs); chromium runs the dashboard page in tests/dashboard.rs; systemd-analyze
+# reads the shipped unit in tests/packaging.rs.
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if ((${#missing[@]})); then
     echo "run.sh: installing ${missing[*]}" >&2
     as_root=()
