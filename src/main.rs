@@ -13,6 +13,7 @@ use knappval::app::{self, Settings};
 use knappval::records::stats::{self, DEFAULT_TIME_ZONE, GroupBy, StatsQuery};
 use knappval::records::{ContactQuery, ContactStore, ExportFormat, SqliteStore, parse_timestamp};
 use knappval::routing::probe::ProbeMode;
+use serde_saphyr::{MessageFormatter, Spanned};
 
 mod announce_cli;
 
@@ -332,22 +333,22 @@ enum LogFormat {
 struct SettingsFile {
     menu: Option<PathBuf>,
     prompts: Option<PathBuf>,
-    sip: Option<String>,
-    http: Option<String>,
+    sip: Option<Spanned<String>>,
+    http: Option<Spanned<String>>,
     db: Option<PathBuf>,
-    rtp_ports: Option<String>,
-    grace_period: Option<String>,
-    media_timeout: Option<String>,
-    answer_delay: Option<String>,
+    rtp_ports: Option<Spanned<String>>,
+    grace_period: Option<Spanned<String>>,
+    media_timeout: Option<Spanned<String>>,
+    answer_delay: Option<Spanned<String>>,
     agents: Option<PathBuf>,
-    digest: Option<String>,
-    probe_interval: Option<String>,
+    digest: Option<Spanned<String>>,
+    probe_interval: Option<Spanned<String>>,
     probe_mode: Option<ProbeMode>,
     log_format: Option<LogFormat>,
-    timezone: Option<String>,
-    retention: Option<String>,
-    service_level: Option<String>,
-    caller_numbers: Option<String>,
+    timezone: Option<Spanned<String>>,
+    retention: Option<Spanned<String>>,
+    service_level: Option<Spanned<String>>,
+    caller_numbers: Option<Spanned<String>>,
     caller_key: Option<PathBuf>,
     api_token_file: Option<PathBuf>,
 }
@@ -532,7 +533,8 @@ fn print_stats(args: StatsArgs) -> anyhow::Result<()> {
     } else {
         let group_by: GroupBy = args.group_by.parse().context("--group-by")?;
         let mut query = StatsQuery::new(from, to, group_by, zone)?;
-        query.service_level = parse_service_level(&args.service_level)?;
+        query.service_level =
+            parse_service_level(&Given::flag("service_level", args.service_level))?;
         query.function = args.function;
         let report = store.stats(&query)?;
         match args.format {
@@ -827,40 +829,54 @@ fn passwd(agents: &Path, id: &str, name: Option<&str>) -> anyhow::Result<()> {
 }
 
 fn settings(args: RunArgs) -> anyhow::Result<(Settings, LogFormat)> {
-    let file = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the settings file {}", path.display()))?;
-            serde_saphyr::from_str::<SettingsFile>(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        }
-        None => SettingsFile::default(),
+    let (file, file_path) = match &args.config {
+        Some(path) => (read_settings_file(path)?, path.as_path()),
+        None => (SettingsFile::default(), Path::new("")),
     };
-    let sip = args.sip.or(file.sip).unwrap_or_else(|| DEFAULT_SIP.into());
-    let http = args
-        .http
-        .or(file.http)
-        .unwrap_or_else(|| DEFAULT_HTTP.into());
-    let rtp_ports = args
-        .rtp_ports
-        .or(file.rtp_ports)
-        .unwrap_or_else(|| DEFAULT_RTP_PORTS.into());
-    let grace = args
-        .grace_period
-        .or(file.grace_period)
-        .unwrap_or_else(|| DEFAULT_GRACE.into());
-    let media_timeout = args
-        .media_timeout
-        .or(file.media_timeout)
-        .unwrap_or_else(|| DEFAULT_MEDIA_TIMEOUT.into());
-    let answer_delay = args
-        .answer_delay
-        .or(file.answer_delay)
-        .unwrap_or_else(|| DEFAULT_ANSWER_DELAY.into());
-    let probe_interval = args
-        .probe_interval
-        .or(file.probe_interval)
-        .unwrap_or_else(|| DEFAULT_PROBE_INTERVAL.into());
+    // Flag (or its KNAPPVAL_* variable) first, then the file, then the default.
+    let pick = |name: &'static str, flag: Option<String>, in_file: Option<Spanned<String>>| match (
+        flag, in_file,
+    ) {
+        (Some(text), _) => Some(Given::flag(name, text)),
+        (None, Some(spanned)) => Some(Given::file(file_path, name, spanned)),
+        (None, None) => None,
+    };
+    let given = |name: &'static str, flag, in_file, default: &str| {
+        pick(name, flag, in_file).unwrap_or_else(|| Given::flag(name, default.into()))
+    };
+    let sip = given("sip", args.sip, file.sip, DEFAULT_SIP);
+    let http = given("http", args.http, file.http, DEFAULT_HTTP);
+    let rtp_ports = given(
+        "rtp_ports",
+        args.rtp_ports,
+        file.rtp_ports,
+        DEFAULT_RTP_PORTS,
+    );
+    let grace = given(
+        "grace_period",
+        args.grace_period,
+        file.grace_period,
+        DEFAULT_GRACE,
+    );
+    let media_timeout = given(
+        "media_timeout",
+        args.media_timeout,
+        file.media_timeout,
+        DEFAULT_MEDIA_TIMEOUT,
+    );
+    let answer_delay = given(
+        "answer_delay",
+        args.answer_delay,
+        file.answer_delay,
+        DEFAULT_ANSWER_DELAY,
+    );
+    let probe_interval = given(
+        "probe_interval",
+        args.probe_interval,
+        file.probe_interval,
+        DEFAULT_PROBE_INTERVAL,
+    );
+    let timezone = given("timezone", args.timezone, file.timezone, DEFAULT_TIME_ZONE);
     let log_format = args.log_format.or(file.log_format).unwrap_or_default();
     let settings = Settings {
         menu: args
@@ -871,78 +887,131 @@ fn settings(args: RunArgs) -> anyhow::Result<(Settings, LogFormat)> {
             .prompts
             .or(file.prompts)
             .unwrap_or_else(|| DEFAULT_PROMPTS.into()),
-        sip: parse_addr("sip", &sip)?,
-        http: parse_addr("http", &http)?,
+        sip: parse_addr(&sip)?,
+        http: parse_addr(&http)?,
         db: args.db.or(file.db).unwrap_or_else(|| DEFAULT_DB.into()),
         rtp_ports: parse_port_range(&rtp_ports)?,
-        grace_period: parse_duration("grace_period", &grace)?,
-        media_timeout: parse_duration("media_timeout", &media_timeout)?,
-        answer_delay: parse_duration("answer_delay", &answer_delay)?,
+        grace_period: parse_duration(&grace)?,
+        media_timeout: parse_duration(&media_timeout)?,
+        answer_delay: parse_duration(&answer_delay)?,
         agents: args.agents.or(file.agents),
-        digest: args
-            .digest
-            .or(file.digest)
+        digest: pick("digest", args.digest, file.digest)
             .map(|list| {
-                knappval::sip::digest::parse_algorithms(&list)
-                    .map_err(|e| anyhow::anyhow!("--digest {list:?}: {e}"))
+                knappval::sip::digest::parse_algorithms(&list.text).map_err(|e| list.refused(e))
             })
             .transpose()?,
-        probe_interval: parse_duration("probe_interval", &probe_interval)?,
+        probe_interval: parse_duration(&probe_interval)?,
         probe_mode: args.probe_mode.or(file.probe_mode).unwrap_or_default(),
-        time_zone: stats::time_zone(
-            &args
-                .timezone
-                .or(file.timezone)
-                .unwrap_or_else(|| DEFAULT_TIME_ZONE.into()),
-        )
-        .context("--timezone")?,
-        caller_numbers: args
-            .caller_numbers
-            .or(file.caller_numbers)
-            .map(|choice| {
-                choice
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("--caller-numbers {e}"))
-            })
+        time_zone: stats::time_zone(&timezone.text).map_err(|_| {
+            timezone.refused(format!(
+                "{:?} is not a known time zone: use an IANA name such as Europe/Stockholm or UTC",
+                timezone.text
+            ))
+        })?,
+        caller_numbers: pick("caller_numbers", args.caller_numbers, file.caller_numbers)
+            .map(|choice| choice.text.parse().map_err(|e| choice.refused(e)))
             .transpose()?
             .unwrap_or_default(),
         caller_key: args.caller_key.or(file.caller_key),
         api_token_file: args.api_token_file.or(file.api_token_file),
-        retention: args
-            .retention
-            .or(file.retention)
-            .map(|text| text.parse().map_err(|e| anyhow::anyhow!("--retention {e}")))
+        retention: pick("retention", args.retention, file.retention)
+            .map(|given| given.text.parse().map_err(|e| given.refused(e)))
             .transpose()?
             .unwrap_or_default(),
-        service_level: args
-            .service_level
-            .or(file.service_level)
-            .map(|text| parse_service_level(&text))
+        service_level: pick("service_level", args.service_level, file.service_level)
+            .map(|given| parse_service_level(&given))
             .transpose()?
             .unwrap_or(stats::DEFAULT_SERVICE_LEVEL),
     };
     Ok((settings, log_format))
 }
 
+/// Reads the settings file; a mistake in it is reported as the menu's are, `file:line:col: error: ...`.
+fn read_settings_file(path: &Path) -> anyhow::Result<SettingsFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the settings file {}", path.display()))?;
+    serde_saphyr::from_str::<SettingsFile>(&text).map_err(|error| {
+        let (line, column) = error
+            .location()
+            .map(|at| (at.line().max(1), at.column().max(1)))
+            .unwrap_or((1, 1));
+        let message: String = serde_saphyr::DefaultMessageFormatter
+            .format_message(error.without_snippet())
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let help = if message.contains("unknown field") {
+            "the keys are the `knappval run` flags' names with underscores (`knappval run --help` lists them)"
+        } else {
+            "write one `key: value` per line, each value as `knappval run --help` shows it (see \
+             packaging/knappval.yaml)"
+        };
+        anyhow::anyhow!(
+            "{}:{line}:{column}: error: {message}\n  help: {help}",
+            path.display()
+        )
+    })
+}
+
+/// A setting's text and where the admin gave it, so that a bad value is reported where it was written.
+struct Given {
+    text: String,
+    /// `--grace-period` for a flag, its KNAPPVAL_* variable or the default; `FILE:LINE:COL: error: grace_period`
+    /// for the settings file.
+    origin: String,
+}
+
+impl Given {
+    /// `name` is the settings file's key (`grace_period`); the flag is written with dashes.
+    fn flag(name: &str, text: String) -> Given {
+        Given {
+            text,
+            origin: format!("--{}", name.replace('_', "-")),
+        }
+    }
+
+    fn file(path: &Path, name: &str, spanned: Spanned<String>) -> Given {
+        let at = spanned.referenced;
+        Given {
+            text: spanned.value,
+            origin: format!(
+                "{}:{}:{}: error: {name}",
+                path.display(),
+                at.line().max(1),
+                at.column().max(1)
+            ),
+        }
+    }
+
+    /// The error for this value: `problem` says what is wrong and what to write (most name the value).
+    fn refused(&self, problem: impl std::fmt::Display) -> anyhow::Error {
+        anyhow::anyhow!("{} {problem}", self.origin)
+    }
+}
+
 /// The service-level time: whole seconds, because the statistics say it in whole seconds.
-fn parse_service_level(value: &str) -> anyhow::Result<Duration> {
-    let wait = parse_duration("service_level", value)?;
+fn parse_service_level(given: &Given) -> anyhow::Result<Duration> {
+    let wait = parse_duration(given)?;
     if wait.subsec_nanos() != 0 || wait.is_zero() {
-        anyhow::bail!(
-            "--service-level {value:?}: give a whole number of seconds of 1 s or more, e.g. 20s or 60s"
-        );
+        return Err(given.refused(format!(
+            "{:?}: give a whole number of seconds of 1 s or more, e.g. 20s or 60s",
+            given.text
+        )));
     }
     Ok(wait)
 }
 
-fn parse_addr(what: &str, value: &str) -> anyhow::Result<SocketAddr> {
-    value.parse().with_context(|| {
-        format!("--{what} {value:?} is not ADDR:PORT (e.g. 127.0.0.1:5060 or [::1]:5060)")
+fn parse_addr(given: &Given) -> anyhow::Result<SocketAddr> {
+    given.text.parse().map_err(|_| {
+        given.refused(format!(
+            "{:?} is not ADDR:PORT (e.g. 127.0.0.1:5060 or [::1]:5060)",
+            given.text
+        ))
     })
 }
 
-fn parse_port_range(value: &str) -> anyhow::Result<RangeInclusive<u16>> {
-    let parsed = value.split_once('-').and_then(|(lo, hi)| {
+fn parse_port_range(given: &Given) -> anyhow::Result<RangeInclusive<u16>> {
+    let parsed = given.text.split_once('-').and_then(|(lo, hi)| {
         Some((
             lo.trim().parse::<u16>().ok()?,
             hi.trim().parse::<u16>().ok()?,
@@ -950,21 +1019,16 @@ fn parse_port_range(value: &str) -> anyhow::Result<RangeInclusive<u16>> {
     });
     match parsed {
         Some((lo, hi)) if lo > 0 && lo < hi => Ok(lo..=hi),
-        _ => anyhow::bail!(
-            "--rtp-ports {value:?} is not LOW-HIGH with 0 < LOW < HIGH (e.g. 10000-20000)"
-        ),
+        _ => Err(given.refused(format!(
+            "{:?} is not LOW-HIGH with 0 < LOW < HIGH (e.g. 10000-20000)",
+            given.text
+        ))),
     }
 }
 
-fn parse_duration(what: &str, value: &str) -> anyhow::Result<Duration> {
-    knappval::menu::parse_duration(value).map_err(|e| {
-        anyhow::anyhow!(
-            "--{} {value:?}: {} ({})",
-            what.replace('_', "-"),
-            e.message,
-            e.help
-        )
-    })
+fn parse_duration(given: &Given) -> anyhow::Result<Duration> {
+    knappval::menu::parse_duration(&given.text)
+        .map_err(|e| given.refused(format!("{:?}: {} ({})", given.text, e.message, e.help)))
 }
 
 /// The log filter: KNAPPVAL_LOG, else RUST_LOG, else info. rsipstack stays at warn unless the filter names it:
@@ -1010,10 +1074,11 @@ mod tests {
 
     #[test]
     fn the_service_level_is_whole_seconds() {
-        assert_eq!(parse_service_level("20s").unwrap(), Duration::from_secs(20));
-        assert_eq!(parse_service_level("2m").unwrap(), Duration::from_secs(120));
+        let level = |text: &str| parse_service_level(&Given::flag("service_level", text.into()));
+        assert_eq!(level("20s").unwrap(), Duration::from_secs(20));
+        assert_eq!(level("2m").unwrap(), Duration::from_secs(120));
         for bad in ["1500ms", "0s", "soon"] {
-            assert!(parse_service_level(bad).is_err(), "{bad}");
+            assert!(level(bad).is_err(), "{bad}");
         }
     }
 
@@ -1161,7 +1226,71 @@ mod tests {
         let err = settings(run_args(&["--config", file.to_str().unwrap()]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("bad.yaml"), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "{}:1:1: error: unknown field `sipp`",
+                file.display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_in_the_settings_file_is_reported_where_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("knappval.yaml");
+        let config = file.to_str().unwrap();
+        for (yaml, at, says) in [
+            (
+                "db: x.db\nretention:  90\n",
+                "2:13: error: retention",
+                "90d",
+            ),
+            (
+                "grace_period: soon\n",
+                "1:15: error: grace_period \"soon\"",
+                "1m30s",
+            ),
+            (
+                "sip: localhost\n",
+                "1:6: error: sip \"localhost\"",
+                "ADDR:PORT",
+            ),
+            ("rtp_ports: 9-1\n", "1:12: error: rtp_ports", "LOW-HIGH"),
+            (
+                "timezone: Europe/Stokholm\n",
+                "1:11: error: timezone",
+                "IANA",
+            ),
+            ("digest: sha-512\n", "1:9: error: digest", "sha-256"),
+            (
+                "caller_numbers: hash\n",
+                "1:17: error: caller_numbers",
+                "keep",
+            ),
+            (
+                "service_level: 1500ms\n",
+                "1:16: error: service_level",
+                "whole number",
+            ),
+        ] {
+            std::fs::write(&file, yaml).unwrap();
+            let err = settings(run_args(&["--config", config]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{config}:{at}")) && err.contains(says),
+                "{yaml:?}: {err}"
+            );
+        }
+        std::fs::write(&file, "retention: 90\n").unwrap();
+        let err = settings(run_args(&["--config", config, "--retention", "30"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--retention \"30\""),
+            "the flag's value: {err}"
+        );
     }
 
     #[test]
