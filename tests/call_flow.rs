@@ -67,6 +67,15 @@ fn caller_choosing(daemon: &Daemon, digit: char) -> (Caller, common::Call) {
     (caller, call)
 }
 
+/// The caller, bridged to IT after pressing 3, hangs up: IT gets the BYE, and the record says transferred.
+fn caller_hangs_up_on_it(daemon: Daemon, call: &mut common::Call, incoming: &common::IncomingCall) {
+    assert_eq!(call.bye().status(), Some(200));
+    incoming.call.expect_bye(10 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_record(&record, "transferred", Some("it"), "3", &["root"]);
+    stop_cleanly(daemon);
+}
+
 fn stop_cleanly(mut daemon: Daemon) {
     let status = daemon.stop(15 * SECOND);
     assert!(status.success(), "knappval exited with {status}");
@@ -162,11 +171,7 @@ fn sip_info_digit_bridges_and_caller_hangup_ends_the_function_leg() {
     caller.rtp.wait_tone(FUNCTION_HZ, 25, bridged, 10 * SECOND);
     it.rtp.wait_tone(CALLER_HZ, 25, bridged, 10 * SECOND);
 
-    assert_eq!(call.bye().status(), Some(200));
-    incoming.call.expect_bye(10 * SECOND);
-    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
-    assert_record(&record, "transferred", Some("it"), "3", &["root"]);
-    stop_cleanly(daemon);
+    caller_hangs_up_on_it(daemon, &mut call, &incoming);
 }
 
 #[test]
@@ -623,6 +628,82 @@ fn pcmu_caller_and_pcma_function_are_transcoded() {
     );
     assert_eq!(call.bye().status(), Some(200));
     incoming.call.expect_bye(10 * SECOND);
+    stop_cleanly(daemon);
+}
+
+#[test]
+fn a_late_offer_is_answered_in_the_ack_and_the_caller_hears_the_menu_and_is_bridged() {
+    let (daemon, it, _kt) = setup(|_| {});
+    let caller = Caller::udp(daemon.sip);
+    // A PBX trunk in "delayed offer": no SDP in the INVITE. It answers the daemon's offer in A-law.
+    let mut call = caller
+        .sip
+        .invite(&daemon.uri(), &caller.caller_uri(), None, &[]);
+    let mut offered = None;
+    let response = call.start_answering_in_ack(10 * SECOND, |offer| {
+        let info =
+            sdp::parse(offer).unwrap_or_else(|| panic!("200 without an SDP offer: {offer:?}"));
+        let answer = sdp::build(caller.rtp.local, &[PCMA], info.telephone_event, "sendrecv");
+        offered = Some(info);
+        answer
+    });
+    let t0 = Instant::now();
+    assert_eq!(response.status(), Some(200), "{}", response.summary());
+    let offered = offered.expect("the 200's offer");
+    assert_eq!(
+        offered.payloads[..2],
+        [PCMU, PCMA],
+        "both G.711 offered: {offered:?}"
+    );
+    let event = offered.telephone_event.expect("telephone-event offered");
+    caller.rtp.set_remote(offered.media_addr());
+    caller.rtp.play(common::rtp::Sound::Tone {
+        freq: CALLER_HZ,
+        pt: PCMA,
+    });
+    caller.rtp.wait_tone(MENU_HZ, 10, t0, 15 * SECOND);
+    caller.rtp.send_digit('3', event, DIGIT);
+    let mut incoming = it.expect_call(10 * SECOND);
+    assert_eq!(
+        it.answer(&mut incoming, FUNCTION_HZ),
+        PCMA,
+        "the function is offered the caller's codec first"
+    );
+    let bridged = Instant::now();
+    caller.rtp.wait_tone(FUNCTION_HZ, 25, bridged, 10 * SECOND);
+    it.rtp.wait_tone(CALLER_HZ, 25, bridged, 10 * SECOND);
+    let prompt_pts: Vec<u8> = caller
+        .rtp
+        .packets()
+        .iter()
+        .filter(|p| p.payload.len() == audio::FRAME)
+        .map(|p| p.pt)
+        .collect();
+    assert!(
+        !prompt_pts.is_empty() && prompt_pts.iter().all(|&pt| pt == PCMA),
+        "the caller gets the codec of its answer only"
+    );
+    caller_hangs_up_on_it(daemon, &mut call, &incoming);
+}
+
+#[test]
+fn a_late_offer_whose_ack_has_no_answer_is_ended_with_bye() {
+    let (daemon, _it, _kt) = setup(|_| {});
+    let caller = Caller::udp(daemon.sip);
+    let mut call = caller
+        .sip
+        .invite(&daemon.uri(), &caller.caller_uri(), None, &[]);
+    let response = call.start(10 * SECOND);
+    assert_eq!(response.status(), Some(200), "{}", response.summary());
+    call.expect_bye(10 * SECOND);
+    let record = daemon.wait_record(&call.call_id, 5 * SECOND);
+    assert_eq!(record["outcome"], "failed", "{record:#}");
+    assert!(
+        record["end_reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("no usable SDP answer")),
+        "{record:#}"
+    );
     stop_cleanly(daemon);
 }
 

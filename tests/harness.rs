@@ -415,6 +415,7 @@ fn caller_scenario_plays_our_pcap_digits() {
         hold_ms: 1500,
         calls: 1,
         rate: 1,
+        late_offer: false,
     }
     .spawn(dir.path(), daemon_side.local());
     let invite = daemon_side.expect_request("INVITE", None, 10 * SECOND);

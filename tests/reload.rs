@@ -278,6 +278,7 @@ fn a_sipp_load_run_loses_no_call_while_the_menu_is_reloaded() {
         hold_ms: 2000,
         calls: CALLS,
         rate: 3,
+        late_offer: false,
     }
     .spawn(&dir, daemon.sip);
 

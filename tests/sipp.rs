@@ -15,6 +15,17 @@ const CALLER: &str = "0701234567";
 
 #[test]
 fn sipp_caller_presses_3_and_sipp_function_answers_the_bridge() {
+    caller_presses_3_and_function_answers(false);
+}
+
+/// The caller as a PBX trunk in "delayed offer" mode: no SDP in the INVITE, knappval's offer in the 200 (PCMU,
+/// PCMA, telephone-event 101), SIPp's answer in the ACK; the digit and the bridge work as with an early offer.
+#[test]
+fn sipp_caller_with_a_late_offer_presses_3_and_is_bridged() {
+    caller_presses_3_and_function_answers(true);
+}
+
+fn caller_presses_3_and_function_answers(late_offer: bool) {
     common::sipp::sipp_binary();
     let fixture = Fixture::new();
     let function_port = free_udp_port(LOOPBACK);
@@ -40,6 +51,7 @@ fn sipp_caller_presses_3_and_sipp_function_answers_the_bridge() {
         hold_ms: 4000,
         calls: 1,
         rate: 1,
+        late_offer,
     }
     .spawn(&dir, daemon.sip);
 

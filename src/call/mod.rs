@@ -157,14 +157,10 @@ async fn answer_and_run(
         source,
         ..
     } = call;
+    // None: a late offer (RFC 3261 §13.2.1; PBX trunks in "delayed offer" send one): we offer in the 200 and
+    // the caller answers in its ACK.
     let offer = match message::session_offer(&request) {
-        Ok(Some(offer)) => offer,
-        // A late offer (SDP in the ACK) is legal but rare from trunks; we say plainly that we need one.
-        Ok(None) => {
-            let why = "knappval needs an SDP offer in the INVITE";
-            reject(&dialog, StatusCode::NotAcceptableHere, why);
-            return End::new(Outcome::Rejected, "488 INVITE without SDP offer");
-        }
+        Ok(offer) => offer,
         // The dispatcher answers these 415 already; kept so that this function stands on its own.
         Err(e) => {
             reject(&dialog, StatusCode::UnsupportedMediaType, &e.to_string());
@@ -192,9 +188,9 @@ async fn answer_and_run(
         session_id: rand::random::<u32>() as u64,
         session_version: 1,
     };
-    let (negotiated, answer) = match sdp::answer(&offer, &local) {
-        Ok(answered) => answered,
-        Err(e) => {
+    let (negotiated, answer) = match offer.as_deref().map(|offer| sdp::answer(offer, &local)) {
+        Some(Ok((negotiated, answer))) => (Some(negotiated), answer),
+        Some(Err(e)) => {
             let status = match e {
                 SdpError::Malformed(_) => StatusCode::BadRequest,
                 SdpError::NoAudio | SdpError::NoCommonCodec { .. } => StatusCode::NotAcceptableHere,
@@ -203,6 +199,7 @@ async fn answer_and_run(
             reject(&dialog, status.clone(), &e.to_string());
             return End::new(Outcome::Rejected, format!("{} {e}", u16::from(status)));
         }
+        None => (None, sdp::offer(&local, Codec::Pcmu)),
     };
     if !services.answer_delay.is_zero()
         && !ring_before_answer(&dialog, &mut events, services.answer_delay).await
@@ -223,13 +220,28 @@ async fn answer_and_run(
         warn!(error = %e, "could not answer the call");
         return End::new(Outcome::Failed, format!("answer failed: {e}"));
     }
-    let now = Instant::now();
     record.answered_at = Some(OffsetDateTime::now_utc());
-    gauge.enter(Phase::Menu);
     services.records.progress(Progress {
         answered_at: record.answered_at,
         ..Progress::of(record)
     });
+    let negotiated = match negotiated {
+        Some(negotiated) => negotiated,
+        None => match late_answer(&dialog, &mut events).await {
+            Ok(negotiated) => negotiated,
+            Err(end) => {
+                if end.outcome == Outcome::Failed {
+                    // RFC 3261 §13.3.1.4: a session whose answer is missing or unusable is ended with BYE.
+                    if let Err(e) = dialog.bye().await {
+                        debug!(error = %e, "BYE failed");
+                    }
+                }
+                return end;
+            }
+        },
+    };
+    let now = Instant::now();
+    gauge.enter(Phase::Menu);
     media.set_media_timeout(services.media_timeout);
     if let Some(source) = source {
         media.set_signalling_source(source.ip());
@@ -279,6 +291,69 @@ async fn answer_and_run(
     }
     call.end_in_queue(&mut end);
     end
+}
+
+/// How long a late-offer call waits for the ACK with the caller's answer (64 × T1: the 200 is retransmitted
+/// until then, RFC 3261 §13.3.1.4).
+const ACK_WAIT: Duration = Duration::from_secs(32);
+
+/// The caller's answer to the offer in our 200 (a late-offer call), read from its ACK. The call's end when there
+/// is none: `Failed` when the ACK came without a usable answer or never came, `Abandoned` when the caller hung
+/// up first.
+async fn late_answer(
+    dialog: &InviteDialog,
+    events: &mut DialogStateReceiver,
+) -> Result<Negotiated, End> {
+    let acked = async {
+        loop {
+            match events.recv().await {
+                Some(DialogState::Confirmed(..)) => return Ok(()),
+                Some(DialogState::Terminated(_, TerminatedReason::UacBye)) => {
+                    return Err(End::new(
+                        Outcome::Abandoned,
+                        "caller hung up before its ACK",
+                    ));
+                }
+                Some(DialogState::Terminated(_, reason)) => {
+                    return Err(End::new(
+                        Outcome::Failed,
+                        format!("no ACK with an SDP answer: dialog ended ({reason:?})"),
+                    ));
+                }
+                None => {
+                    return Err(End::new(
+                        Outcome::Failed,
+                        "caller dialog gone before its ACK",
+                    ));
+                }
+                // Nothing else belongs before the ACK; what comes is answered as it would be later.
+                Some(other) => {
+                    answer_routine(other).await;
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(ACK_WAIT, acked).await {
+        Ok(Ok(())) => {}
+        Ok(Err(end)) => return Err(end),
+        Err(_) => {
+            return Err(End::new(
+                Outcome::Failed,
+                "no ACK for the 200 OK with our offer",
+            ));
+        }
+    }
+    let body = dialog
+        .last_remote_ack()
+        .map(|ack| ack.body)
+        .unwrap_or_default();
+    sdp::parse_answer(&body).map_err(|e| {
+        info!(error = %e, "the ACK carries no usable answer to our offer: ending the call");
+        End::new(
+            Outcome::Failed,
+            format!("late offer: the ACK carries no usable SDP answer ({e})"),
+        )
+    })
 }
 
 /// Sends 180 Ringing and lets the call ring for `delay`; false when the caller gave up (CANCEL) meanwhile.

@@ -748,6 +748,28 @@ impl Call {
         response
     }
 
+    /// [`Call::start`] for an INVITE without SDP (a late offer): the 2xx carries the daemon's offer, and the ACK
+    /// carries `answer(offer)`, our answer to it.
+    pub fn start_answering_in_ack(
+        &mut self,
+        timeout: Duration,
+        answer: impl FnOnce(&str) -> String,
+    ) -> SipMessage {
+        let text = self.invite_text.clone();
+        let mut provisional = Vec::new();
+        let response = self
+            .peer
+            .transact(&text, timeout, &mut provisional)
+            .unwrap_or_else(|| panic!("no final response to INVITE within {timeout:?}"));
+        self.provisional = provisional;
+        let body = response
+            .status()
+            .is_some_and(|s| (200..300).contains(&s))
+            .then(|| answer(&response.body_str()));
+        self.ack_final_with(&response, body.as_deref());
+        response
+    }
+
     /// Waits for the final response to an INVITE already sent with [`Call::send_invite`] (no retransmission:
     /// for races such as INVITE+CANCEL), ACKing it.
     pub fn await_final(&mut self, timeout: Duration) -> SipMessage {
@@ -777,6 +799,11 @@ impl Call {
     }
 
     fn ack_final(&mut self, response: &SipMessage) {
+        self.ack_final_with(response, None);
+    }
+
+    /// ACKs the final response; a 2xx's ACK carries `sdp` when given (the answer to a late offer).
+    fn ack_final_with(&mut self, response: &SipMessage, sdp: Option<&str>) {
         let status = response.status().unwrap_or(0);
         let to = response.header("to").unwrap_or_default().to_string();
         if (200..300).contains(&status) {
@@ -784,8 +811,15 @@ impl Call {
             if let Some(target) = response.contact_uri() {
                 self.remote_target = target;
             }
+            let body = match sdp {
+                Some(sdp) => format!(
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                    sdp.len()
+                ),
+                None => "Content-Length: 0\r\n\r\n".to_owned(),
+            };
             let ack = format!(
-                "ACK {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: <{}>;tag={}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                "ACK {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: <{}>;tag={}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\n{body}",
                 self.remote_target,
                 self.peer.via(&new_branch()),
                 self.local_uri,

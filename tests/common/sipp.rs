@@ -155,10 +155,36 @@ pub struct Callers<'a> {
     pub hold_ms: u32,
     pub calls: usize,
     pub rate: u32,
+    /// No SDP in the INVITE: knappval offers in its 200, the caller answers in the ACK.
+    pub late_offer: bool,
 }
+
+/// The caller's SDP (PCMU and telephone-event 101), as the body lines of a SIPp message with their headers.
+const CALLER_SDP: &str = "Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=sipp 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=ptime:20
+a=sendrecv
+";
 
 impl Callers<'_> {
     pub fn spawn(&self, dir: &Path, target: SocketAddr) -> Sipp {
+        let no_body = "Content-Length: 0\n";
+        // knappval answers with the one codec it chose; it offers both G.711 codecs, PCMU first.
+        let (invite_body, sdp_200, ack_body) = if self.late_offer {
+            (no_body, "m=audio [0-9]+ RTP/AVP 0 8 101", CALLER_SDP)
+        } else {
+            (CALLER_SDP, "m=audio [0-9]+ RTP/AVP 0 101", no_body)
+        };
         let scenario = render_scenario(
             "caller_uac.xml",
             dir,
@@ -167,6 +193,9 @@ impl Callers<'_> {
                 ("PCAP", self.pcap.to_string_lossy().into_owned()),
                 ("DIGIT_DELAY_MS", self.digit_delay_ms.to_string()),
                 ("HOLD_MS", self.hold_ms.to_string()),
+                ("INVITE_BODY", invite_body.into()),
+                ("SDP_200", sdp_200.into()),
+                ("ACK_BODY", ack_body.into()),
             ],
         );
         let port = free_udp_port(target.ip());
