@@ -687,6 +687,42 @@ fn a_late_offer_is_answered_in_the_ack_and_the_caller_hears_the_menu_and_is_brid
 }
 
 #[test]
+fn the_function_gets_the_callers_asserted_identity_and_privacy() {
+    let (daemon, it, _kt) = setup(|_| {});
+    let caller = Caller::udp(daemon.sip);
+    // The trunk asserts who called; the caller asked that the number not be shown.
+    let asserted = "\"Kalle\" <sip:+46705555555@trunk.example;user=phone>";
+    let mut call = caller.sip.invite(
+        &daemon.uri(),
+        &caller.caller_uri(),
+        Some(&caller.offer(&[PCMU])),
+        &[
+            format!("P-Asserted-Identity: {asserted}"),
+            "Privacy: id".to_owned(),
+        ],
+    );
+    let t0 = Instant::now();
+    let response = call.start(10 * SECOND);
+    assert_eq!(response.status(), Some(200), "{}", response.summary());
+    let answer = sdp::parse(&response.body_str()).expect("an SDP answer");
+    caller.rtp.set_remote(answer.media_addr());
+    caller.rtp.play(common::rtp::Sound::Tone {
+        freq: CALLER_HZ,
+        pt: PCMU,
+    });
+    caller.rtp.wait_tone(MENU_HZ, 10, t0, 15 * SECOND);
+    caller.rtp.send_digit('3', event_pt(&answer), DIGIT);
+    let mut incoming = it.expect_call(10 * SECOND);
+    assert_header(&incoming, "P-Asserted-Identity", asserted);
+    assert_header(&incoming, "Privacy", "id");
+    it.answer(&mut incoming, FUNCTION_HZ);
+    caller
+        .rtp
+        .wait_tone(FUNCTION_HZ, 10, Instant::now(), 10 * SECOND);
+    caller_hangs_up_on_it(daemon, &mut call, &incoming);
+}
+
+#[test]
 fn a_late_offer_whose_ack_has_no_answer_is_ended_with_bye() {
     let (daemon, _it, _kt) = setup(|_| {});
     let caller = Caller::udp(daemon.sip);

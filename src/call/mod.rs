@@ -276,6 +276,7 @@ async fn answer_and_run(
         refer_accepted: false,
         answer_in_ack: false,
         caller_number: message::caller_number(&request),
+        asserted_identity: message::asserted_identity_headers(&request),
         transfer_failures: Vec::new(),
         session,
         record,
@@ -423,6 +424,8 @@ struct Call<'r> {
     answer_in_ack: bool,
     /// The caller's real number (From), which the function gets; the record holds only what `callers` stores.
     caller_number: String,
+    /// The caller's P-Asserted-Identity and Privacy headers, for the bridged INVITE.
+    asserted_identity: Vec<Header>,
     /// Why each hand-off that failed did (`it: no response from target within 4s`), for the record.
     transfer_failures: Vec<String>,
     /// The caller's session timer, when its INVITE asked for one.
@@ -655,6 +658,7 @@ impl Call<'_> {
             function_id: function.id.clone(),
             digits: journey.digits.clone(),
             path: journey.path.clone(),
+            asserted_identity: self.asserted_identity.clone(),
         };
         info!(function = %function.id, target = %function.target, mode = %function.transfer, "handing off");
         if function.transfer == TransferMode::Queue {

@@ -161,7 +161,13 @@ pub async fn dial(d: Dial<'_>) -> Result<FunctionLeg, DialFailure> {
         contact: d.sip.contact(transport),
         content_type: Some("application/sdp".into()),
         offer: Some(offer.into_bytes()),
-        headers: Some(d.handoff.headers()),
+        headers: Some(
+            d.handoff
+                .headers()
+                .into_iter()
+                .chain(d.handoff.asserted_identity.iter().cloned())
+                .collect(),
+        ),
         caller_display_name: None,
         ..Default::default()
     };

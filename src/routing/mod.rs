@@ -31,6 +31,9 @@ pub struct Handoff {
     pub digits: String,
     /// Menu ids visited, in order.
     pub path: Vec<String>,
+    /// The caller's P-Asserted-Identity and Privacy headers, passed on in a bridged INVITE (not in a REFER: the
+    /// transferee's own network asserts who calls).
+    pub asserted_identity: Vec<Header>,
 }
 
 impl Handoff {

@@ -141,6 +141,7 @@ mod tests {
             function_id: "kundtjanst".into(),
             digits: "1#".into(),
             path: vec!["root".into(), "more".into()],
+            asserted_identity: vec![],
         };
         assert_eq!(
             refer_to("sip:kt@127.0.0.1:5071", &handoff),
@@ -157,6 +158,7 @@ mod tests {
             function_id: "it".into(),
             digits: "*0".into(),
             path: vec!["root".into()],
+            asserted_identity: vec![],
         };
         let value = refer_to("sip:it@127.0.0.1;transport=tcp?Priority=urgent", &handoff);
         assert!(

@@ -14,6 +14,23 @@ pub fn caller_number(request: &Request) -> String {
         .unwrap_or_default()
 }
 
+/// The caller's asserted identity as its INVITE carried it (RFC 3325): every P-Asserted-Identity and the
+/// Privacy header, for the bridged INVITE to a function or agent. Those are knappval's own trust domain, so the
+/// identity travels on, and Privacy with it, for the phone to honour (`Privacy: id`: show no number).
+pub fn asserted_identity_headers(request: &Request) -> Vec<rsipstack::sip::Header> {
+    request
+        .headers
+        .iter()
+        .filter(|header| {
+            matches!(
+                header,
+                rsipstack::sip::Header::PAssertedIdentity(_) | rsipstack::sip::Header::Privacy(_)
+            )
+        })
+        .cloned()
+        .collect()
+}
+
 /// Who the caller is, for the contact record: the user part of the first P-Asserted-Identity (RFC 3325) when the
 /// INVITE has one, else [`caller_number`]. A trunk sets P-Asserted-Identity itself, so it names the line that
 /// called even when the From a caller's phone wrote says something else; the display name, tags and ports of
