@@ -913,7 +913,7 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
             funnels(&store),
-            [Some("root:3:0:0:1".to_string()), None],
+            [Some("root:3:0:0:0".to_string()), None],
             "filled from the trail; a trail that does not parse stays NULL"
         );
         let queues: Vec<Option<String>> = store
@@ -958,7 +958,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(funnel.nodes.len(), 1);
-        assert_eq!((funnel.nodes[0].reached, funnel.nodes[0].hangups), (2, 1));
+        assert_eq!((funnel.nodes[0].reached, funnel.nodes[0].hangups), (2, 0));
     }
 
     #[test]

@@ -864,8 +864,12 @@ fn visits(steps: &[Step]) -> Vec<Visit<'_>> {
     // The menu the caller is in, as an index into `visits`; None while a hand-off runs (a hang-up then is not
     // the menu's).
     let mut current: Option<usize> = None;
+    // The step before: a hang-up right after a valid digit came while that choice was being played out (the
+    // function's announcement, its transfer prompt): the caller had chosen, and had left the menu.
+    let mut after_choice = false;
     for step in steps {
         let visit = current.and_then(|index| visits.get_mut(index));
+        let chose = matches!(step.kind, StepKind::Digit(_));
         match (&step.kind, visit) {
             (StepKind::EnteredMenu(menu), _) => {
                 current = Some(match visits.iter().position(|v| v.menu == menu.as_str()) {
@@ -885,7 +889,7 @@ fn visits(steps: &[Step]) -> Vec<Visit<'_>> {
             (StepKind::Digit(digit), Some(visit)) => visit.pressed.push(*digit),
             (StepKind::InvalidDigit(_), Some(visit)) => visit.invalid += 1,
             (StepKind::Timeout, Some(visit)) => visit.timeouts += 1,
-            (StepKind::CallerHungUp, Some(visit)) => visit.hangups += 1,
+            (StepKind::CallerHungUp, Some(visit)) if !after_choice => visit.hangups += 1,
             // Past the menu: a hang-up during a hand-off or a closed prompt is not the menu's.
             (StepKind::TransferStarted(_) | StepKind::Closed | StepKind::FunctionClosed(_), _) => {
                 current = None
@@ -905,6 +909,7 @@ fn visits(steps: &[Step]) -> Vec<Visit<'_>> {
                 _,
             ) => {}
         }
+        after_choice = chose;
     }
     visits
 }
@@ -1689,6 +1694,15 @@ mod tests {
                 step(EnteredMenu("more".into())),
                 step(CallerHungUp),
             ],
+            // Chooses 3 in "more" and hangs up during the function's transfer prompt: it had chosen, that is
+            // no hang-up of the menu's.
+            vec![
+                step(EnteredMenu("root".into())),
+                step(Digit('9')),
+                step(EnteredMenu("more".into())),
+                step(Digit('3')),
+                step(CallerHungUp),
+            ],
         ];
         let mut from_trails = FunnelTally::default();
         let mut from_summaries = FunnelTally::default();
@@ -1712,18 +1726,21 @@ mod tests {
         let root = &nodes["root"];
         assert_eq!(
             (root.reached, root.invalid, root.timeouts, root.hangups),
-            (3, 1, 2, 0)
+            (4, 1, 2, 0)
         );
         assert_eq!(
             root.options,
-            BTreeMap::from([("9".to_string(), 2), ("3".to_string(), 1)])
+            BTreeMap::from([("9".to_string(), 3), ("3".to_string(), 1)])
         );
         let more = &nodes["more"];
         assert_eq!(
             (more.reached, more.invalid, more.timeouts, more.hangups),
-            (2, 0, 1, 1)
+            (3, 0, 1, 1)
         );
-        assert_eq!(more.options, BTreeMap::from([("#".to_string(), 1)]));
+        assert_eq!(
+            more.options,
+            BTreeMap::from([("#".to_string(), 1), ("3".to_string(), 1)])
+        );
     }
 
     #[test]
