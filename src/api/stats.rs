@@ -58,18 +58,43 @@ fn format(
             help,
         )),
         None => {
-            let accepts_csv = headers
+            let accept: Vec<String> = headers
                 .get_all(header::ACCEPT)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .any(|v| v.to_ascii_lowercase().contains("text/csv"));
-            Ok(if accepts_csv {
+                .map(str::to_ascii_lowercase)
+                .collect();
+            let csv = preference(&accept, &["text/csv"]);
+            let json = preference(&accept, &["application/json", "application/*", "*/*"]);
+            // Named with a weight no lower than JSON's: CSV (it is only ever named on purpose).
+            Ok(if csv > 0.0 && csv >= json {
                 Format::Csv
             } else {
                 Format::Json
             })
         }
     }
+}
+
+/// The highest weight (`q`, RFC 9110 §12.5.1; 1 when not given) the Accept values give any of `ranges`; 0 when
+/// none is named.
+fn preference(accept: &[String], ranges: &[&str]) -> f32 {
+    accept
+        .iter()
+        .flat_map(|value| value.split(','))
+        .filter_map(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let range = parts.next()?;
+            if !ranges.contains(&range) {
+                return None;
+            }
+            let q = parts
+                .filter_map(|param| param.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            Some(q.clamp(0.0, 1.0))
+        })
+        .fold(0.0, f32::max)
 }
 
 fn range(

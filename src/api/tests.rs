@@ -515,6 +515,24 @@ async fn stats_csv_has_the_json_rows_and_guards_formulas() {
         head.to_ascii_lowercase().contains("application/json"),
         "{head}"
     );
+    // Accept weights decide; CSV wins a tie, as the one named on purpose.
+    for (accept, csv) in [
+        ("text/csv;q=0.1, application/json", false),
+        ("application/json;q=0.5, text/csv", true),
+        ("text/csv, */*", true),
+        ("text/csv;q=0.5, */*", false),
+        ("text/csv;q=0", false),
+        ("*/*", false),
+    ] {
+        let (_, head, _) = server
+            .exchange("GET", query, &format!("Accept: {accept}\r\n"))
+            .await;
+        assert_eq!(
+            head.to_ascii_lowercase().contains("content-type: text/csv"),
+            csv,
+            "Accept: {accept}: {head}"
+        );
+    }
     server.stop().await;
 }
 
