@@ -311,8 +311,8 @@ fn day_start(date: Date, zone: &TimeZone) -> Result<Timestamp, jiff::Error> {
 /// One slice of `from..to`; `label` indexes the report's rows (several buckets share one for weekday_hour).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Bucket {
+    /// It ends where the next one starts (the last where the range's last hour, day or week ends).
     start: Timestamp,
-    end: Timestamp,
     label: usize,
 }
 
@@ -365,7 +365,7 @@ fn buckets(query: &StatsQuery) -> Result<(Vec<Bucket>, Vec<String>), StatsError>
                         .unwrap_or_default();
                     weekday * 24 + usize::try_from(local.hour()).unwrap_or_default()
                 };
-                buckets.push(Bucket { start, end, label });
+                buckets.push(Bucket { start, label });
                 if buckets.len() > MAX_BUCKETS {
                     return Err(too_many());
                 }
@@ -391,7 +391,6 @@ fn buckets(query: &StatsQuery) -> Result<(Vec<Bucket>, Vec<String>), StatsError>
                 labels.push(rfc3339(start, zone));
                 buckets.push(Bucket {
                     start,
-                    end,
                     label: labels.len() - 1,
                 });
                 if buckets.len() > MAX_BUCKETS {
