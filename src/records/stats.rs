@@ -450,18 +450,19 @@ pub(super) fn stats(
                 ),
             )
         }
-        // The range's calls with their start, one scan of the index; the bucket each start falls in is found in
-        // Rust. (A join with the buckets left SQLite to pick the loop order: without ANALYZE statistics it scanned
+        // The range's calls with their start, one scan of the index (which has them in start order already: the
+        // ORDER BY costs no sort); the bucket each start falls in is found in Rust. (A join with the buckets left SQLite to pick the loop order: without ANALYZE statistics it scanned
         // the whole range once per bucket, a minute for a year by day.)
         _ => (
             format!(
                 "SELECT r.started_at, r.outcome, r.menu_ms FROM contact_records AS r
-                 WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter}"
+                 WHERE r.started_at >= ?1 AND r.started_at < ?2 {function_filter} ORDER BY r.started_at"
             ),
             format!(
                 "SELECT r.started_at, r.queue_wait_ms, r.answered_by IS NOT NULL
                  FROM contact_records AS r INDEXED BY contact_records_queue_stats
-                 WHERE r.queue_wait_ms IS NOT NULL AND r.started_at >= ?1 AND r.started_at < ?2 {queue_filter}"
+                 WHERE r.queue_wait_ms IS NOT NULL AND r.started_at >= ?1 AND r.started_at < ?2 {queue_filter}
+                 ORDER BY r.started_at"
             ),
         ),
     };
@@ -640,6 +641,9 @@ struct Tallies {
 struct Bucketing {
     starts: Vec<String>,
     labels: Vec<usize>,
+    /// The bucket of the call before: the calls come in start order, so the next one is mostly in the same
+    /// bucket or a few after it (a binary search per call cost a year by hour a third more).
+    cursor: usize,
 }
 
 impl Bucketing {
@@ -647,15 +651,29 @@ impl Bucketing {
         Bucketing {
             starts: buckets.iter().map(|b| stored(b.start)).collect(),
             labels: buckets.iter().map(|b| b.label).collect(),
+            cursor: 0,
         }
     }
 
     /// The label of the bucket a call that started at `started_at` (stored form) belongs to.
-    fn label(&self, started_at: &[u8]) -> Option<usize> {
-        let after = self
-            .starts
-            .partition_point(|start| start.as_bytes() <= started_at);
-        after.checked_sub(1).map(|index| self.labels[index])
+    fn label(&mut self, started_at: &[u8]) -> Option<usize> {
+        let starts = &self.starts;
+        let starts_by = |index: usize| starts[index].as_bytes() <= started_at;
+        let mut cursor = self.cursor;
+        if starts.is_empty() {
+            return None;
+        }
+        if starts_by(cursor) {
+            while cursor + 1 < starts.len() && starts_by(cursor + 1) {
+                cursor += 1;
+            }
+        } else {
+            // Earlier than the call before (the next pass starts over): search.
+            let after = starts.partition_point(|start| start.as_bytes() <= started_at);
+            cursor = after.checked_sub(1)?;
+        }
+        self.cursor = cursor;
+        Some(self.labels[cursor])
     }
 }
 
@@ -663,7 +681,7 @@ impl Tallies {
     /// The tally of the group a row's first column names: with time buckets the call's start, else a function
     /// id or outcome, or NULL.
     fn of(&mut self, group: ValueRef<'_>) -> Option<&mut Tally> {
-        if let Some(bucketing) = &self.bucketing {
+        if let Some(bucketing) = &mut self.bucketing {
             let ValueRef::Text(started_at) = group else {
                 return None;
             };
@@ -1653,6 +1671,41 @@ mod tests {
         assert_eq!(eleven.calls, 7);
         let cells = eleven.csv_cells();
         assert_eq!(cells[9..], ["6", "3", "41667", "0.3333"]);
+    }
+
+    #[test]
+    fn a_calls_bucket_is_the_last_starting_at_or_before_it_in_order_or_not() {
+        let buckets: Vec<Bucket> = [
+            "2026-03-01T00:00:00Z",
+            "2026-03-01T01:00:00Z",
+            "2026-03-01T02:00:00Z",
+        ]
+        .iter()
+        .zip([0, 1, 0])
+        .map(|(start, label)| Bucket {
+            start: ts(start),
+            label,
+        })
+        .collect();
+        let mut bucketing = Bucketing::new(&buckets);
+        let label =
+            |bucketing: &mut Bucketing, at: &str| bucketing.label(stored(ts(at)).as_bytes());
+        // In start order, as the queries read them, with a bucket skipped.
+        assert_eq!(label(&mut bucketing, "2026-03-01T00:00:00Z"), Some(0));
+        assert_eq!(label(&mut bucketing, "2026-03-01T00:59:59.999Z"), Some(0));
+        assert_eq!(
+            label(&mut bucketing, "2026-03-01T02:30:00Z"),
+            Some(0),
+            "the third bucket"
+        );
+        // Out of order: found all the same.
+        assert_eq!(label(&mut bucketing, "2026-03-01T01:00:00Z"), Some(1));
+        assert_eq!(
+            label(&mut bucketing, "2026-02-28T23:59:59Z"),
+            None,
+            "before the first"
+        );
+        assert_eq!(label(&mut bucketing, "2026-03-01T01:30:00Z"), Some(1));
     }
 
     fn step(kind: StepKind) -> Step {
