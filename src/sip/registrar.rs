@@ -320,7 +320,6 @@ impl Registrar {
         }
 
         let mut state = self.state();
-        state.lockout.succeeded(&guesser);
         // Without qop there is no count: such a nonce is good for one request.
         let count = credentials.nonce_count().unwrap_or(u32::MAX);
         match state.used_nonces.get_mut(&credentials.nonce) {
@@ -339,6 +338,8 @@ impl Registrar {
                 );
             }
         }
+        // Only a fresh request forgives: a replayed one proves nothing about who sends it.
+        state.lockout.succeeded(&guesser);
 
         let update = match binding_update(request, agents) {
             Ok(update) => update,

@@ -598,3 +598,30 @@ fn unknown_agent_ids_from_one_address_share_one_count() {
         "a real agent's id is counted apart"
     );
 }
+
+#[test]
+fn a_replayed_right_request_does_not_forgive_the_wrong_guesses() {
+    let now = Instant::now();
+    let registrar = registrar(&[Algorithm::Md5], now);
+    // A REGISTER of Anna's phone, captured on the wire after it was accepted.
+    let mut anna = Phone::new("it-anna");
+    let nonce = nonce_of(&registrar.register(&anna.register(&[CONTACT], None), PHONE_IP, now));
+    let captured = anna.register(&[CONTACT], Some((&nonce, Algorithm::Md5)));
+    assert_eq!(
+        registrar.register(&captured, PHONE_IP, now).status,
+        StatusCode::OK
+    );
+    let mut guesser = Phone::new("it-anna");
+    guesser.password = "fel";
+    for _ in 1..lockout::MAX_FAILURES {
+        authenticated(&registrar, &mut guesser, &[CONTACT], now);
+    }
+    let replayed = registrar.register(&captured, PHONE_IP, now);
+    assert!(matches!(replayed.outcome, Outcome::Replayed { .. }));
+    let last = authenticated(&registrar, &mut guesser, &[CONTACT], now);
+    assert!(
+        matches!(last.outcome, Outcome::LockedOut { started: true, .. }),
+        "{:?}",
+        last.outcome
+    );
+}
