@@ -876,10 +876,11 @@ mod tests {
         assert_eq!(all(&store)[0], queued);
     }
 
-    fn funnels(store: &SqliteStore) -> Vec<Option<String>> {
+    /// One text column of every record, in the order they were written.
+    fn column(store: &SqliteStore, name: &str) -> Vec<Option<String>> {
         store
             .connection()
-            .prepare("SELECT funnel FROM contact_records ORDER BY id")
+            .prepare(&format!("SELECT {name} FROM contact_records ORDER BY id"))
             .unwrap()
             .query_map([], |row| row.get(0))
             .unwrap()
@@ -912,20 +913,12 @@ mod tests {
         }
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
-            funnels(&store),
+            column(&store, "funnel"),
             [Some("root:3:0:0:0".to_string()), None],
             "filled from the trail; a trail that does not parse stays NULL"
         );
-        let queues: Vec<Option<String>> = store
-            .connection()
-            .prepare("SELECT queue FROM contact_records ORDER BY id")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
         assert_eq!(
-            queues,
+            column(&store, "queue"),
             [Some("it".to_string()), None],
             "a queued call's queue is its function"
         );
@@ -933,7 +926,7 @@ mod tests {
         // The writer: a whole record carries its summary, an appended step clears it, the end fills it again.
         let mut record = call("new@trunk", datetime!(2026-11-24 08:00 UTC));
         put(&store, &record);
-        assert_eq!(funnels(&store)[2].as_deref(), Some(""));
+        assert_eq!(column(&store, "funnel")[2].as_deref(), Some(""));
         let entered = serde_json::json!({"at_ms": 0, "kind": "entered_menu", "value": "root"});
         let appended = record
             .advance("", &["root".into()], None, vec![entered])
@@ -941,14 +934,14 @@ mod tests {
         store
             .write(&[RecordUpdate::Progress(Box::new(appended))])
             .unwrap();
-        assert_eq!(funnels(&store)[2], None);
+        assert_eq!(column(&store, "funnel")[2], None);
         record.finish(
             Outcome::Abandoned,
             datetime!(2026-11-24 08:01 UTC),
             "caller BYE",
         );
         put(&store, &record);
-        assert_eq!(funnels(&store)[2].as_deref(), Some("root::0:0:0"));
+        assert_eq!(column(&store, "funnel")[2].as_deref(), Some("root::0:0:0"));
 
         // The funnel reads summaries and trails alike.
         let funnel = store

@@ -451,8 +451,9 @@ pub(super) fn stats(
             )
         }
         // The range's calls with their start, one scan of the index (which has them in start order already: the
-        // ORDER BY costs no sort); the bucket each start falls in is found in Rust. (A join with the buckets left SQLite to pick the loop order: without ANALYZE statistics it scanned
-        // the whole range once per bucket, a minute for a year by day.)
+        // ORDER BY costs no sort); the bucket each start falls in is found in Rust. (A join with the buckets left
+        // SQLite to pick the loop order: without ANALYZE statistics it scanned the whole range once per bucket, a
+        // minute for a year by day.)
         _ => (
             format!(
                 "SELECT r.started_at, r.outcome, r.menu_ms FROM contact_records AS r

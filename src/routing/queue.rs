@@ -296,18 +296,15 @@ impl Acd {
                 line.in_menu = false;
                 continue;
             };
-            if config.announce_position != line.config.announce_position {
-                for caller in &line.callers {
-                    if let Some(waiting) = self.waiting.get_mut(caller) {
+            let announcing_changed = config.announce_position != line.config.announce_position;
+            for caller in &line.callers {
+                if let Some(waiting) = self.waiting.get_mut(caller) {
+                    waiting.overflow_at = waiting.entered + config.max_wait;
+                    if announcing_changed {
                         waiting.next_announcement = config
                             .announce_position
                             .and_then(|every| first_after(waiting.entered, every, now));
                     }
-                }
-            }
-            for caller in &line.callers {
-                if let Some(waiting) = self.waiting.get_mut(caller) {
-                    waiting.overflow_at = waiting.entered + config.max_wait;
                 }
             }
             line.reconfigure(config);
